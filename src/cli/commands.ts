@@ -1,6 +1,11 @@
 import type { Command } from "commander";
+import { registerDump } from "./dump.js";
+import { registerRestore } from "./restore.js";
+import { registerShow } from "./show.js";
 
 /** Each command lives in its own file and registers itself here. */
 export function registerCommands(program: Command): void {
-  void program;
+  registerDump(program);
+  registerRestore(program);
+  registerShow(program);
 }

@@ -127,8 +127,8 @@ export function getRseqConfig(pid: number): RseqConfig {
   return {
     address: b.readBigUInt64LE(0),
     length: b.readUInt32LE(8),
-    flags: b.readUInt32LE(12),
-    signature: b.readUInt32LE(16),
+    signature: b.readUInt32LE(12),
+    flags: b.readUInt32LE(16),
   };
 }
 

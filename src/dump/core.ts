@@ -1,0 +1,168 @@
+import fs from "node:fs";
+import { NR, NSIG, SIG, sys, rawSyscall } from "../kernel/sys.js";
+import { getRegs, getRegset, getSigmask, getRseqConfig, peekSiginfo, NT_X86_XSTATE, type Regs } from "../kernel/ptrace.js";
+import { applySyscallRestart } from "../kernel/restart.js";
+import { readStat, readStatus, statField } from "../kernel/procfs.js";
+import type { Injector } from "../kernel/inject.js";
+import { u64le, type CoreImage, type ItimerImage, type PosixTimerImage, type RlimitImage, type SigActionImage, type ThreadImage } from "../images/types.js";
+
+export const RLIMIT_COUNT = 16;
+const PR_GET_PDEATHSIG = 2;
+const PR_GET_DUMPABLE = 3;
+const PR_GET_TIMERSLACK = 30;
+const PR_GET_CHILD_SUBREAPER = 37;
+const PR_GET_NO_NEW_PRIVS = 39;
+const PR_GET_TID_ADDRESS = 40;
+
+/** Registers as the task will need them to carry on: syscall restart already applied. */
+export function threadRegs(tid: number): { regs: Regs; restarted: boolean } {
+  const regs = getRegs(tid);
+  const restarted = applySyscallRestart(regs);
+  return { regs, restarted };
+}
+
+/** State of one thread that ptrace reads from outside, plus what only the thread can tell. */
+export function dumpThread(tid: number, inj: Injector, regs: Regs, restarted: boolean): ThreadImage {
+  const rseq = getRseqConfig(tid);
+  const robust = Buffer.alloc(16);
+  sys("get_robust_list", NR.get_robust_list, tid, robust, Buffer.from(robust.buffer, robust.byteOffset + 8, 8));
+  // Out-parameters of injected calls land in the task's scratch page.
+  inj.ok("prctl(PR_GET_TID_ADDRESS)", NR.prctl, PR_GET_TID_ADDRESS, inj.scratch);
+  const tidAddress = inj.get(0, 8).readBigUInt64LE(0);
+  inj.ok("sigaltstack", NR.sigaltstack, 0, inj.scratch);
+  const ss = inj.get(0, 24);
+  return {
+    tid,
+    regs: regs.raw,
+    xstate: getRegset(tid, NT_X86_XSTATE, 16384),
+    sigmask: u64le(getSigmask(tid)),
+    pending: peekSiginfo(tid, false),
+    rseqAddress: Number(rseq.address),
+    rseqLength: rseq.length,
+    rseqSignature: rseq.signature,
+    robustList: Number(robust.readBigUInt64LE(0)),
+    robustListLen: Number(robust.readBigUInt64LE(8)),
+    clearTidAddress: Number(tidAddress),
+    altstackSp: Number(ss.readBigUInt64LE(0)),
+    altstackFlags: ss.readInt32LE(8),
+    altstackSize: Number(ss.readBigUInt64LE(16)),
+    comm: fs.readFileSync(`/proc/${inj.pid}/task/${tid}/comm`, "utf8").trim(),
+    restartedSyscall: restarted,
+  };
+}
+
+function sigactions(inj: Injector): SigActionImage[] {
+  const out: SigActionImage[] = [];
+  for (let sig = 1; sig <= NSIG; sig++) {
+    if (sig === SIG.KILL || sig === SIG.STOP) continue;
+    inj.ok(`rt_sigaction(${sig})`, NR.rt_sigaction, sig, 0, inj.scratch, 8);
+    const k = inj.get(0, 32); // struct kernel_sigaction: handler, flags, restorer, mask
+    out.push({
+      signo: sig,
+      handler: Number(k.readBigUInt64LE(0)),
+      flags: Number(k.readBigUInt64LE(8)),
+      restorer: Number(k.readBigUInt64LE(16)),
+      mask: Buffer.from(k.subarray(24, 32)),
+    });
+  }
+  return out;
+}
+
+function itimers(inj: Injector): ItimerImage[] {
+  const out: ItimerImage[] = [];
+  for (const which of [0, 1, 2]) {
+    inj.ok(`getitimer(${which})`, NR.getitimer, which, inj.scratch);
+    const t = inj.get(0, 32);
+    const us = (o: number) => Number(t.readBigInt64LE(o)) * 1e6 + Number(t.readBigInt64LE(o + 8));
+    out.push({ which, intervalUs: us(0), valueUs: us(16) });
+  }
+  return out;
+}
+
+/** /proc/PID/timers lists each POSIX timer; its time left is asked inside the task. */
+function posixTimers(inj: Injector): PosixTimerImage[] {
+  let text = "";
+  try {
+    text = fs.readFileSync(`/proc/${inj.pid}/timers`, "utf8");
+  } catch {
+    return [];
+  }
+  const out: PosixTimerImage[] = [];
+  for (const block of text.split(/(?=^ID:)/m)) {
+    const id = /^ID:\s*(\d+)/m.exec(block);
+    if (!id) continue;
+    const sig = /^signal:\s*(\d+)\/([0-9a-f]+)/m.exec(block);
+    const notify = /^notify:\s*(\w+)\/(\w+)\.(\d+)/m.exec(block);
+    const clock = /^ClockID:\s*(\d+)/m.exec(block);
+    const kinds: Record<string, number> = { signal: 0, none: 1, thread: 2 };
+    const tid = notify && notify[2] === "tid" ? Number(notify[3]) : 0;
+    const timerId = Number(id[1]);
+    inj.ok(`timer_gettime(${timerId})`, NR.timer_gettime, timerId, inj.scratch);
+    const t = inj.get(0, 32);
+    const ns = (o: number) => Number(t.readBigInt64LE(o)) * 1e9 + Number(t.readBigInt64LE(o + 8));
+    const overrun = Number(inj.call(NR.timer_getoverrun, timerId));
+    out.push({
+      id: timerId,
+      clockId: clock ? Number(clock[1]) : 0,
+      notify: (notify ? kinds[notify[1]] ?? 0 : 0) | (tid ? 4 : 0),
+      signo: sig ? Number(sig[1]) : 0,
+      sigevValue: sig ? parseInt(sig[2], 16) : 0,
+      notifyTid: tid,
+      intervalNs: ns(0),
+      valueNs: ns(16),
+      overrun: overrun > 0 ? overrun : 0,
+    });
+  }
+  return out;
+}
+
+function rlimits(inj: Injector): RlimitImage[] {
+  const out: RlimitImage[] = [];
+  for (let r = 0; r < RLIMIT_COUNT; r++) {
+    inj.ok(`prlimit64(${r})`, NR.prlimit64, 0, r, 0, inj.scratch);
+    const b = inj.get(0, 16);
+    out.push({ resource: r, cur: Buffer.from(b.subarray(0, 8)), max: Buffer.from(b.subarray(8, 16)) });
+  }
+  return out;
+}
+
+function ids(line: string | undefined): number[] {
+  return (line ?? "").split(/\s+/).filter(Boolean).map(Number);
+}
+
+export function dumpCore(pid: number, inj: Injector, thread: ThreadImage): CoreImage {
+  const status = readStatus(pid);
+  const stat = readStat(pid);
+  const prctl = (what: string, opt: number) => {
+    const r = inj.call(NR.prctl, opt, inj.scratch, 0, 0, 0);
+    if (r < 0n) return 0;
+    return opt === PR_GET_PDEATHSIG || opt === PR_GET_CHILD_SUBREAPER ? inj.get(0, 4).readInt32LE(0) : Number(r);
+  };
+  const sid = Number(statField(stat, 6));
+  return {
+    pid,
+    ppid: Number(statField(stat, 4)),
+    pgid: Number(statField(stat, 5)),
+    sid,
+    comm: stat.comm,
+    threads: [thread],
+    sigactions: sigactions(inj),
+    pendingShared: peekSiginfo(pid, true),
+    itimers: itimers(inj),
+    posixTimers: posixTimers(inj),
+    rlimits: rlimits(inj),
+    creds: { uid: ids(status.Uid), gid: ids(status.Gid), groups: ids(status.Groups) },
+    cwd: fs.readlinkSync(`/proc/${pid}/cwd`),
+    root: fs.readlinkSync(`/proc/${pid}/root`),
+    umask: parseInt(status.Umask ?? "22", 8),
+    personality: parseInt(fs.readFileSync(`/proc/${pid}/personality`, "utf8").trim(), 16),
+    sessionLeader: sid === pid,
+    timerSlackNs: prctl("timerslack", PR_GET_TIMERSLACK),
+    pdeathSignal: prctl("pdeathsig", PR_GET_PDEATHSIG),
+    noNewPrivs: prctl("nnp", PR_GET_NO_NEW_PRIVS) === 1,
+    dumpable: prctl("dumpable", PR_GET_DUMPABLE),
+    childSubreaper: prctl("subreaper", PR_GET_CHILD_SUBREAPER) === 1,
+  };
+}
+
+export { rawSyscall };

@@ -1,0 +1,42 @@
+import type fs from "node:fs";
+import type { FileObjectImage } from "../images/types.js";
+import type { ImageDir } from "../images/store.js";
+import type { Injector } from "../kernel/inject.js";
+
+/** What a kind gets to look at when it dumps one open file description of the target. */
+export interface DumpFdContext {
+  pid: number;
+  fd: number;
+  /** readlink of /proc/PID/fd/N */
+  link: string;
+  /** parsed /proc/PID/fdinfo/N (`__raw` holds the whole text) */
+  fdinfo: Record<string, string>;
+  /** stat of the file itself (through /proc/PID/fd/N) */
+  stat: fs.Stats;
+  /** ferry's own copy of the fd (pidfd_getfd); the engine closes it */
+  localFd: number;
+  images: ImageDir;
+  /** per-dump state shared by objects of one kind (a pipe's data is dumped once for both ends) */
+  shared: Map<string, unknown>;
+}
+
+/** What a kind gets when it rebuilds an object on restore. */
+export interface RestoreFileContext {
+  images: ImageDir;
+  /** objects of the same kind may share state (the two ends of one pipe) */
+  shared: Map<string, unknown>;
+  /** run when the restore is over, whatever its outcome */
+  cleanup: (() => void)[];
+}
+
+/** One kind of kernel object behind an fd: matched, dumped and reopened by its own module. */
+export interface FileKind {
+  kind: string;
+  matches(ctx: DumpFdContext): boolean;
+  /** kind-specific fields of the image (id, kind, flags and pos are filled by the engine) */
+  dump(ctx: DumpFdContext): Partial<FileObjectImage>;
+  /** open the object inside ferry; the fd returned is passed into the target, then closed */
+  open(obj: FileObjectImage, ctx: RestoreFileContext): number;
+  /** after every fd is in place in the target (epoll registrations use target fd numbers) */
+  finish?(obj: FileObjectImage, inj: Injector, targetFds: number[]): void;
+}

@@ -1,0 +1,105 @@
+import fs from "node:fs";
+import path from "node:path";
+import zlib from "node:zlib";
+import { fileURLToPath } from "node:url";
+import protobuf from "protobufjs";
+import { FerryError } from "../errors.js";
+
+/** The on-disk format version; readers refuse others with a clear message. */
+export const FORMAT_VERSION = 1;
+const MAGIC = Buffer.from("FERRYIMG");
+const HEADER = 20;
+
+const schemaDir = path.join(path.dirname(fileURLToPath(import.meta.url)), "schema");
+const root = protobuf.loadSync(path.join(schemaDir, "ferry.proto"));
+
+export type MessageName =
+  | "Inventory" | "Core" | "Mm" | "PageMap" | "FdTable" | "Files";
+
+function type(name: MessageName): protobuf.Type {
+  return root.lookupType(`ferry.${name}`);
+}
+
+export function crc32(data: Buffer | Uint8Array, seed = 0): number {
+  return zlib.crc32(data, seed) >>> 0;
+}
+
+/** Image files hold memory: only their owner may read them. */
+export const IMAGE_MODE = 0o600;
+
+/**
+ * A directory of images. Metadata files are framed protobuf messages (magic, version,
+ * checksum); page data and large blobs are raw files indexed from the metadata.
+ */
+export class ImageDir {
+  constructor(readonly dir: string) {}
+
+  static create(dir: string): ImageDir {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return new ImageDir(dir);
+  }
+
+  path(name: string): string {
+    return path.join(this.dir, name);
+  }
+
+  write(name: string, msgName: MessageName, obj: object): void {
+    const t = type(msgName);
+    const err = t.verify(obj);
+    if (err) throw new FerryError("FERRY_IMAGE_SCHEMA", `internal: ${name}: ${err}`);
+    const payload = Buffer.from(t.encode(t.fromObject(obj)).finish());
+    const header = Buffer.alloc(HEADER);
+    MAGIC.copy(header, 0);
+    header.writeUInt32LE(FORMAT_VERSION, 8);
+    header.writeUInt32LE(crc32(payload), 12);
+    header.writeUInt32LE(payload.length, 16);
+    const file = this.path(name);
+    fs.writeFileSync(file, Buffer.concat([header, payload]), { mode: IMAGE_MODE });
+  }
+
+  exists(name: string): boolean {
+    return fs.existsSync(this.path(name));
+  }
+
+  read<T>(name: string, msgName: MessageName): T {
+    const file = this.path(name);
+    let buf: Buffer;
+    try {
+      buf = fs.readFileSync(file);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new FerryError("FERRY_IMAGE_MISSING", `${file}: ${code === "ENOENT" ? "missing" : code}: is ${this.dir} a ferry image directory?`);
+    }
+    return decodeFramed<T>(buf, file, msgName);
+  }
+}
+
+/** Parse one framed message; every malformed input gives a FerryError naming the file. */
+export function decodeFramed<T>(buf: Buffer, file: string, msgName: MessageName): T {
+  if (buf.length < HEADER || !buf.subarray(0, 8).equals(MAGIC)) {
+    throw new FerryError("FERRY_IMAGE_FOREIGN", `${file}: not a ferry image (bad magic)`);
+  }
+  const version = buf.readUInt32LE(8);
+  if (version !== FORMAT_VERSION) {
+    throw new FerryError("FERRY_IMAGE_VERSION", `${file}: image format version ${version}, this ferry reads version ${FORMAT_VERSION}`);
+  }
+  const len = buf.readUInt32LE(16);
+  if (len !== buf.length - HEADER) {
+    throw new FerryError("FERRY_IMAGE_CORRUPT", `${file}: truncated or padded (payload ${buf.length - HEADER} bytes, header says ${len})`);
+  }
+  const payload = buf.subarray(HEADER);
+  if (crc32(payload) !== buf.readUInt32LE(12)) {
+    throw new FerryError("FERRY_IMAGE_CORRUPT", `${file}: checksum mismatch in metadata at offset ${HEADER}`);
+  }
+  try {
+    const t = type(msgName);
+    return t.toObject(t.decode(payload), { longs: Number, defaults: true, arrays: true }) as T;
+  } catch (e) {
+    throw new FerryError("FERRY_IMAGE_CORRUPT", `${file}: cannot decode ${msgName}: ${(e as Error).message}`);
+  }
+}
+
+export function toJSONValue(msgName: MessageName, obj: object): unknown {
+  const t = type(msgName);
+  return t.toObject(t.fromObject(obj), { longs: String, bytes: String, defaults: false, arrays: true });
+}

@@ -1,0 +1,190 @@
+/** TypeScript views of the messages in schema/ferry.proto (protobufjs camelCases field names). */
+export interface Inventory {
+  formatVersion: number;
+  ferryVersion: string;
+  arch: string;
+  kernel: string;
+  vdsoSha256: Buffer;
+  vdsoSize: number;
+  rootPid: number;
+  pids: number[];
+  createdMs: number;
+  lazy: boolean;
+  shellJob: boolean;
+}
+
+export interface ThreadImage {
+  tid: number;
+  regs: Buffer;
+  xstate: Buffer;
+  sigmask: Buffer;
+  pending: Buffer[];
+  rseqAddress: number;
+  rseqLength: number;
+  rseqSignature: number;
+  robustList: number;
+  robustListLen: number;
+  clearTidAddress: number;
+  altstackSp: number;
+  altstackFlags: number;
+  altstackSize: number;
+  comm: string;
+  restartedSyscall: boolean;
+}
+
+export interface SigActionImage {
+  signo: number;
+  handler: number;
+  flags: number;
+  restorer: number;
+  mask: Buffer;
+}
+export interface ItimerImage {
+  which: number;
+  intervalUs: number;
+  valueUs: number;
+}
+export interface PosixTimerImage {
+  id: number;
+  clockId: number;
+  notify: number;
+  signo: number;
+  sigevValue: number;
+  notifyTid: number;
+  intervalNs: number;
+  valueNs: number;
+  overrun: number;
+}
+export interface RlimitImage {
+  resource: number;
+  cur: Buffer;
+  max: Buffer;
+}
+export interface CredsImage {
+  uid: number[];
+  gid: number[];
+  groups: number[];
+}
+
+export interface CoreImage {
+  pid: number;
+  ppid: number;
+  pgid: number;
+  sid: number;
+  comm: string;
+  threads: ThreadImage[];
+  sigactions: SigActionImage[];
+  pendingShared: Buffer[];
+  itimers: ItimerImage[];
+  posixTimers: PosixTimerImage[];
+  rlimits: RlimitImage[];
+  creds: CredsImage;
+  cwd: string;
+  root: string;
+  umask: number;
+  personality: number;
+  sessionLeader: boolean;
+  timerSlackNs: number;
+  pdeathSignal: number;
+  noNewPrivs: boolean;
+  dumpable: number;
+  childSubreaper: boolean;
+}
+
+export type VmaKind = "anon" | "file" | "shmem" | "memfd" | "vdso" | "vvar" | "sysv";
+export interface VmaImage {
+  start: number;
+  end: number;
+  prot: number;
+  shared: boolean;
+  kind: VmaKind;
+  path: string;
+  pgoff: number;
+  fileId: number;
+  vmflags: string[];
+  hasPages: boolean;
+}
+
+export interface MmImage {
+  startCode: number;
+  endCode: number;
+  startData: number;
+  endData: number;
+  startBrk: number;
+  brk: number;
+  startStack: number;
+  argStart: number;
+  argEnd: number;
+  envStart: number;
+  envEnd: number;
+  auxv: Buffer;
+  exePath: string;
+  vmas: VmaImage[];
+}
+
+export interface PageRunImage {
+  vaddr: number;
+  nrPages: number;
+  offset: number;
+  crc32: number;
+}
+export interface PageMapImage {
+  runs: PageRunImage[];
+  totalPages: number;
+  zeroPagesSkipped: number;
+}
+
+export interface FdImage {
+  fd: number;
+  fileId: number;
+  cloexec: boolean;
+}
+export interface FdTableImage {
+  fds: FdImage[];
+}
+
+export interface EpollTargetImage {
+  fd: number;
+  events: number;
+  data: number;
+}
+export interface FileObjectImage {
+  id: number;
+  kind: string;
+  path: string;
+  flags: number;
+  pos: number;
+  mode: number;
+  inode: number;
+  size: number;
+  deleted: boolean;
+  data: Buffer;
+  blob: string;
+  blobCrc32: number;
+  seals: number;
+  pipeSize: number;
+  pipeWriteEnd: boolean;
+  counter: number;
+  semaphore: boolean;
+  sigmask: Buffer;
+  clockId: number;
+  intervalNs: number;
+  valueNs: number;
+  ticks: number;
+  settimeFlags: number;
+  targets: EpollTargetImage[];
+  name: string;
+  rdev: number;
+}
+export interface FilesImage {
+  files: FileObjectImage[];
+}
+
+export function u64le(v: bigint): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(BigInt.asUintN(64, v));
+  return b;
+}
+export function readU64le(b: Buffer | undefined): bigint {
+  return b && b.length >= 8 ? b.readBigUInt64LE(0) : 0n;
+}

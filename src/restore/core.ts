@@ -1,0 +1,124 @@
+import { FerryError } from "../errors.js";
+import { NR, SIG, cstring } from "../kernel/sys.js";
+import type { Injector } from "../kernel/inject.js";
+import { readU64le, type CoreImage, type ThreadImage } from "../images/types.js";
+
+const PR_SET_PDEATHSIG = 1, PR_SET_DUMPABLE = 4, PR_SET_NAME = 15, PR_SET_TIMERSLACK = 29;
+const PR_SET_CHILD_SUBREAPER = 36, PR_SET_NO_NEW_PRIVS = 38, PR_TIMER_CREATE_RESTORE_IDS = 77;
+
+export function restoreSigactions(inj: Injector, core: CoreImage): void {
+  const k = Buffer.alloc(32);
+  for (const a of core.sigactions) {
+    if (a.signo === SIG.KILL || a.signo === SIG.STOP) continue;
+    k.writeBigUInt64LE(BigInt(a.handler), 0);
+    k.writeBigUInt64LE(BigInt(a.flags), 8);
+    k.writeBigUInt64LE(BigInt(a.restorer), 16);
+    k.writeBigUInt64LE(readU64le(a.mask), 24);
+    inj.ok(`rt_sigaction(${a.signo})`, NR.rt_sigaction, a.signo, inj.put(0, k), 0, 8);
+  }
+}
+
+function timeval(us: number, b: Buffer, off: number) {
+  b.writeBigInt64LE(BigInt(Math.floor(us / 1e6)), off);
+  b.writeBigInt64LE(BigInt(us % 1e6), off + 8);
+}
+function timespec(ns: number, b: Buffer, off: number) {
+  b.writeBigInt64LE(BigInt(Math.floor(ns / 1e9)), off);
+  b.writeBigInt64LE(BigInt(ns % 1e9), off + 8);
+}
+
+export function restoreTimers(inj: Injector, core: CoreImage): void {
+  for (const t of core.itimers) {
+    if (!t.intervalUs && !t.valueUs) continue;
+    const b = Buffer.alloc(32);
+    timeval(t.intervalUs, b, 0);
+    timeval(t.valueUs, b, 16);
+    inj.ok(`setitimer(${t.which})`, NR.setitimer, t.which, inj.put(0, b), 0);
+  }
+  if (!core.posixTimers.length) return;
+  // Timer IDs are part of the program's state: ask the kernel to hand out the dumped ones.
+  inj.ok("prctl(PR_TIMER_CREATE_RESTORE_IDS)", NR.prctl, PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0);
+  for (const t of [...core.posixTimers].sort((a, b) => a.id - b.id)) {
+    const sev = Buffer.alloc(64);
+    sev.writeBigUInt64LE(BigInt(t.sigevValue), 0);
+    sev.writeInt32LE(t.signo, 8);
+    sev.writeInt32LE(t.notify, 12);
+    sev.writeInt32LE(t.notifyTid, 16);
+    const idBuf = Buffer.alloc(4);
+    idBuf.writeInt32LE(t.id);
+    const sevAddr = inj.put(0, sev);
+    const idAddr = inj.put(64, idBuf);
+    inj.ok(`timer_create(${t.id})`, NR.timer_create, t.clockId, sevAddr, idAddr);
+    const got = inj.get(64, 4).readInt32LE(0);
+    if (got !== t.id) throw new FerryError("FERRY_RESTORE", `POSIX timer ${t.id} came back as ${got}`);
+    if (t.valueNs || t.intervalNs) {
+      const its = Buffer.alloc(32);
+      timespec(t.intervalNs, its, 0);
+      timespec(t.valueNs, its, 16);
+      inj.ok(`timer_settime(${t.id})`, NR.timer_settime, t.id, 0, inj.put(128, its), 0);
+    }
+  }
+  inj.ok("prctl(PR_TIMER_CREATE_RESTORE_IDS)", NR.prctl, PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0);
+}
+
+export function restoreRlimits(inj: Injector, core: CoreImage): void {
+  for (const r of core.rlimits) {
+    const b = Buffer.concat([r.cur, r.max]);
+    const res = inj.call(NR.prlimit64, 0, r.resource, inj.put(0, b), 0);
+    if (res < 0n) {
+      throw new FerryError("FERRY_RLIMIT", `cannot set resource limit ${r.resource} to ${readU64le(r.cur)}/${readU64le(r.max)} (errno ${-res}): raising a hard limit needs CAP_SYS_RESOURCE`);
+    }
+  }
+}
+
+/** Process-wide attributes: name, umask, personality, cwd and root, session, prctl flags. */
+export function restoreProcessAttrs(inj: Injector, core: CoreImage, shellJob: boolean): void {
+  inj.ok("prctl(PR_SET_NAME)", NR.prctl, PR_SET_NAME, inj.put(0, cstring(core.comm.slice(0, 15))), 0, 0, 0);
+  inj.ok("umask", NR.umask, core.umask);
+  inj.ok("personality", NR.personality, core.personality);
+  if (core.timerSlackNs) inj.call(NR.prctl, PR_SET_TIMERSLACK, core.timerSlackNs, 0, 0, 0);
+  inj.ok("prctl(PR_SET_PDEATHSIG)", NR.prctl, PR_SET_PDEATHSIG, core.pdeathSignal, 0, 0, 0);
+  if (core.childSubreaper) inj.ok("prctl(PR_SET_CHILD_SUBREAPER)", NR.prctl, PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+  if (!shellJob) {
+    if (core.sessionLeader) inj.ok("setsid", NR.setsid);
+    else if (core.pgid === core.pid) inj.ok("setpgid", NR.setpgid, 0, 0);
+  }
+  inj.ok(`chdir(${core.cwd})`, NR.chdir, inj.put(0, cstring(core.cwd)));
+  if (core.root !== "/") inj.ok(`chroot(${core.root})`, NR.chroot, inj.put(0, cstring(core.root)));
+}
+
+/** Per-thread kernel state that lives outside the registers. */
+export function restoreThreadState(inj: Injector, t: ThreadImage): void {
+  if (t.robustList) inj.ok("set_robust_list", NR.set_robust_list, t.robustList, t.robustListLen);
+  inj.ok("set_tid_address", NR.set_tid_address, t.clearTidAddress);
+  const ss = Buffer.alloc(24);
+  ss.writeBigUInt64LE(BigInt(t.altstackSp), 0);
+  ss.writeInt32LE(t.altstackFlags & ~1 /* SS_ONSTACK is not settable */, 8);
+  ss.writeBigUInt64LE(BigInt(t.altstackSize), 16);
+  inj.ok("sigaltstack", NR.sigaltstack, inj.put(0, ss), 0);
+  if (t.rseqAddress) inj.ok("rseq", NR.rseq, t.rseqAddress, t.rseqLength, 0, t.rseqSignature);
+}
+
+/** Queue the signals that were pending at dump time (all signals are blocked meanwhile). */
+export function restorePending(inj: Injector, core: CoreImage): void {
+  for (const info of core.pendingShared) {
+    inj.ok("rt_sigqueueinfo", NR.rt_sigqueueinfo, core.pid, info.readInt32LE(0), inj.put(0, info));
+  }
+  for (const t of core.threads) {
+    for (const info of t.pending) {
+      inj.ok("rt_tgsigqueueinfo", NR.rt_tgsigqueueinfo, core.pid, t.tid, info.readInt32LE(0), inj.put(0, info));
+    }
+  }
+}
+
+/** Credentials go last: once the task is no longer root, little else could be set. */
+export function restoreCreds(inj: Injector, core: CoreImage): void {
+  const { uid, gid, groups } = core.creds;
+  if (core.noNewPrivs) inj.ok("prctl(PR_SET_NO_NEW_PRIVS)", NR.prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  const g = Buffer.alloc(4 * Math.max(1, groups.length));
+  groups.forEach((x, i) => g.writeUInt32LE(x, i * 4));
+  inj.ok("setgroups", NR.setgroups, groups.length, inj.put(0, g));
+  if (gid.length >= 3) inj.ok("setresgid", NR.setresgid, gid[0], gid[1], gid[2]);
+  if (uid.length >= 3) inj.ok("setresuid", NR.setresuid, uid[0], uid[1], uid[2]);
+  inj.call(NR.prctl, PR_SET_DUMPABLE, core.dumpable, 0, 0, 0); // changing ids reset it
+}

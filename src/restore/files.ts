@@ -1,0 +1,67 @@
+import fs from "node:fs";
+import { NR, O, sys, rawSyscall } from "../kernel/sys.js";
+import type { Injector } from "../kernel/inject.js";
+import type { ImageDir } from "../images/store.js";
+import type { FdTableImage, FilesImage, FileObjectImage } from "../images/types.js";
+import { kindByName } from "../files/registry.js";
+import type { RestoreFileContext } from "../files/kind.js";
+
+const F_DUPFD_CLOEXEC = 1030, F_SETFD = 2, SEEK_SET = 0;
+
+/** File objects opened inside ferry, before the task exists; closed by close(). */
+export class OpenedFiles {
+  readonly byId = new Map<number, number>();
+  readonly ctx: RestoreFileContext;
+  constructor(images: ImageDir, readonly files: FilesImage) {
+    this.ctx = { images, shared: new Map(), cleanup: [] };
+  }
+
+  openAll(): void {
+    for (const obj of this.files.files) {
+      const fd = kindByName(obj.kind).open(obj, this.ctx);
+      this.byId.set(obj.id, fd);
+      if (obj.pos > 0) {
+        const r = rawSyscall(NR.lseek, fd, obj.pos, SEEK_SET);
+        if (r < 0n && r !== -29n /* ESPIPE */) sys(`lseek ${obj.path}`, NR.lseek, fd, obj.pos, SEEK_SET);
+      }
+    }
+  }
+
+  close(): void {
+    for (const fd of this.byId.values()) fs.closeSync(fd);
+    this.byId.clear();
+    for (const c of this.ctx.cleanup.splice(0)) c();
+  }
+}
+
+/**
+ * Put every fd in place inside the task: it takes ferry's copy itself with pidfd_getfd (through a
+ * pidfd of ferry it opens), then dup3s it to its number.
+ */
+export function installFds(inj: Injector, table: FdTableImage, opened: OpenedFiles): void {
+  if (!table.fds.length) return;
+  const maxFd = Math.max(...table.fds.map((f) => f.fd));
+  const first = inj.ok("pidfd_open(ferry)", NR.pidfd_open, process.pid, 0);
+  const pidfd = inj.ok("fcntl(F_DUPFD_CLOEXEC)", NR.fcntl, first, F_DUPFD_CLOEXEC, maxFd + 1);
+  inj.ok("close", NR.close, first);
+  for (const f of [...table.fds].sort((a, b) => a.fd - b.fd)) {
+    const local = opened.byId.get(f.fileId);
+    if (local === undefined) throw new Error(`fd ${f.fd}: file ${f.fileId} missing from files.img`);
+    const n = inj.ok(`pidfd_getfd(fd ${f.fd})`, NR.pidfd_getfd, pidfd, local, 0);
+    if (n !== f.fd) {
+      inj.ok(`dup3(${n}, ${f.fd})`, NR.dup3, n, f.fd, f.cloexec ? O.CLOEXEC : 0);
+      inj.ok("close", NR.close, n);
+    } else {
+      inj.ok("fcntl(F_SETFD)", NR.fcntl, n, F_SETFD, f.cloexec ? 1 : 0);
+    }
+  }
+  inj.ok("close", NR.close, pidfd);
+  for (const obj of opened.files.files) {
+    const kind = kindByName(obj.kind);
+    if (kind.finish) kind.finish(obj, inj, fdsOf(table, obj));
+  }
+}
+
+function fdsOf(table: FdTableImage, obj: FileObjectImage): number[] {
+  return table.fds.filter((f) => f.fileId === obj.id).map((f) => f.fd);
+}

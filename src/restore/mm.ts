@@ -1,0 +1,174 @@
+import { FerryError } from "../errors.js";
+import { NR, MAP, PROT, O, PAGE_SIZE, cstring } from "../kernel/sys.js";
+import { vmWrite } from "../kernel/mem.js";
+import { readVmas, type Vma } from "../kernel/procfs.js";
+import { vdsoBlock, SCRATCH_SIZE, type Injector } from "../kernel/inject.js";
+import type { MmImage, PageMapImage, VmaImage } from "../images/types.js";
+import { PagesReader } from "../images/pages.js";
+
+const TASK_END = 0x7ffffffff000;
+const MADVISE: Record<string, number> = { dc: 10, dd: 16, hg: 14, nh: 15, mg: 12, wf: 18 };
+
+/** Pick a scratch address that is free both in the image's layout and in the stub's. */
+export function placeScratch(inj: Injector, image: VmaImage[]): number {
+  const taken = [...image].sort((a, b) => a.start - b.start);
+  let prevEnd = 0x100000;
+  const gaps: [number, number][] = [];
+  for (const v of taken) {
+    if (v.start - prevEnd >= SCRATCH_SIZE + 2 * PAGE_SIZE) gaps.push([prevEnd, v.start]);
+    prevEnd = Math.max(prevEnd, v.end);
+  }
+  gaps.push([prevEnd, TASK_END]);
+  gaps.sort((a, b) => b[1] - b[0] - (a[1] - a[0])); // widest first
+  for (const [s, e] of gaps) {
+    for (const addr of [s + PAGE_SIZE, e - SCRATCH_SIZE - PAGE_SIZE, Math.floor((s + e) / 2 / PAGE_SIZE) * PAGE_SIZE]) {
+      if (addr < s || addr + SCRATCH_SIZE > e) continue;
+      const r = inj.call(NR.mmap, addr, SCRATCH_SIZE, PROT.READ | PROT.WRITE, MAP.PRIVATE | MAP.ANONYMOUS | MAP.FIXED_NOREPLACE, -1, 0);
+      if (r >= 0n) {
+        inj.scratch = Number(r);
+        inj.scratchSize = SCRATCH_SIZE;
+        return inj.scratch;
+      }
+    }
+  }
+  throw new FerryError("FERRY_RESTORE", "no room for ferry's scratch page in the restored address space");
+}
+
+/** Unmap everything the stub inherited from ferry's own process, but the scratch area and the vDSO. */
+export function clearAddressSpace(inj: Injector): void {
+  const keep = [[inj.scratch, inj.scratch + inj.scratchSize]];
+  const block = vdsoBlock(readVmas(inj.pid));
+  if (block.length) keep.push([block[0].start, block[block.length - 1].end]);
+  keep.sort((a, b) => a[0] - b[0]);
+  let from = 0;
+  for (const [s, e] of keep) {
+    if (s > from) inj.ok("munmap", NR.munmap, from, s - from);
+    from = e;
+  }
+  inj.ok("munmap", NR.munmap, from, TASK_END - from);
+}
+
+/**
+ * Move the stub's vDSO block (the same kernel's, checked by the caller) to where the image had it:
+ * the restored code keeps pointers into it.
+ */
+export function moveVdso(inj: Injector, image: VmaImage[]): void {
+  const want = image.filter((v) => v.kind === "vdso" || v.kind === "vvar").sort((a, b) => a.start - b.start);
+  const have = vdsoBlock(readVmas(inj.pid));
+  if (!want.length) return;
+  if (want.length !== have.length || want.some((w, i) => w.end - w.start !== have[i].end - have[i].start || w.path !== have[i].path)) {
+    throw new FerryError("FERRY_VDSO_MISMATCH", `the vDSO layout differs from the image's (${want.map((w) => w.path).join(" ")}): restore on the kernel that made the dump`);
+  }
+  if (want[0].start === have[0].start) return;
+  const vdsoOffset = inj.site - have.find((h) => h.path === "[vdso]")!.start;
+  const overlap = want[0].start < have[have.length - 1].end && have[0].start < want[want.length - 1].end;
+  let cur: Vma[] | { start: number; end: number; path: string }[] = have;
+  if (overlap) {
+    // Park the block somewhere free first, so no move overlaps itself.
+    const size = have[have.length - 1].end - have[0].start;
+    const tmp = inj.ok("mmap", NR.mmap, 0, size, PROT.NONE, MAP.PRIVATE | MAP.ANONYMOUS, -1, 0);
+    cur = moveBlock(inj, have, tmp, vdsoOffset);
+  }
+  moveBlock(inj, cur, want[0].start, vdsoOffset);
+}
+
+function moveBlock(inj: Injector, from: { start: number; end: number; path: string }[], to: number, vdsoOffset: number) {
+  const MREMAP_MAYMOVE = 1, MREMAP_FIXED = 2;
+  const base = from[0].start;
+  const moved = from.map((v) => {
+    const dst = to + (v.start - base);
+    const len = v.end - v.start;
+    inj.ok(`mremap ${v.path}`, NR.mremap, v.start, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+    if (v.path === "[vdso]") inj.site = dst + vdsoOffset;
+    return { start: dst, end: dst + len, path: v.path };
+  });
+  return moved;
+}
+
+/** Map every VMA of the image at its address, with write access where pages are still to come. */
+export function mapVmas(inj: Injector, mm: MmImage, fill: Set<VmaImage>): void {
+  for (const v of mm.vmas) {
+    if (v.kind === "vdso" || v.kind === "vvar") continue;
+    const len = v.end - v.start;
+    const prot = fill.has(v) ? v.prot | PROT.READ | PROT.WRITE : v.prot;
+    let flags = (v.shared ? MAP.SHARED : MAP.PRIVATE) | MAP.FIXED;
+    if (v.vmflags.includes("gd")) flags |= MAP.GROWSDOWN;
+    let fd = -1;
+    if (v.kind === "anon" || v.kind === "shmem") {
+      flags |= MAP.ANONYMOUS;
+    } else if (v.kind === "memfd") {
+      const name = v.path.replace(/^\/memfd:/, "").replace(/ \(deleted\)$/, "");
+      fd = inj.ok("memfd_create", NR.memfd_create, inj.put(0, cstring(name)), 1 /* MFD_CLOEXEC */);
+      inj.ok("ftruncate", NR.ftruncate, fd, v.pgoff + len);
+    } else if (v.kind === "file") {
+      if (v.path.endsWith(" (deleted)")) {
+        throw new FerryError("FERRY_UNSUPPORTED", `mapping of deleted file ${v.path} is not supported yet`);
+      }
+      const mode = v.shared && v.prot & PROT.WRITE ? O.RDWR : O.RDONLY;
+      const r = inj.call(NR.openat, -100, inj.put(0, cstring(v.path)), mode | O.CLOEXEC, 0);
+      if (r < 0n) throw new FerryError("FERRY_FILE", `cannot open ${v.path} to map it at 0x${v.start.toString(16)} (errno ${-r}): did it move since the dump?`);
+      fd = Number(r);
+    } else {
+      throw new FerryError("FERRY_UNSUPPORTED", `mapping kind ${v.kind} at 0x${v.start.toString(16)} cannot be restored`);
+    }
+    const at = inj.ok(`mmap 0x${v.start.toString(16)} ${v.path}`, NR.mmap, v.start, len, prot, flags, fd, v.pgoff);
+    if (fd >= 0) inj.ok("close", NR.close, fd);
+    if (at !== v.start) throw new FerryError("FERRY_RESTORE", `mapping landed at 0x${at.toString(16)} instead of 0x${v.start.toString(16)}`);
+    for (const f of v.vmflags) if (f in MADVISE) inj.call(NR.madvise, v.start, len, MADVISE[f]);
+  }
+}
+
+/** Copy the page data into the task (checksums checked first), then set the real protections. */
+export function fillPages(inj: Injector, mm: MmImage, pagemap: PageMapImage, pagesFile: string, fill: Set<VmaImage>): number {
+  const reader = new PagesReader(pagesFile);
+  let bytes = 0;
+  try {
+    reader.forEach(pagemap.runs, (pieces) => {
+      const len = pieces.reduce((s, p) => s + p.data.length, 0);
+      const first = pieces[0].data;
+      const local = Buffer.from(first.buffer, first.byteOffset, len);
+      const n = vmWrite(inj.pid, local, pieces.map((p) => ({ addr: p.vaddr, len: p.data.length })));
+      if (n !== len) throw new FerryError("FERRY_IMAGE_CORRUPT", `${pagesFile}: pages at 0x${pieces[0].vaddr.toString(16)} fall outside the image's mappings`);
+      bytes += len;
+    });
+  } finally {
+    reader.close();
+  }
+  for (const v of fill) if (v.prot !== (v.prot | PROT.READ | PROT.WRITE)) inj.ok("mprotect", NR.mprotect, v.start, v.end - v.start, v.prot);
+  return bytes;
+}
+
+/** prctl(PR_SET_MM, PR_SET_MM_MAP): code/data/brk/stack/args/env/auxv and the exe link at once. */
+export function setMmFields(inj: Injector, mm: MmImage): void {
+  const PR_SET_MM = 35, PR_SET_MM_MAP = 14;
+  const auxvAt = 1024;
+  const auxvAddr = inj.put(auxvAt, mm.auxv);
+  let exeFd = -1;
+  const r = inj.call(NR.openat, -100, inj.put(2048, cstring(mm.exePath)), O.RDONLY | O.CLOEXEC, 0);
+  if (r >= 0n) exeFd = Number(r);
+  const s = Buffer.alloc(104);
+  const fields = [mm.startCode, mm.endCode, mm.startData, mm.endData, mm.startBrk, mm.brk, mm.startStack, mm.argStart, mm.argEnd, mm.envStart, mm.envEnd];
+  fields.forEach((v, i) => s.writeBigUInt64LE(BigInt(v), i * 8));
+  s.writeBigUInt64LE(BigInt(auxvAddr), 88);
+  s.writeUInt32LE(mm.auxv.length, 96);
+  s.writeInt32LE(exeFd, 100);
+  inj.ok("prctl(PR_SET_MM_MAP)", NR.prctl, PR_SET_MM, PR_SET_MM_MAP, inj.put(0, s), s.length, 0);
+  if (exeFd >= 0) inj.ok("close", NR.close, exeFd);
+}
+
+export function vmasToFill(mm: MmImage, pagemap: PageMapImage): Set<VmaImage> {
+  const out = new Set<VmaImage>();
+  const sorted = [...mm.vmas].sort((a, b) => a.start - b.start);
+  for (const run of pagemap.runs) {
+    const end = run.vaddr + run.nrPages * PAGE_SIZE;
+    const hits = sorted.filter((v) => v.start < end && run.vaddr < v.end);
+    let covered = 0;
+    for (const v of hits) {
+      if (!v.hasPages) throw new FerryError("FERRY_IMAGE_CORRUPT", `pagemap: pages at 0x${run.vaddr.toString(16)} belong to no mapping that carries pages`);
+      covered += Math.min(end, v.end) - Math.max(run.vaddr, v.start);
+      out.add(v);
+    }
+    if (covered !== end - run.vaddr) throw new FerryError("FERRY_IMAGE_CORRUPT", `pagemap: pages at 0x${run.vaddr.toString(16)} fall outside the image's mappings`);
+  }
+  return out;
+}
