@@ -40,7 +40,7 @@ export function describeVma(v: Vma, fileId = 0): VmaImage {
   }
   return {
     start: v.start, end: v.end, prot: prot(v.perms), shared, kind, path: v.path,
-    pgoff: v.offset, fileId, vmflags: v.flags, hasPages: carriesPages(kind, shared),
+    pgoff: v.offset, fileId, vmflags: v.flags, hasPages: carriesPages(kind, shared), inode: v.inode,
   };
 }
 

@@ -103,6 +103,7 @@ export interface VmaImage {
   fileId: number;
   vmflags: string[];
   hasPages: boolean;
+  inode: number;
 }
 
 export interface MmImage {

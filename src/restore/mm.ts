@@ -87,6 +87,8 @@ function moveBlock(inj: Injector, from: { start: number; end: number; path: stri
 
 /** Map every VMA of the image at its address, with write access where pages are still to come. */
 export function mapVmas(inj: Injector, mm: MmImage, fill: Set<VmaImage>): void {
+  // Shared memory objects already mapped, by inode: a second mapping of one maps the same object.
+  const objects = new Map<number, VmaImage>();
   for (const v of mm.vmas) {
     if (v.kind === "vdso" || v.kind === "vvar") continue;
     const len = v.end - v.start;
@@ -94,7 +96,10 @@ export function mapVmas(inj: Injector, mm: MmImage, fill: Set<VmaImage>): void {
     let flags = (v.shared ? MAP.SHARED : MAP.PRIVATE) | MAP.FIXED;
     if (v.vmflags.includes("gd")) flags |= MAP.GROWSDOWN;
     let fd = -1;
-    if (v.kind === "anon" || v.kind === "shmem") {
+    const sameObject = (v.kind === "shmem" || v.kind === "memfd") && v.inode ? objects.get(v.inode) : undefined;
+    if (sameObject) {
+      fd = openMapFiles(inj, sameObject);
+    } else if (v.kind === "anon" || v.kind === "shmem") {
       flags |= MAP.ANONYMOUS;
     } else if (v.kind === "memfd") {
       const name = v.path.replace(/^\/memfd:/, "").replace(/ \(deleted\)$/, "");
@@ -113,9 +118,16 @@ export function mapVmas(inj: Injector, mm: MmImage, fill: Set<VmaImage>): void {
     }
     const at = inj.ok(`mmap 0x${v.start.toString(16)} ${v.path}`, NR.mmap, v.start, len, prot, flags, fd, v.pgoff);
     if (fd >= 0) inj.ok("close", NR.close, fd);
+    if ((v.kind === "shmem" || v.kind === "memfd") && v.inode && !sameObject) objects.set(v.inode, v);
     if (at !== v.start) throw new FerryError("FERRY_RESTORE", `mapping landed at 0x${at.toString(16)} instead of 0x${v.start.toString(16)}`);
     for (const f of v.vmflags) if (f in MADVISE) inj.call(NR.madvise, v.start, len, MADVISE[f]);
   }
+}
+
+/** An fd, inside the task, of the object an earlier mapping maps (through /proc/self/map_files). */
+function openMapFiles(inj: Injector, v: VmaImage): number {
+  const name = `/proc/self/map_files/${v.start.toString(16)}-${v.end.toString(16)}`;
+  return inj.ok(`open ${name}`, NR.openat, -100, inj.put(0, cstring(name)), O.RDWR | O.CLOEXEC, 0);
 }
 
 /** Copy the page data into the task (checksums checked first), then set the real protections. */

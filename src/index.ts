@@ -1,0 +1,5 @@
+/** ferry's API: the same engine as the CLI, without it. */
+export { dump, type DumpOptions, type DumpResult } from "./dump/index.js";
+export { restore, waitForExit, type RestoreOptions, type Restored } from "./restore/index.js";
+export { showImages } from "./images/show.js";
+export { FerryError } from "./errors.js";
