@@ -1,5 +1,6 @@
 import fs from "node:fs";
 import { InvalidArgumentError } from "commander";
+import { FerryError } from "../errors.js";
 
 export function parseIntArg(v: string): number {
   const n = Number(v);
@@ -11,4 +12,11 @@ export function parseIntArg(v: string): number {
 export function signalStatusFd(fd: number): void {
   fs.writeSync(fd, Buffer.from([0]));
   fs.closeSync(fd);
+}
+
+/** -D DIR, --images DIR or CRIU's --images-dir DIR. */
+export function imagesDir(o: { images?: string; imagesDir?: string }): string {
+  const dir = o.images ?? o.imagesDir;
+  if (!dir) throw new FerryError("FERRY_USAGE", "where are the images? give -D DIR");
+  return dir;
 }

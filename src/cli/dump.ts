@@ -1,7 +1,7 @@
 import { Command, Option } from "commander";
 import { dump } from "../dump/index.js";
 import { FerryError } from "../errors.js";
-import { signalStatusFd, parseIntArg } from "./common.js";
+import { signalStatusFd, parseIntArg, imagesDir } from "./common.js";
 
 export function registerDump(program: Command): void {
   program
@@ -9,8 +9,8 @@ export function registerDump(program: Command): void {
     .description("freeze a process and write its state to an image directory (kills it unless told otherwise)")
     .argument("[pid]", "process to dump")
     .option("-t, --tree <pid>", "process to dump (CRIU's spelling)")
-    .requiredOption("-D, --images <dir>", "image directory")
-    .addOption(new Option("--images-dir <dir>").hideHelp())
+    .option("-D, --images <dir>", "image directory")
+    .addOption(new Option("--images-dir <dir>", "image directory (CRIU's spelling)").hideHelp())
     .option("-R, --leave-running", "keep the process running after the dump")
     .option("-s, --leave-stopped", "leave the process stopped (SIGSTOP) after the dump")
     .option("-j, --shell-job", "the process is a job of a shell: keep its session and terminal")
@@ -19,7 +19,7 @@ export function registerDump(program: Command): void {
     .action((pidArg: string | undefined, o) => {
       const pid = Number(o.tree ?? pidArg);
       if (!pidArg && !o.tree) throw new FerryError("FERRY_USAGE", "which process? give a PID (ferry dump PID -D DIR)");
-      const r = dump({ pid, images: o.images, leaveRunning: o.leaveRunning, leaveStopped: o.leaveStopped, shellJob: o.shellJob });
+      const r = dump({ pid, images: imagesDir(o), leaveRunning: o.leaveRunning, leaveStopped: o.leaveStopped, shellJob: o.shellJob });
       if (o.statusFd !== undefined) signalStatusFd(o.statusFd);
       if (o.json) process.stdout.write(JSON.stringify(r) + "\n");
       else if (process.stderr.isTTY) {

@@ -1,21 +1,21 @@
 import fs from "node:fs";
 import { Command, Option } from "commander";
 import { restore, waitForExit } from "../restore/index.js";
-import { signalStatusFd, parseIntArg } from "./common.js";
+import { signalStatusFd, parseIntArg, imagesDir } from "./common.js";
 
 export function registerRestore(program: Command): void {
   program
     .command("restore")
     .description("bring a dumped process back, with its PID; waits for it to exit unless --detach")
-    .requiredOption("-D, --images <dir>", "image directory")
-    .addOption(new Option("--images-dir <dir>").hideHelp())
+    .option("-D, --images <dir>", "image directory")
+    .addOption(new Option("--images-dir <dir>", "image directory (CRIU's spelling)").hideHelp())
     .option("-d, --detach", "return once the process runs, instead of waiting for it")
     .option("--pidfile <file>", "write the restored PID to this file")
     .option("-j, --shell-job", "restore into this shell's session and terminal")
     .option("--status-fd <fd>", "write one byte to this fd when the process runs again", parseIntArg)
     .option("--json", "print a JSON summary")
     .action(async (o) => {
-      const r = restore({ images: o.images, shellJob: o.shellJob });
+      const r = restore({ images: imagesDir(o), shellJob: o.shellJob });
       if (o.pidfile) fs.writeFileSync(o.pidfile, `${r.pid}\n`);
       if (o.statusFd !== undefined) signalStatusFd(o.statusFd);
       if (o.json) process.stdout.write(JSON.stringify(r) + "\n");
