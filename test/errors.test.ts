@@ -1,0 +1,119 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { FERRY_CLI, ferry, tempDir, waitPidGone, type FerryRun } from "./harness/ferry.js";
+import { ImageDir } from "../src/images/store.js";
+import type { Inventory } from "../src/images/types.js";
+
+/** A plain single-threaded program to dump: coreutils sleep, with only /dev/null fds. */
+function startSleeper() {
+  const child = spawn("sleep", ["1000"], { detached: true, stdio: "ignore" });
+  const exited = new Promise<void>((r) => child.on("exit", () => r()));
+  return { pid: child.pid!, exited, kill: () => child.kill("SIGKILL") };
+}
+
+function oneLineError(run: FerryRun, pattern: RegExp): void {
+  assert.notEqual(run.code, 0, "ferry must fail");
+  const lines = run.stderr.trim().split("\n");
+  assert.equal(lines.length, 1, `one line expected, got:\n${run.stderr}`);
+  assert.match(lines[0], pattern);
+  assert.doesNotMatch(lines[0], /internal error|    at /);
+}
+
+/** Dump a sleeper into a fresh directory and wait until its PID is free again. */
+async function dumpedSleeper(): Promise<{ dir: string; pid: number }> {
+  const s = startSleeper();
+  const dir = path.join(tempDir(), "img");
+  const run = await ferry(["dump", String(s.pid), "-D", dir]);
+  assert.equal(run.code, 0, run.stderr);
+  await s.exited;
+  await waitPidGone(s.pid);
+  return { dir, pid: s.pid };
+}
+
+test("dump of a PID that does not exist", async () => {
+  oneLineError(await ferry(["dump", "4194000", "-D", tempDir()]), /no process with PID 4194000/);
+});
+
+test("dump of a kernel thread", async () => {
+  oneLineError(await ferry(["dump", "2", "-D", tempDir()]), /PID 2 \(kthreadd\) is a kernel thread/);
+});
+
+test("dump of ferry itself", async () => {
+  // exec keeps the shell's PID: $$ is ferry's own PID.
+  const dir = tempDir();
+  const run = await new Promise<FerryRun>((resolve) => {
+    const c = spawn("sh", ["-c", `exec "${process.execPath}" "${FERRY_CLI}" dump $$ -D ${dir}`], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "", stderr = "";
+    c.stdout.on("data", (d) => (stdout += d));
+    c.stderr.on("data", (d) => (stderr += d));
+    c.on("close", (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+  oneLineError(run, /is ferry itself/);
+});
+
+test("restore onto a PID that is taken names the PID and its owner, and changes nothing", async () => {
+  const s = startSleeper();
+  const dir = path.join(tempDir(), "img");
+  const dumped = await ferry(["dump", String(s.pid), "-D", dir, "--leave-running"]);
+  assert.equal(dumped.code, 0, dumped.stderr);
+  oneLineError(await ferry(["restore", "-D", dir]), new RegExp(`PID ${s.pid} is already taken by another process \\(sleep\\)`));
+  assert.equal(fs.readFileSync(`/proc/${s.pid}/comm`, "utf8").trim(), "sleep", "the original keeps running");
+  s.kill();
+  await s.exited;
+});
+
+test("a corrupt page chunk is found before the process runs, and nothing is left behind", async () => {
+  const { dir, pid } = await dumpedSleeper();
+  const pages = path.join(dir, `pages-${pid}.img`);
+  const fd = fs.openSync(pages, "r+");
+  const b = Buffer.alloc(1);
+  fs.readSync(fd, b, 0, 1, 4096 + 17);
+  b[0] ^= 0x40;
+  fs.writeSync(fd, b, 0, 1, 4096 + 17);
+  fs.closeSync(fd);
+  oneLineError(await ferry(["restore", "-D", dir]), new RegExp(`pages-${pid}\\.img: checksum mismatch at offset \\d+`));
+  assert.equal(fs.existsSync(`/proc/${pid}`), false, "no half-restored process");
+});
+
+test("an image of an unknown format version is refused", async () => {
+  const { dir, pid } = await dumpedSleeper();
+  const inv = path.join(dir, "inventory.img");
+  const buf = fs.readFileSync(inv);
+  buf.writeUInt32LE(99, 8);
+  fs.writeFileSync(inv, buf);
+  oneLineError(await ferry(["restore", "-D", dir]), /inventory\.img: image format version 99, this ferry reads version 1/);
+  assert.equal(fs.existsSync(`/proc/${pid}`), false);
+});
+
+test("an image made on a kernel with another vDSO is refused", async () => {
+  const { dir, pid } = await dumpedSleeper();
+  const images = new ImageDir(dir);
+  const inv = images.read<Inventory>("inventory.img", "Inventory");
+  inv.vdsoSha256 = Buffer.alloc(32, 0xab);
+  inv.kernel = "5.10.0-other";
+  images.write("inventory.img", "Inventory", inv);
+  oneLineError(await ferry(["restore", "-D", dir]), /another vDSO \(5\.10\.0-other/);
+  assert.equal(fs.existsSync(`/proc/${pid}`), false);
+});
+
+test("a foreign file in place of an image is refused", async () => {
+  const { dir, pid } = await dumpedSleeper();
+  fs.writeFileSync(path.join(dir, `core-${pid}.img`), "this is not an image at all");
+  oneLineError(await ferry(["restore", "-D", dir]), new RegExp(`core-${pid}\\.img: not a ferry image`));
+  fs.writeFileSync(path.join(dir, `mm-${pid}.img`), Buffer.alloc(0));
+  assert.equal(fs.existsSync(`/proc/${pid}`), false);
+});
+
+test("a directory without images is refused", async () => {
+  oneLineError(await ferry(["restore", "-D", tempDir()]), /inventory\.img: missing/);
+});
+
+test("image files are readable by their owner only", async () => {
+  const { dir } = await dumpedSleeper();
+  for (const f of fs.readdirSync(dir)) assert.equal(fs.statSync(path.join(dir, f)).mode & 0o777, 0o600, f);
+  assert.equal(fs.statSync(dir).mode & 0o777, 0o700);
+  void execFileSync;
+});
