@@ -1,10 +1,12 @@
 import type { Command } from "commander";
+import { registerCheck } from "./check.js";
 import { registerDump } from "./dump.js";
 import { registerRestore } from "./restore.js";
 import { registerShow } from "./show.js";
 
 /** Each command lives in its own file and registers itself here. */
 export function registerCommands(program: Command): void {
+  registerCheck(program);
   registerDump(program);
   registerRestore(program);
   registerShow(program);
