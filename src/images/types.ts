@@ -11,6 +11,8 @@ export interface Inventory {
   createdMs: number;
   lazy: boolean;
   shellJob: boolean;
+  /** lazy images: when the source was frozen (epoch µs) */
+  frozenAtUs?: number;
 }
 
 export interface ThreadImage {
@@ -104,6 +106,8 @@ export interface VmaImage {
   vmflags: string[];
   hasPages: boolean;
   inode: number;
+  /** lazy images: the content comes from the page server (but pages listed in the pagemap's runs) */
+  lazy?: boolean;
 }
 
 export interface MmImage {
@@ -129,10 +133,17 @@ export interface PageRunImage {
   offset: number;
   crc32: number;
 }
+export interface LazyRunImage {
+  vaddr: number;
+  nrPages: number;
+}
 export interface PageMapImage {
   runs: PageRunImage[];
   totalPages: number;
   zeroPagesSkipped: number;
+  /** lazy images: the pages the page server holds */
+  lazyRuns?: LazyRunImage[];
+  lazyPages?: number;
 }
 
 export interface FdImage {
