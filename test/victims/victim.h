@@ -318,6 +318,24 @@ static inline int64_t now_ns(clockid_t clock)
 
 static inline int64_t ts_ns(struct timespec ts) { return ts.tv_sec * 1000000000LL + ts.tv_nsec; }
 
+/*
+ * Is LEFT_NS a sane time left on a countdown of TOTAL_NS that had already run
+ * BEFORE_NS when the victim became ready and was started ELAPSED_NS ago? The
+ * time the process spent frozen may count or not (the kernel's own stop/cont
+ * semantics count it, CRIU's restore does not), so the bounds are: it ran no
+ * faster than the clock, and it gave back none of the time it had counted.
+ */
+static inline void check_time_left(const char *what, int64_t left_ns, int64_t total_ns, int64_t before_ns,
+				   int64_t elapsed_ns)
+{
+	int64_t most = total_ns - before_ns + 5000000, least = total_ns - elapsed_ns - 500000000;
+	CHECK(left_ns <= most && left_ns >= least,
+	      "%s has %lld.%09lld s left of %lld s, %lld.%09lld s after it started; expected between %lld.%09lld and %lld.%09lld",
+	      what, (long long)(left_ns / 1000000000), (long long)(left_ns % 1000000000), (long long)(total_ns / 1000000000),
+	      (long long)(elapsed_ns / 1000000000), (long long)(elapsed_ns % 1000000000), (long long)(least / 1000000000),
+	      (long long)(least % 1000000000), (long long)(most / 1000000000), (long long)(most % 1000000000));
+}
+
 /* Reads a whole (small, e.g. /proc) file into BUF, NUL-terminated. Length or -1. */
 static inline ssize_t read_text(const char *path, char *buf, size_t cap)
 {
