@@ -52,8 +52,8 @@ test("a victim starts with only fds 0-2 on /dev/null, in its own session", async
   }
 });
 
-test("a victim checks its state without being our child and reports a failure precisely", async () => {
-  // the harness must not rely on child events: a victim that died leaves no verdict
+test("finishVictim says so when a victim died without a verdict", async () => {
+  // it watches the PID, not child events: after a restore the victim is not our child
   const v = await startVictim("blocked_read");
   try {
     process.kill(v.pid, "SIGKILL");
