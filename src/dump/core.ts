@@ -130,7 +130,7 @@ function ids(line: string | undefined): number[] {
   return (line ?? "").split(/\s+/).filter(Boolean).map(Number);
 }
 
-export function dumpCore(pid: number, inj: Injector, thread: ThreadImage): CoreImage {
+export function dumpCore(pid: number, inj: Injector, threads: ThreadImage[]): CoreImage {
   const status = readStatus(pid);
   const stat = readStat(pid);
   const prctl = (what: string, opt: number) => {
@@ -145,7 +145,7 @@ export function dumpCore(pid: number, inj: Injector, thread: ThreadImage): CoreI
     pgid: Number(statField(stat, 5)),
     sid,
     comm: stat.comm,
-    threads: [thread],
+    threads,
     sigactions: sigactions(inj),
     pendingShared: peekSiginfo(pid, true),
     itimers: itimers(inj),

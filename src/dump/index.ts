@@ -1,17 +1,18 @@
 import os from "node:os";
 import { FerryError } from "../errors.js";
 import { NR, SIG, sys } from "../kernel/sys.js";
-import { getSigmask, setRegs, setSigmask, waitTask } from "../kernel/ptrace.js";
+import { getSigmask, setRegs, setSigmask, waitTask, type Regs } from "../kernel/ptrace.js";
 import { readVmas } from "../kernel/procfs.js";
 import { Injector, SCRATCH_SIZE } from "../kernel/inject.js";
 import { vdsoIdentity } from "../kernel/vdso.js";
 import { ImageDir, FORMAT_VERSION } from "../images/store.js";
 import { PagesWriter } from "../images/pages.js";
 import { u64le, type Inventory } from "../images/types.js";
-import { validateTarget, seizeTask, detachTask } from "./seize.js";
+import { validateTarget, seizeProcess, detachTask } from "./seize.js";
 import { threadRegs, dumpThread, dumpCore } from "./core.js";
 import { describeVma, dumpMmFields, dumpPages } from "./mm.js";
 import { dumpFds } from "../files/registry.js";
+import { planLazyDump, writeEagerPages } from "../lazy/plan.js";
 
 export const FERRY_VERSION = "0.1.0";
 
@@ -23,6 +24,8 @@ export interface DumpOptions {
   /** leave it stopped (SIGSTOP) after a good dump */
   leaveStopped?: boolean;
   shellJob?: boolean;
+  /** lazy migration: leave private anonymous memory out (a page server sends it) and the process frozen */
+  lazy?: boolean;
 }
 
 export interface DumpResult {
@@ -40,32 +43,39 @@ export interface DumpResult {
  */
 export function dump(opts: DumpOptions): DumpResult {
   const t0 = performance.now();
+  if (opts.lazy) opts = { ...opts, leaveStopped: true, leaveRunning: false }; // the page store
   const { pid } = opts;
   validateTarget(pid);
   const images = ImageDir.create(opts.images);
-  seizeTask(pid);
+  const tids = seizeProcess(pid);
   const frozenAt = performance.now();
-  const { regs, restarted } = threadRegs(pid);
-  const sigmask = getSigmask(pid);
+  // What each thread must get back, whatever happens next.
+  const saved = tids.map((tid) => ({ tid, ...threadRegs(tid), sigmask: getSigmask(tid) }));
   let inj: Injector | null = null;
   let done = false;
   try {
     const vmas = readVmas(pid);
     inj = Injector.forTask(pid, vmas);
     // Nothing may be delivered while ferry runs calls inside the task: block everything.
-    setSigmask(pid, ~0n);
+    for (const t of saved) setSigmask(t.tid, ~0n);
     inj.mapScratch(SCRATCH_SIZE);
-    const thread = dumpThread(pid, inj, regs, restarted);
-    thread.sigmask = u64le(sigmask);
-    const core = dumpCore(pid, inj, thread);
+    const main = inj;
+    const threads = saved.map((t) => {
+      const image = dumpThread(t.tid, t.tid === pid ? main : main.forThread(t.tid), t.regs, t.restarted);
+      image.sigmask = u64le(t.sigmask);
+      return image;
+    });
+    const core = dumpCore(pid, inj, threads);
     const vmaImages = vmas.map((v) => describeVma(v));
     const mm = dumpMmFields(pid, inj, vmaImages);
+    const lazy = opts.lazy ? planLazyDump(pid, vmaImages, core.threads) : null;
     inj.unmapScratch();
 
     const pages = new PagesWriter(images.path(`pages-${pid}.img`));
     let zero = 0;
     try {
-      zero = dumpPages(pid, vmaImages, pages);
+      zero = dumpPages(pid, vmaImages.filter((v) => !v.lazy), pages);
+      if (lazy) writeEagerPages(pid, lazy, pages);
     } finally {
       pages.close();
     }
@@ -74,11 +84,11 @@ export function dump(opts: DumpOptions): DumpResult {
     const inventory: Inventory = {
       formatVersion: FORMAT_VERSION, ferryVersion: FERRY_VERSION, arch: os.arch(), kernel: os.release(),
       vdsoSha256: vdso.sha256, vdsoSize: vdso.size, rootPid: pid, pids: [pid], createdMs: Date.now(),
-      lazy: false, shellJob: !!opts.shellJob,
+      lazy: !!lazy, shellJob: !!opts.shellJob, frozenAtUs: Math.round((performance.timeOrigin + frozenAt) * 1000),
     };
     images.write(`core-${pid}.img`, "Core", core);
     images.write(`mm-${pid}.img`, "Mm", mm);
-    images.write(`pagemap-${pid}.img`, "PageMap", { runs: pages.runs, totalPages: pages.pages, zeroPagesSkipped: zero });
+    images.write(`pagemap-${pid}.img`, "PageMap", { runs: pages.runs, totalPages: pages.pages, zeroPagesSkipped: zero, lazyRuns: lazy?.lazyRuns ?? [], lazyPages: lazy?.lazyPages ?? 0 });
     images.write(`fds-${pid}.img`, "FdTable", { fds });
     images.write("files.img", "Files", { files });
     images.write("inventory.img", "Inventory", inventory); // last: its presence means complete
@@ -86,7 +96,7 @@ export function dump(opts: DumpOptions): DumpResult {
     const result: DumpResult = {
       pid, pages: pages.pages, zeroPagesSkipped: zero, frozenMs: 0, durationMs: 0, injectedSyscalls: inj.count,
     };
-    finish(pid, regs, sigmask, opts);
+    finish(pid, saved, opts);
     result.frozenMs = performance.now() - frozenAt;
     result.durationMs = performance.now() - t0;
     return result;
@@ -96,27 +106,35 @@ export function dump(opts: DumpOptions): DumpResult {
       try {
         if (inj?.scratch) inj.unmapScratch();
       } catch { /* keep the first error */ }
-      try {
-        setRegs(pid, regs);
-        setSigmask(pid, sigmask);
-        detachTask(pid);
-      } catch { /* it may be gone */ }
+      for (const t of saved) {
+        try {
+          setRegs(t.tid, t.regs);
+          setSigmask(t.tid, t.sigmask);
+          detachTask(t.tid);
+        } catch { /* it may be gone */ }
+      }
     }
   }
 }
 
-function finish(pid: number, regs: import("../kernel/ptrace.js").Regs, sigmask: bigint, opts: DumpOptions): void {
-  setRegs(pid, regs);
-  setSigmask(pid, sigmask);
-  if (opts.leaveRunning) {
-    detachTask(pid);
-  } else if (opts.leaveStopped) {
-    detachTask(pid, SIG.STOP);
+type SavedThread = { tid: number; regs: Regs; sigmask: bigint };
+
+function finish(pid: number, saved: SavedThread[], opts: DumpOptions): void {
+  for (const t of saved) {
+    setRegs(t.tid, t.regs);
+    setSigmask(t.tid, t.sigmask);
+  }
+  if (opts.leaveRunning || opts.leaveStopped) {
+    // SIGSTOP handed to the main thread as it is let go stops the whole group.
+    for (const t of saved) detachTask(t.tid, opts.leaveStopped && t.tid === pid ? SIG.STOP : 0);
   } else {
     sys("kill", NR.kill, pid, SIG.KILL);
-    try {
-      waitTask(pid); // the exit, as seen by its tracer
-    } catch { /* already reaped */ }
+    // The leader's exit is reported only after its threads are reaped: threads first.
+    for (const t of [...saved].reverse()) {
+      try {
+        waitTask(t.tid); // the exit, as seen by its tracer
+      } catch { /* already reaped */ }
+    }
   }
 }
 

@@ -25,9 +25,30 @@ export function validateTarget(pid: number): void {
     throw new FerryError("FERRY_ZOMBIE", `PID ${pid} (${stat.comm}) is a zombie: there is nothing left to dump`);
   }
   if (!exe) throw new FerryError("FERRY_KTHREAD", `PID ${pid} (${stat.comm}) has no executable: only user processes can be dumped`);
-  const tasks = listTasks(pid);
-  if (tasks.length > 1) {
-    throw new FerryError("FERRY_UNSUPPORTED", `PID ${pid} (${stat.comm}) has ${tasks.length} threads: multi-threaded processes are not supported yet`);
+}
+
+/**
+ * Freeze every thread of a process. Threads may be created while ferry seizes the others: read
+ * the task list again until it holds no thread that is not frozen yet.
+ */
+export function seizeProcess(pid: number): number[] {
+  const frozen: number[] = [];
+  try {
+    for (;;) {
+      const fresh = listTasks(pid).filter((t) => !frozen.includes(t));
+      if (!fresh.length) return frozen.sort((a, b) => (a === pid ? -1 : b === pid ? 1 : a - b));
+      for (const tid of fresh) {
+        seizeTask(tid);
+        frozen.push(tid);
+      }
+    }
+  } catch (e) {
+    for (const tid of frozen) {
+      try {
+        detachTask(tid);
+      } catch { /* gone */ }
+    }
+    throw e;
   }
 }
 

@@ -37,6 +37,9 @@ export interface FileKind {
   dump(ctx: DumpFdContext): Partial<FileObjectImage>;
   /** open the object inside ferry; the fd returned is passed into the target, then closed */
   open(obj: FileObjectImage, ctx: RestoreFileContext): number;
-  /** after every fd is in place in the target (epoll registrations use target fd numbers) */
-  finish?(obj: FileObjectImage, inj: Injector, targetFds: number[]): void;
+  /**
+   * After every fd is in place in the target (epoll registrations use target fd numbers); ferry's
+   * own copies of the objects are still open, and `ctx` is the one open() was given.
+   */
+  finish?(obj: FileObjectImage, inj: Injector, targetFds: number[], ctx: RestoreFileContext): void;
 }

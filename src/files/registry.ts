@@ -8,9 +8,14 @@ import type { DumpFdContext, FileKind } from "./kind.js";
 import { regularFile } from "./regular.js";
 import { charDevice } from "./chardev.js";
 import { pipe, fifo } from "./pipe.js";
+import { eventfd } from "./eventfd.js";
+import { signalfd } from "./signalfd.js";
+import { timerfd } from "./timerfd.js";
+import { epoll } from "./epoll.js";
+import { memfd } from "./memfd.js";
 
 /** Every kind of file ferry knows, asked in order; adding a kind means adding it here. */
-export const FILE_KINDS: FileKind[] = [pipe, fifo, charDevice, regularFile];
+export const FILE_KINDS: FileKind[] = [pipe, fifo, charDevice, eventfd, signalfd, timerfd, epoll, memfd, regularFile];
 
 export function kindByName(kind: string): FileKind {
   const k = FILE_KINDS.find((x) => x.kind === kind);

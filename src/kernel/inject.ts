@@ -69,10 +69,24 @@ export class Injector {
 
   private step(): void {
     ptrace(PTRACE.SYSCALL, this.pid, 0, 0);
-    const st = waitStop(this.pid);
-    if ((st.stopSig & 0x80) === 0) {
+    for (;;) {
+      const st = waitStop(this.pid);
+      if (st.stopSig & 0x80) return;
+      // A ptrace event (clone of a thread with PTRACE_O_TRACECLONE) stops before syscall exit.
+      if (st.event && st.stopSig === 5 /* SIGTRAP */) {
+        ptrace(PTRACE.SYSCALL, this.pid, 0, 0);
+        continue;
+      }
       throw new FerryError("FERRY_INJECT", `process ${this.pid} stopped with signal ${st.stopSig} while ferry ran a system call inside it`);
     }
+  }
+
+  /** Another thread of the same process: same syscall site and scratch area. */
+  forThread(tid: number): Injector {
+    const t = new Injector(tid, this.site);
+    t.scratch = this.scratch;
+    t.scratchSize = this.scratchSize;
+    return t;
   }
 
   /** Map `size` bytes of scratch memory in the task (for structs, paths, out-parameters). */

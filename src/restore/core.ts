@@ -32,7 +32,8 @@ export function restoreTimers(inj: Injector, core: CoreImage): void {
     if (!t.intervalUs && !t.valueUs) continue;
     const b = Buffer.alloc(32);
     timeval(t.intervalUs, b, 0);
-    timeval(t.valueUs, b, 16);
+    // Dumped just after it fired (its signal still pending): value 0 would disarm it for good.
+    timeval(t.valueUs || t.intervalUs, b, 16);
     inj.ok(`setitimer(${t.which})`, NR.setitimer, t.which, inj.put(0, b), 0);
   }
   if (!core.posixTimers.length) return;
@@ -54,7 +55,7 @@ export function restoreTimers(inj: Injector, core: CoreImage): void {
     if (t.valueNs || t.intervalNs) {
       const its = Buffer.alloc(32);
       timespec(t.intervalNs, its, 0);
-      timespec(t.valueNs, its, 16);
+      timespec(t.valueNs || t.intervalNs, its, 16); // see the itimers above
       inj.ok(`timer_settime(${t.id})`, NR.timer_settime, t.id, 0, inj.put(128, its), 0);
     }
   }
@@ -89,6 +90,7 @@ export function restoreProcessAttrs(inj: Injector, core: CoreImage, shellJob: bo
 
 /** Per-thread kernel state that lives outside the registers. */
 export function restoreThreadState(inj: Injector, t: ThreadImage): void {
+  if (t.comm) inj.ok("prctl(PR_SET_NAME)", NR.prctl, PR_SET_NAME, inj.put(0, cstring(t.comm.slice(0, 15))), 0, 0, 0);
   if (t.robustList) inj.ok("set_robust_list", NR.set_robust_list, t.robustList, t.robustListLen);
   inj.ok("set_tid_address", NR.set_tid_address, t.clearTidAddress);
   const ss = Buffer.alloc(24);

@@ -58,7 +58,7 @@ export function installFds(inj: Injector, table: FdTableImage, opened: OpenedFil
   inj.ok("close", NR.close, pidfd);
   for (const obj of opened.files.files) {
     const kind = kindByName(obj.kind);
-    if (kind.finish) kind.finish(obj, inj, fdsOf(table, obj));
+    if (kind.finish) kind.finish(obj, inj, fdsOf(table, obj), opened.ctx);
   }
 }
 

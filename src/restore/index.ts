@@ -12,10 +12,16 @@ import { readU64le, type CoreImage, type FdTableImage, type FilesImage, type Inv
 import { placeScratch, clearAddressSpace, moveVdso, mapVmas, fillPages, setMmFields, vmasToFill } from "./mm.js";
 import { restoreSigactions, restoreTimers, restoreRlimits, restoreProcessAttrs, restoreThreadState, restorePending, restoreCreds } from "./core.js";
 import { OpenedFiles, installFds } from "./files.js";
+import { checkLazyRestore, createTargetUffd, registerLazyRanges, type TargetUffd } from "../lazy/attach.js";
 
 export interface RestoreOptions {
   images: string;
   shellJob?: boolean;
+  /**
+   * Lazy images: called just before the process resumes, with ferry's copy of its userfaultfd
+   * (lazy ranges registered, MISSING). The callee takes the fd over (hands it to a daemon).
+   */
+  lazy?: (uffd: TargetUffd) => void;
 }
 
 export interface Restored {
@@ -74,11 +80,13 @@ export function restore(opts: RestoreOptions): Restored {
   const t0 = performance.now();
   const images = new ImageDir(opts.images);
   const img = loadImages(images);
+  checkLazyRestore(img.inventory, opts.images, !!opts.lazy);
   const pid = img.inventory.rootPid;
   checkPidFree(pid);
   const fill = vmasToFill(img.mm, img.pagemap);
   const opened = new OpenedFiles(images, img.files);
   let child = -1;
+  const tids: number[] = []; // every task created so far, to reap on failure
   try {
     opened.openAll();
     child = native.spawnStub([pid], 0);
@@ -86,17 +94,21 @@ export function restore(opts: RestoreOptions): Restored {
       if (child === -17) checkPidFree(pid);
       throw new FerryError("FERRY_CLONE", `clone3 with PID ${pid} failed: ${errnoName(-child)}`);
     }
+    tids.push(child);
     waitStop(child);
-    ptrace(PTRACE.SETOPTIONS, child, 0, PTRACE_O.TRACESYSGOOD | PTRACE_O.EXITKILL);
-    const { bytes, injected } = build(child, img, images, fill, opened, !!opts.shellJob || img.inventory.shellJob);
-    ptrace(PTRACE.DETACH, child, 0, 0);
+    ptrace(PTRACE.SETOPTIONS, child, 0, PTRACE_O.TRACESYSGOOD | PTRACE_O.EXITKILL | PTRACE_O.TRACECLONE);
+    const { bytes, injected } = build(child, img, images, fill, opened, !!opts.shellJob || img.inventory.shellJob, tids, opts.lazy);
+    for (const tid of tids) ptrace(PTRACE.DETACH, tid, 0, 0);
     return { pid: child, durationMs: performance.now() - t0, bytes, injectedSyscalls: injected };
   } catch (e) {
     if (child > 0) {
       sys("kill", NR.kill, child, SIG.KILL);
-      try {
-        waitTask(child);
-      } catch { /* reaped */ }
+      // The leader's exit is reported only after its threads are reaped: threads first.
+      for (const tid of [...tids].reverse()) {
+        try {
+          waitTask(tid);
+        } catch { /* reaped */ }
+      }
     }
     throw e;
   } finally {
@@ -104,7 +116,10 @@ export function restore(opts: RestoreOptions): Restored {
   }
 }
 
-function build(pid: number, img: ProcessImages, images: ImageDir, fill: ReturnType<typeof vmasToFill>, opened: OpenedFiles, shellJob: boolean) {
+function build(
+  pid: number, img: ProcessImages, images: ImageDir, fill: ReturnType<typeof vmasToFill>, opened: OpenedFiles,
+  shellJob: boolean, tids: number[], lazy?: (uffd: TargetUffd) => void,
+) {
   const inj = Injector.forTask(pid);
   // The stub is a copy of ferry: forget ferry's rseq area, signals and fds first.
   const rseq = getRseqConfig(pid);
@@ -117,21 +132,59 @@ function build(pid: number, img: ProcessImages, images: ImageDir, fill: ReturnTy
   mapVmas(inj, img.mm, fill);
   const bytes = fillPages(inj, img.mm, img.pagemap, images.path(`pages-${img.core.pid}.img`), fill);
   setMmFields(inj, img.mm);
+  // made inside the process while it still has our privileges; registered after the last injection
+  const uffd = lazy ? createTargetUffd(inj) : null;
   installFds(inj, img.fds, opened);
   restoreSigactions(inj, img.core);
   restoreRlimits(inj, img.core);
   restoreTimers(inj, img.core);
-  const thread = img.core.threads[0];
-  restoreThreadState(inj, thread);
   restoreProcessAttrs(inj, img.core, shellJob);
+  // Every other thread: cloned inside the process with its TID, then given its own state.
+  const [mainThread, ...others] = img.core.threads;
+  const threads = [{ image: mainThread, inj }];
+  for (const t of others) {
+    threads.push({ image: t, inj: cloneThread(inj, t.tid) });
+    tids.push(t.tid);
+  }
+  for (const t of threads) restoreThreadState(t.inj, t.image);
   restorePending(inj, img.core);
-  restoreCreds(inj, img.core);
+  for (const t of threads) restoreCreds(t.inj, img.core);
   inj.unmapScratch();
-  // Last, at this syscall-exit stop: the registers and mask the process had.
-  if (thread.xstate.length) setRegset(pid, NT_X86_XSTATE, thread.xstate);
-  setRegs(pid, new Regs(Buffer.from(thread.regs)));
-  setSigmask(pid, readU64le(thread.sigmask));
-  return { bytes, injected: inj.count };
+  if (uffd) {
+    try {
+      lazy!(registerLazyRanges(pid, uffd, img.mm.vmas));
+    } catch (e) {
+      fs.closeSync(uffd.fd);
+      throw e;
+    }
+  }
+  // Last, each thread at its stop: the registers and mask it had.
+  for (const { image } of threads) {
+    if (image.xstate.length) setRegset(image.tid, NT_X86_XSTATE, image.xstate);
+    setRegs(image.tid, new Regs(Buffer.from(image.regs)));
+    setSigmask(image.tid, readU64le(image.sigmask));
+  }
+  return { bytes, injected: threads.reduce((n, t) => n + t.inj.count, 0) };
+}
+
+const CLONE_THREAD_FLAGS = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000; // VM FS FILES SIGHAND THREAD SYSVSEM
+
+/**
+ * A thread with a chosen TID: clone3 with set_tid run by the main thread. PTRACE_O_TRACECLONE
+ * attaches the new thread, which stops before running a single instruction of its own.
+ */
+function cloneThread(inj: Injector, tid: number): Injector {
+  const args = Buffer.alloc(88);
+  const tidBuf = Buffer.alloc(4);
+  tidBuf.writeInt32LE(tid);
+  const tidAddr = inj.put(512, tidBuf);
+  args.writeBigUInt64LE(BigInt(CLONE_THREAD_FLAGS), 0);
+  args.writeBigUInt64LE(BigInt(tidAddr), 64); // set_tid
+  args.writeBigUInt64LE(1n, 72); // set_tid_size
+  const got = inj.ok(`clone3(thread ${tid})`, NR.clone3, inj.put(0, args), args.length);
+  if (got !== tid) throw new FerryError("FERRY_CLONE", `thread ${tid} came back as ${got}`);
+  waitStop(tid);
+  return inj.forThread(tid);
 }
 
 /** Wait for a restored child of ours to end; resolves with a shell-style exit code. */

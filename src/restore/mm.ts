@@ -120,8 +120,13 @@ export function mapVmas(inj: Injector, mm: MmImage, fill: Set<VmaImage>): void {
     if (fd >= 0) inj.ok("close", NR.close, fd);
     if ((v.kind === "shmem" || v.kind === "memfd") && v.inode && !sameObject) objects.set(v.inode, v);
     if (at !== v.start) throw new FerryError("FERRY_RESTORE", `mapping landed at 0x${at.toString(16)} instead of 0x${v.start.toString(16)}`);
-    for (const f of v.vmflags) if (f in MADVISE) inj.call(NR.madvise, v.start, len, MADVISE[f]);
+    adviseVma(inj, v);
   }
+}
+
+/** The VmFlags that madvise() sets (dontfork, dontdump, hugepage...), again on a new mapping. */
+export function adviseVma(inj: Injector, v: VmaImage): void {
+  for (const f of v.vmflags) if (f in MADVISE) inj.call(NR.madvise, v.start, v.end - v.start, MADVISE[f]);
 }
 
 /** An fd, inside the task, of the object an earlier mapping maps (through /proc/self/map_files). */

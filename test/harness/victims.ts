@@ -98,6 +98,8 @@ export const VICTIM_SPECS: readonly VictimSpec[] = [
   { name: "signalfd", checks: "signalfd mask, pending SIGUSR2 and queued SIGRTMIN+4 with value read through it" },
   { name: "timerfd", checks: "periodic timerfd keeps expiring with exact interval; one-hour CLOCK_BOOTTIME timerfd keeps counting down" },
   { name: "epoll", checks: "epoll set of 4 fds: fdinfo registrations, epoll_wait events and data.u64" },
+  // threads
+  { name: "threads", checks: "4 threads: TIDs, names, TLS, masks; futex wait, read, nanosleep and a busy loop carry on; pthread_join works" },
   // blocked in a syscall
   { name: "blocked_read", checks: "blocked in read() on an empty pipe: returns only -1/EINTR on SIGTERM", blockedIn: "read" },
   { name: "blocked_nanosleep", checks: "blocked in nanosleep(1000 s): EINTR only on SIGTERM, time left consistent", blockedIn: "nanosleep", restartBlock: true },

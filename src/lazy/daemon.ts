@@ -1,0 +1,547 @@
+import fs from "node:fs";
+import { FerryError } from "../errors.js";
+import { native } from "../kernel/native.js";
+import { NR, PAGE_SIZE, SIG, rawSyscall } from "../kernel/sys.js";
+import { rawIoctl } from "../kernel/ioctl.js";
+import { UFFDIO_IOCTL, readUffdMsgs } from "../kernel/uffd.js";
+import type { Frame } from "../net/framing.js";
+import type { Endpoint } from "../net/endpoint.js";
+import type { Transport } from "../net/transport.js";
+import { PAGES_FLAG, MAX_FRAME_PAGES, bitmapBytes, type PageRange } from "./protocol.js";
+import { PageLink } from "./link.js";
+import { LazyMm } from "./lazyMm.js";
+import { DaemonStats, ProgressLine, mib, summarize, type LazySummary } from "./stats.js";
+import type { LazyImages } from "./images.js";
+import type { TargetUffd } from "./attach.js";
+
+/** A fault fetches its page and up to 15 missing neighbours (64 KiB). */
+const PREFETCH_PAGES = 16;
+/** Acknowledge pushed data every 256 KiB (the source keeps at most 8 MiB unacknowledged). */
+const ACK_EVERY = 256 << 10;
+const BYE_TIMEOUT_MS = 3000;
+const UV_READABLE = 1;
+const EAGAIN = 11, EEXIST = 17, ESRCH = 3;
+
+export interface DaemonOptions {
+  images: LazyImages;
+  pageServer: Endpoint;
+  transport?: Transport;
+  /** how long a lost page server may take to come back before the process is killed */
+  retryForMs: number;
+  /** cap of the background stream, bytes/s (0: none) */
+  maxRate?: number;
+  log: (line: string) => void;
+  progress?: ProgressLine;
+}
+
+/**
+ * The lazy-pages daemon: fills a restored process's memory while it runs.
+ *
+ * The fault path, in order: the uffd becomes readable (libuv poll) → read every message →
+ * apply the events (fork, mremap, remove, unmap) → for each fault: zeros if the source never
+ * had the page, else ask the source (fault channel, with a few neighbours) → the answer
+ * arrives → UFFDIO_COPY, which wakes the thread. Meanwhile the source pushes everything else on
+ * the bulk channel, installed the same way; when no page is missing any more, the source is told
+ * to go (DONE) and the daemon ends.
+ */
+export class LazyPagesDaemon {
+  private readonly link: PageLink;
+  private readonly mms: LazyMm[] = [];
+  /** per page: 1 = asked on the fault channel, answer not arrived */
+  private readonly requested: Uint8Array;
+  private reqId = 0;
+  private main: LazyMm | null = null;
+  private pidWatch: { fd: number; poll: object } | null = null;
+  private resumedAtUs = 0;
+  private unacked = 0;
+  private ended = false;
+  private completing = false;
+  private byeTimer: NodeJS.Timeout | null = null;
+  private finish!: (s: LazySummary) => void;
+  readonly stats = new DaemonStats();
+  readonly finished: Promise<LazySummary>;
+  /** struct buffers reused by every UFFDIO_COPY/ZEROPAGE */
+  private readonly copyArg = Buffer.alloc(40);
+  private readonly zeroArg = Buffer.alloc(32);
+
+  constructor(private readonly opts: DaemonOptions) {
+    const { index } = opts.images;
+    this.requested = new Uint8Array(index.total);
+    this.stats.pagesTotal = index.total;
+    this.finished = new Promise((resolve) => (this.finish = resolve));
+    this.link = new PageLink(opts.pageServer, opts.images.pid, opts.retryForMs, {
+      onPages: (f, fromBulk) => this.guard(() => this.onPages(f, fromBulk)),
+      onUp: (reconnected) => this.guard(() => this.onUp(reconnected)),
+      onDown: (why) => this.onDown(why),
+      onGiveUp: (why) => this.fail(why),
+      onBye: () => this.onBye(),
+    }, opts.transport, opts.maxRate ?? 0);
+  }
+
+  /** Reach the page server before anything is restored (so a dead source fails early, cleanly). */
+  connect(): Promise<void> {
+    return this.link.connect().catch((e: Error) => {
+      throw new FerryError("FERRY_PAGE_SERVER", e.message);
+    });
+  }
+
+  /** Take over the restored process's userfaultfd; it runs from now on. */
+  adopt(t: TargetUffd, resumedAtUs = Date.now() * 1000): void {
+    if (this.main) throw new FerryError("FERRY_LAZY_BUSY", "this lazy-pages daemon already serves a process");
+    if (t.pid !== this.opts.images.pid) {
+      throw new FerryError("FERRY_LAZY_PID", `the restored process is ${t.pid}, the images are of ${this.opts.images.pid}`);
+    }
+    this.resumedAtUs = resumedAtUs;
+    this.stats.resumedAt = performance.now();
+    const mm = LazyMm.initial(t.fd, this.opts.images.index, this.opts.images.vmas, t.pid);
+    this.main = mm;
+    this.watch(mm);
+    this.watchExit(t.pid);
+    if (this.link.up) this.link.pending(this.pendingRanges());
+    this.checkComplete();
+  }
+
+  /** Stop now: kill what cannot be completed (an error of ferry's own must never let it read zeros). */
+  emergency(reason: string): void {
+    this.fail(reason);
+  }
+
+  // ------------------------------------------------------------------ the fault path
+
+  private watch(mm: LazyMm): void {
+    mm.poll = native.pollStart(mm.uffd, UV_READABLE, (status) => {
+      if (status < 0) return this.fail(`polling the userfaultfd of ${mm.label} failed (${status})`);
+      this.guard(() => {
+        this.drain(mm);
+        this.serveFaults(mm);
+        this.checkComplete();
+      });
+    });
+  }
+
+  /** Read every waiting message; events take effect at once, faults are queued for serveFaults. */
+  private drain(mm: LazyMm): number {
+    const msgs = readUffdMsgs(mm.uffd);
+    for (const m of msgs) {
+      switch (m.event) {
+        case "pagefault":
+          mm.faults.push({ address: m.address, tid: m.tid });
+          if (m.tid) mm.tids.add(m.tid);
+          break;
+        case "fork":
+          this.stats.events.fork++;
+          this.adoptChild(mm, m.ufd);
+          break;
+        case "remap":
+          this.stats.events.remap++;
+          this.dropped(mm.remap(m.from, m.to, m.len));
+          break;
+        case "remove":
+          this.stats.events.remove++;
+          this.dropped(mm.remove(m.start, m.end));
+          break;
+        case "unmap":
+          this.stats.events.unmap++;
+          this.dropped(mm.unmap(m.start, m.end));
+          break;
+        default:
+          this.opts.log(`ignoring an unknown userfaultfd event ${m.code} from ${mm.label}`);
+      }
+    }
+    return msgs.length;
+  }
+
+  private serveFaults(mm: LazyMm): void {
+    while (mm.alive && mm.faults.length) this.fault(mm, mm.faults.shift()!.address);
+  }
+
+  private fault(mm: LazyMm, address: number): void {
+    const page = address - (address % PAGE_SIZE);
+    const src = mm.srcOf(page);
+    const i = src < 0 ? -1 : this.opts.images.index.indexOf(src);
+    if (i < 0 || !mm.pending[i]) {
+      // never at the source (zero there), dropped by the process, or just arrived
+      this.stats.localFaults++;
+      return this.zeroOrWake(mm, page);
+    }
+    this.stats.faults++;
+    if (!mm.faultStart.has(i)) mm.faultStart.set(i, performance.now());
+    if (!this.requested[i]) this.request(mm, i);
+  }
+
+  /** Ask for page i and the missing neighbours after it, on the fault channel. */
+  private request(mm: LazyMm, i: number): void {
+    const { index } = this.opts.images;
+    const max = Math.min(PREFETCH_PAGES, index.contiguousFrom(i));
+    let n = 1;
+    while (n < max && mm.pending[i + n] && !this.requested[i + n]) n++;
+    this.requested.fill(1, i, i + n);
+    if (this.link.up) this.link.get(index.addrOf(i), n, ++this.reqId);
+  }
+
+  private zeroOrWake(mm: LazyMm, page: number): void {
+    for (let tries = 0; tries < 8; tries++) {
+      const { errno } = this.fill(mm, page, -1, PAGE_SIZE);
+      if (errno === EAGAIN) {
+        this.drain(mm); // an event is waiting; its faults are served after this one
+        continue;
+      }
+      if (errno === ESRCH) return this.forget(mm);
+      if (errno) this.wake(mm, page); // EEXIST: already there; ENOENT: no mapping any more
+      return;
+    }
+    this.wake(mm, page);
+  }
+
+  // ------------------------------------------------------------------ pages arriving
+
+  private onPages(f: Frame, fromBulk: boolean): void {
+    const { index } = this.opts.images;
+    const first = index.indexOf(f.vaddr);
+    const n = f.nrPages;
+    if (first < 0 || n < 1 || n > MAX_FRAME_PAGES || index.contiguousFrom(first) < n) {
+      throw new FerryError("FERRY_PROTOCOL", `the page server sent pages this process never had (0x${f.vaddr.toString(16)} +${n})`);
+    }
+    const bm = bitmapBytes(n);
+    const offsets = new Int32Array(n);
+    let off = bm;
+    for (let k = 0; k < n; k++) {
+      const zero = (f.payload[k >> 3] & (1 << (k & 7))) !== 0;
+      offsets[k] = zero ? -1 : off;
+      if (!zero) off += PAGE_SIZE;
+    }
+    if (f.payload.length !== off) throw new FerryError("FERRY_PROTOCOL", `PAGES frame of ${f.payload.length} bytes, expected ${off}`);
+    if (f.flags & PAGES_FLAG.REPLY) this.requested.fill(0, first, first + n);
+    this.stats.bytesReceived += 32 + f.payload.length;
+    for (let k = 0; k < n; k++) {
+      if (!this.mms.some((mm) => mm.pending[first + k])) this.stats.pagesUnneeded++;
+      else {
+        this.stats.pagesInstalled++;
+        if (offsets[k] < 0) this.stats.zeroPages++;
+        if (fromBulk) this.stats.pagesPushed++;
+        else this.stats.pagesByFault++;
+      }
+    }
+    for (const mm of [...this.mms]) if (mm.alive) this.install(mm, first, n, f.payload, offsets);
+    if (fromBulk) {
+      this.unacked += f.payload.length + 32;
+      if (this.unacked >= ACK_EVERY) {
+        this.link.ack(f.id);
+        this.unacked = 0;
+      }
+    }
+    this.progress();
+    this.checkComplete();
+  }
+
+  /**
+   * Put pages [first, first+n) where they belong in one address space (if it still misses them).
+   * `payload` holds the non-zero pages at `offsets` (-1: a zero page).
+   */
+  private install(mm: LazyMm, first: number, n: number, payload: Buffer, offsets: Int32Array): void {
+    const base = Number(native.addressOf(payload));
+    const srcBase = this.opts.images.index.addrOf(first);
+    let k = 0;
+    while (k < n && mm.alive) {
+      const i = first + k;
+      if (!mm.pending[i]) {
+        k++;
+        continue;
+      }
+      const dst = mm.dstOf(srcBase + k * PAGE_SIZE);
+      if (dst < 0) {
+        this.settle(mm, i, false); // mapped nowhere any more
+        k++;
+        continue;
+      }
+      const zero = offsets[k] < 0;
+      let m = 1;
+      while (k + m < n && mm.pending[i + m] && offsets[k + m] < 0 === zero && mm.dstOf(srcBase + (k + m) * PAGE_SIZE) === dst + m * PAGE_SIZE) m++;
+      const { done, errno } = this.fill(mm, dst, zero ? -1 : base + offsets[k], m * PAGE_SIZE);
+      const pages = Math.floor(done / PAGE_SIZE);
+      for (let p = 0; p < pages; p++) this.settle(mm, i + p, true);
+      k += pages;
+      if (!errno) continue;
+      if (errno === EAGAIN) {
+        // an event is unread: read it, then the rest of this frame goes where it now belongs
+        if (this.drain(mm) > 0) continue;
+        // read, but the process has not finished it yet: try again on the next turn
+        this.defer(mm, first, n, payload, offsets);
+        break;
+      }
+      if (errno === ESRCH) return this.forget(mm);
+      // EEXIST: that page is already there; ENOENT/EFAULT: its mapping is gone
+      this.settle(mm, i + pages, errno === EEXIST);
+      k++;
+    }
+    this.serveFaults(mm);
+  }
+
+  private defer(mm: LazyMm, first: number, n: number, payload: Buffer, offsets: Int32Array): void {
+    const copy = Buffer.from(payload); // the decoder reuses its memory
+    setImmediate(() => {
+      if (!mm.alive || this.ended) return;
+      this.guard(() => {
+        this.install(mm, first, n, copy, offsets);
+        this.checkComplete();
+      });
+    });
+  }
+
+  /** Page i is no longer missing in mm (installed, or it needs nothing any more). */
+  private settle(mm: LazyMm, i: number, installed: boolean): void {
+    if (!mm.pending[i]) return;
+    mm.pending[i] = 0;
+    mm.pendingCount--;
+    const t = mm.faultStart.get(i);
+    if (t !== undefined) {
+      mm.faultStart.delete(i);
+      if (installed) this.stats.latency.add((performance.now() - t) * 1000);
+    }
+  }
+
+  /** UFFDIO_COPY (src >= 0) or UFFDIO_ZEROPAGE; bytes done and the errno that stopped it (0: none). */
+  private fill(mm: LazyMm, dst: number, src: number, len: number): { done: number; errno: number } {
+    let arg: Buffer, req: number, resultAt: number;
+    if (src >= 0) {
+      arg = this.copyArg;
+      arg.writeBigUInt64LE(BigInt(dst), 0);
+      arg.writeBigUInt64LE(BigInt(src), 8);
+      arg.writeBigUInt64LE(BigInt(len), 16);
+      arg.writeBigUInt64LE(0n, 24);
+      arg.writeBigInt64LE(0n, 32);
+      req = UFFDIO_IOCTL.COPY;
+      resultAt = 32;
+    } else {
+      arg = this.zeroArg;
+      arg.writeBigUInt64LE(BigInt(dst), 0);
+      arg.writeBigUInt64LE(BigInt(len), 8);
+      arg.writeBigUInt64LE(0n, 16);
+      arg.writeBigInt64LE(0n, 24);
+      req = UFFDIO_IOCTL.ZEROPAGE;
+      resultAt = 24;
+    }
+    const r = rawIoctl(mm.uffd, req, arg);
+    const result = Number(arg.readBigInt64LE(resultAt));
+    const done = result > 0 ? result : 0;
+    if (r >= 0n) return { done: done || len, errno: 0 };
+    return { done, errno: Number(-r) };
+  }
+
+  private wake(mm: LazyMm, page: number): void {
+    const b = Buffer.alloc(16);
+    b.writeBigUInt64LE(BigInt(page), 0);
+    b.writeBigUInt64LE(BigInt(PAGE_SIZE), 8);
+    rawIoctl(mm.uffd, UFFDIO_IOCTL.WAKE, b);
+  }
+
+  // ------------------------------------------------------------------ address spaces
+
+  private adoptChild(parent: LazyMm, ufd: number): void {
+    const child = parent.forked(ufd, `a child of ${parent.label}`);
+    this.mms.push(child);
+    this.watch(child);
+  }
+
+  /** An address space is gone (its process exited): stop filling it. */
+  private forget(mm: LazyMm): void {
+    if (!mm.alive) return;
+    if (mm.poll) native.pollStop(mm.poll);
+    mm.poll = null;
+    mm.close();
+    this.mms.splice(this.mms.indexOf(mm), 1);
+    const orphaned = this.opts.images.index.ranges(mm.pending);
+    mm.pending.fill(0);
+    mm.pendingCount = 0;
+    this.dropped(orphaned, false);
+    this.checkComplete();
+  }
+
+  /** Pages one address space stopped wanting: the source need not push those nobody wants. */
+  private dropped(ranges: PageRange[], count = true): void {
+    if (!ranges.length) return;
+    const { index } = this.opts.images;
+    const unwanted: PageRange[] = [];
+    for (const r of ranges) {
+      if (count) this.stats.droppedPages += r.nrPages;
+      const i0 = index.indexOf(r.vaddr);
+      for (let k = 0; k < r.nrPages; k++) {
+        if (this.mms.some((mm) => mm.pending[i0 + k])) continue;
+        const addr = r.vaddr + k * PAGE_SIZE;
+        const last = unwanted[unwanted.length - 1];
+        if (last && last.vaddr + last.nrPages * PAGE_SIZE === addr) last.nrPages++;
+        else unwanted.push({ vaddr: addr, nrPages: 1 });
+      }
+    }
+    if (this.link.up) this.link.drop(unwanted);
+  }
+
+  /** Every page still missing somewhere, as source ranges. */
+  private pendingRanges(): PageRange[] {
+    const { index } = this.opts.images;
+    if (this.mms.length === 1) return index.ranges(this.mms[0].pending);
+    const union = new Uint8Array(index.total);
+    for (const mm of this.mms) for (let i = 0; i < union.length; i++) union[i] |= mm.pending[i];
+    return index.ranges(union);
+  }
+
+  private watchExit(pid: number): void {
+    const r = rawSyscall(NR.pidfd_open, pid, 0);
+    if (r < 0n) return;
+    const fd = Number(r);
+    this.pidWatch = {
+      fd,
+      poll: native.pollStart(fd, UV_READABLE, () => {
+        this.stopExitWatch();
+        if (this.main?.alive) this.forget(this.main);
+      }),
+    };
+  }
+  private stopExitWatch(): void {
+    if (!this.pidWatch) return;
+    native.pollStop(this.pidWatch.poll);
+    fs.closeSync(this.pidWatch.fd);
+    this.pidWatch = null;
+  }
+
+  // ------------------------------------------------------------------ link events
+
+  private onUp(reconnected: boolean): void {
+    if (reconnected) {
+      this.stats.reconnects = this.link.reconnects;
+      this.opts.log(`reconnected to the page server`);
+    }
+    if (!this.main || this.completing) return;
+    this.link.pending(this.pendingRanges());
+    // answers lost with the old connection: ask again for what threads wait on
+    this.requested.fill(0);
+    for (const mm of this.mms) for (const i of mm.faultStart.keys()) if (mm.pending[i] && !this.requested[i]) this.request(mm, i);
+  }
+
+  private onDown(why: string): void {
+    if (this.ended) return;
+    if (this.completing) {
+      // the source went away after DONE: that is its goodbye
+      return this.end("complete");
+    }
+    this.opts.log(`lost the page server (${why}); reconnecting for up to ${Math.round(this.opts.retryForMs / 1000)} s, faulting threads wait`);
+  }
+
+  private onBye(): void {
+    if (this.completing) this.end("complete");
+  }
+
+  // ------------------------------------------------------------------ ending
+
+  private checkComplete(): void {
+    if (this.ended || this.completing || !this.main) return;
+    if (this.mms.some((mm) => mm.pendingCount > 0)) return;
+    this.completing = true;
+    this.stats.allArrivedAt = performance.now();
+    this.progress(true);
+    // nothing is missing (or nothing can want it any more): the source may go
+    for (const mm of [...this.mms]) this.detach(mm);
+    if (!this.link.up) return this.end(this.main.alive ? "complete" : "process-exited");
+    this.link.done();
+    this.byeTimer = setTimeout(() => this.end(this.main?.alive === false ? "process-exited" : "complete"), BYE_TIMEOUT_MS);
+  }
+
+  /** Stop watching an address space that misses nothing (its process keeps running). */
+  private detach(mm: LazyMm): void {
+    if (mm.poll) native.pollStop(mm.poll);
+    mm.poll = null;
+    mm.close();
+  }
+
+  /** The memory can never come: kill the process rather than let it run on anything else. */
+  private fail(reason: string): void {
+    if (this.ended) return;
+    this.ended = true;
+    const missing = this.mms.reduce((n, mm) => n + mm.pendingCount, 0);
+    const victims = this.killAll();
+    this.opts.progress?.clear();
+    const what = victims.length ? `killed process ${victims.join(", ")} (${missing} pages never arrived; it never ran on missing memory)` : "no process to kill";
+    const error = `${reason}: ${what}`;
+    this.link.abort(reason);
+    this.close(true);
+    this.finish(this.summary("failed", error));
+  }
+
+  /** SIGKILL the restored process, its descendants and every thread seen faulting. */
+  private killAll(): number[] {
+    const pids = new Set<number>();
+    if (this.main) pids.add(this.main.pid);
+    for (const p of descendants(this.opts.images.pid)) pids.add(p);
+    for (const mm of this.mms) for (const t of mm.tids) pids.add(t);
+    const killed: number[] = [];
+    for (const p of pids) if (p > 0 && rawSyscall(NR.kill, p, SIG.KILL) === 0n) killed.push(p);
+    return killed;
+  }
+
+  private end(outcome: LazySummary["outcome"]): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.close();
+    this.finish(this.summary(outcome));
+  }
+
+  private close(graceful = false): void {
+    if (this.byeTimer) clearTimeout(this.byeTimer);
+    this.stopExitWatch();
+    for (const mm of [...this.mms]) this.detach(mm);
+    this.link.close(graceful);
+    this.opts.progress?.clear();
+  }
+
+  private summary(outcome: LazySummary["outcome"], error?: string): LazySummary {
+    const { images } = this.opts;
+    return summarize(this.stats, images.pid, {
+      outcome, error, frozenAtUs: images.inventory.frozenAtUs, resumedAtUs: this.resumedAtUs,
+      imageBytes: images.imageBytes, rttMs: this.link.rttMs,
+    });
+  }
+
+  private progress(force = false): void {
+    const p = this.opts.progress;
+    if (!p?.enabled) return;
+    const s = this.stats;
+    const secs = (performance.now() - (s.resumedAt || s.startedAt)) / 1000;
+    p.update(() => `ferry lazy-pages: ${mib(s.pagesInstalled * PAGE_SIZE)}/${mib(s.pagesTotal * PAGE_SIZE)} MiB, ${(s.pagesInstalled * PAGE_SIZE / 1e6 / Math.max(secs, 1e-3)).toFixed(0)} MB/s, ${s.faults} faults served`, force);
+  }
+
+  /** Run a handler; an error of ours kills the process (never leaves it on missing memory). */
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      if (e instanceof FerryError && e.code === "FERRY_PROTOCOL") throw e; // the channel drops and reconnects
+      this.fail(`internal error in the lazy-pages daemon: ${(e as Error).message}`);
+    }
+  }
+}
+
+/** PIDs of every descendant of pid (children first found through /proc/PID/task/TID/children). */
+function descendants(pid: number): number[] {
+  const out: number[] = [];
+  const queue = [pid];
+  while (queue.length) {
+    const p = queue.shift()!;
+    let tasks: string[] = [];
+    try {
+      tasks = fs.readdirSync(`/proc/${p}/task`);
+    } catch {
+      continue;
+    }
+    for (const t of tasks) {
+      let kids = "";
+      try {
+        kids = fs.readFileSync(`/proc/${p}/task/${t}/children`, "utf8");
+      } catch { /* gone */ }
+      for (const k of kids.split(" ").filter(Boolean).map(Number)) {
+        out.push(k);
+        queue.push(k);
+      }
+    }
+  }
+  return out;
+}

@@ -1,0 +1,85 @@
+import { FerryError } from "../errors.js";
+import { restore, type Restored } from "../restore/index.js";
+import type { Endpoint } from "../net/endpoint.js";
+import type { Transport } from "../net/transport.js";
+import { LazyPagesDaemon } from "./daemon.js";
+import { HandoffListener, handOffUffd } from "./handoff.js";
+import { loadLazyImages } from "./images.js";
+import type { LazySummary, ProgressLine } from "./stats.js";
+
+export interface LazyDaemonOptions {
+  images: string;
+  pageServer: Endpoint;
+  /** how long a lost page server may take to come back before the process is killed (default 10 s) */
+  retryForMs?: number;
+  /** cap of the background stream, bytes/s */
+  maxRate?: number;
+  transport?: Transport;
+  log?: (line: string) => void;
+  progress?: ProgressLine;
+}
+
+function daemonFor(opts: LazyDaemonOptions): LazyPagesDaemon {
+  return new LazyPagesDaemon({
+    images: loadLazyImages(opts.images), pageServer: opts.pageServer, transport: opts.transport,
+    retryForMs: opts.retryForMs ?? 10_000, maxRate: opts.maxRate, log: opts.log ?? (() => {}), progress: opts.progress,
+  });
+}
+
+/**
+ * `ferry lazy-pages`: connect to the page server, wait for `ferry restore --lazy` to hand over
+ * the process (socket in the images directory), fill its memory, end when all has arrived.
+ * `onReady` runs once the page server answered and the socket listens.
+ */
+export async function runLazyDaemon(opts: LazyDaemonOptions & { onReady?: () => void }): Promise<LazySummary> {
+  const daemon = daemonFor(opts);
+  await daemon.connect();
+  const listener = HandoffListener.listen(opts.images, (t, info) => {
+    daemon.adopt(t, info.resumedAtUs);
+    listener.close(); // one process per daemon
+  });
+  const stop = (sig: NodeJS.Signals) => daemon.emergency(`interrupted by ${sig}`);
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+  try {
+    opts.onReady?.();
+    return await daemon.finished;
+  } finally {
+    listener.close();
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
+  }
+}
+
+/** `ferry restore --lazy` without --page-server: restore, handing the uffd to the running daemon. */
+export function restoreLazy(opts: { images: string; shellJob?: boolean }): Restored {
+  return restore({ images: opts.images, shellJob: opts.shellJob, lazy: (t) => handOffUffd(opts.images, t) });
+}
+
+/**
+ * `ferry restore --lazy --page-server ADDR:PORT`: daemon and restore in one process. Resolves
+ * with the restored process once it runs; `transfer` with the summary when all pages arrived.
+ */
+export async function restoreLazyWithServer(opts: LazyDaemonOptions & { shellJob?: boolean }): Promise<{ restored: Restored; transfer: Promise<LazySummary> }> {
+  const daemon = daemonFor(opts);
+  await daemon.connect();
+  let restored: Restored;
+  try {
+    restored = restore({ images: opts.images, shellJob: opts.shellJob, lazy: (t) => daemon.adopt(t) });
+  } catch (e) {
+    daemon.emergency(`restore failed: ${(e as Error).message}`);
+    throw e;
+  }
+  const stop = (sig: NodeJS.Signals) => daemon.emergency(`interrupted by ${sig}`);
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+  const transfer = daemon.finished.finally(() => {
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
+  });
+  return { restored, transfer };
+}
+
+export function lazyFailure(s: LazySummary): FerryError {
+  return new FerryError("FERRY_LAZY_FAILED", s.error ?? "the lazy transfer failed");
+}

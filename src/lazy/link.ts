@@ -1,0 +1,214 @@
+import { randomBytes } from "node:crypto";
+import { FrameChannel } from "../net/channel.js";
+import type { Frame } from "../net/framing.js";
+import { formatEndpoint, type Endpoint } from "../net/endpoint.js";
+import { defaultTransport, type Transport } from "../net/transport.js";
+import { CMD, MAX_PAYLOAD, PAGES_FLAG, PROTOCOL_VERSION, MAX_RANGES_PER_FRAME, encodeRanges, payloadLimit, type Hello, type PageRange } from "./protocol.js";
+
+const PING_EVERY_MS = 1000;
+/** Nothing heard for this long on a link with work outstanding: it is dead even if TCP does not know. */
+const SILENCE_MS = 4000;
+const RETRY_EVERY_MS = 200;
+const HELLO_TIMEOUT_MS = 2000;
+
+export interface LinkHandlers {
+  onPages(f: Frame, fromBulk: boolean): void;
+  /** both channels are up (again): say what is missing, ask again for what faults wait on */
+  onUp(reconnected: boolean): void;
+  onDown(why: string): void;
+  /** the page server stayed unreachable for the whole retry window */
+  onGiveUp(why: string): void;
+  onBye(): void;
+}
+
+/**
+ * The destination's link to the page server: a fault channel (requests and their answers only)
+ * and a bulk channel (the pushed stream). When either breaks, both are dropped and the link
+ * reconnects every 200 ms for `retryForMs`; meanwhile requests wait (the faulting threads stay
+ * blocked: nothing is ever filled with zeros instead).
+ */
+export class PageLink {
+  private fault: FrameChannel | null = null;
+  private bulk: FrameChannel | null = null;
+  private readonly session = randomBytes(8).toString("hex");
+  private downSince = 0;
+  private lastWhy = "";
+  private retryTimer: NodeJS.Timeout | null = null;
+  private pingTimer: NodeJS.Timeout | null = null;
+  private connecting = false;
+  private closed = false;
+  private everUp = false;
+  reconnects = 0;
+  /** measured round trip of PING/PONG (ms), the last one */
+  rttMs = 0;
+  private pingSentAt = 0;
+  private onFirstUp: ((err?: Error) => void) | null = null;
+
+  constructor(
+    private readonly endpoint: Endpoint,
+    private readonly pid: number,
+    private readonly retryForMs: number,
+    private readonly handlers: LinkHandlers,
+    private readonly transport: Transport = defaultTransport(),
+    private readonly maxRate = 0,
+  ) {}
+
+  get up(): boolean {
+    return !!(this.fault?.isOpen && this.bulk?.isOpen);
+  }
+
+  /** Connect (retrying within the window); resolves once both channels are up. */
+  connect(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.onFirstUp = (err) => (err ? reject(err) : resolve());
+      this.downSince = performance.now();
+      this.attempt();
+    });
+  }
+
+  get(vaddr: number, nrPages: number, id: number): void {
+    this.fault?.send({ cmd: CMD.GET, flags: 0, nrPages, vaddr, id });
+  }
+  ack(id: number): void {
+    this.bulk?.send({ cmd: CMD.ACK, flags: 0, nrPages: 0, vaddr: 0, id });
+  }
+  /** What the destination still misses: the source pushes exactly that, and forgets the rest. */
+  pending(ranges: PageRange[]): void {
+    this.sendRanges(CMD.PENDING, ranges, true);
+  }
+  drop(ranges: PageRange[]): void {
+    if (ranges.length) this.sendRanges(CMD.DROP, ranges, false);
+  }
+  done(): void {
+    this.fault?.send({ cmd: CMD.DONE, flags: 0, nrPages: 0, vaddr: 0, id: 0 });
+  }
+  abort(reason: string): void {
+    this.fault?.send({ cmd: CMD.ABORT, flags: 0, nrPages: 0, vaddr: 0, id: 0 }, Buffer.from(JSON.stringify({ reason })));
+  }
+
+  private sendRanges(cmd: number, ranges: PageRange[], markLast: boolean): void {
+    const ch = this.bulk;
+    if (!ch) return;
+    for (let i = 0; i === 0 || i < ranges.length; i += MAX_RANGES_PER_FRAME) {
+      const part = ranges.slice(i, i + MAX_RANGES_PER_FRAME);
+      const last = i + MAX_RANGES_PER_FRAME >= ranges.length;
+      ch.send({ cmd, flags: markLast && last ? PAGES_FLAG.LAST : 0, nrPages: 0, vaddr: 0, id: 0 }, encodeRanges(part));
+    }
+  }
+
+  /** Stop: now, or (graceful) once what is queued has been written. */
+  close(graceful = false): void {
+    this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    for (const ch of [this.fault, this.bulk]) {
+      if (graceful) ch?.end();
+      else ch?.close("closing");
+    }
+  }
+
+  private async attempt(): Promise<void> {
+    if (this.closed || this.connecting) return;
+    this.connecting = true;
+    try {
+      const [fault, bulk] = await Promise.all([this.open("fault"), this.open("bulk")].map((p) => p.catch((e: Error) => e)));
+      if (fault instanceof Error || bulk instanceof Error) {
+        if (!(fault instanceof Error)) fault.close("partner failed");
+        if (!(bulk instanceof Error)) bulk.close("partner failed");
+        throw fault instanceof Error ? fault : bulk;
+      }
+      if (this.closed) {
+        fault.close("closing");
+        bulk.close("closing");
+        return;
+      }
+      this.fault = fault;
+      this.bulk = bulk;
+      this.connecting = false;
+      const reconnected = this.everUp;
+      if (reconnected) this.reconnects++;
+      this.everUp = true;
+      this.startPings();
+      this.handlers.onUp(reconnected);
+      this.onFirstUp?.();
+      this.onFirstUp = null;
+    } catch (e) {
+      this.connecting = false;
+      this.lastWhy = (e as Error).message;
+      if (performance.now() - this.downSince >= this.retryForMs) {
+        const why = `the page server at ${formatEndpoint(this.endpoint)} is unreachable (${this.lastWhy})`;
+        if (this.onFirstUp) {
+          this.onFirstUp(new Error(why));
+          this.onFirstUp = null;
+        } else this.handlers.onGiveUp(why);
+        return;
+      }
+      this.retryTimer = setTimeout(() => this.attempt(), RETRY_EVERY_MS);
+    }
+  }
+
+  /** One channel: connect, HELLO, wait for HELLO_OK. */
+  private async open(role: Hello["role"]): Promise<FrameChannel> {
+    const socket = await this.transport.connect(this.endpoint);
+    return new Promise<FrameChannel>((resolve, reject) => {
+      let ready = false;
+      const timer = setTimeout(() => ch.close("no answer to HELLO"), HELLO_TIMEOUT_MS);
+      const ch = new FrameChannel(socket, payloadLimit, MAX_PAYLOAD, (f) => {
+        if (!ready) {
+          if (f.cmd !== CMD.HELLO_OK) return ch.close("expected HELLO_OK");
+          ready = true;
+          clearTimeout(timer);
+          return resolve(ch);
+        }
+        this.onFrame(f, role);
+      }, (_c, why) => {
+        clearTimeout(timer);
+        if (!ready) reject(new Error(why));
+        else this.lost(ch, why);
+      });
+      const hello: Hello = { version: PROTOCOL_VERSION, role, pid: this.pid, session: this.session, maxRate: this.maxRate };
+      ch.send({ cmd: CMD.HELLO, flags: 0, nrPages: 0, vaddr: 0, id: 0 }, Buffer.from(JSON.stringify(hello)));
+    });
+  }
+
+  private onFrame(f: Frame, role: Hello["role"]): void {
+    switch (f.cmd) {
+      case CMD.PAGES:
+        return this.handlers.onPages(f, role === "bulk");
+      case CMD.PONG:
+        this.rttMs = performance.now() - this.pingSentAt;
+        return;
+      case CMD.BYE:
+        return this.handlers.onBye();
+    }
+  }
+
+  private startPings(): void {
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    this.pingTimer = setInterval(() => {
+      const f = this.fault, b = this.bulk;
+      if (!f || !b) return;
+      const heard = Math.max(f.lastHeard, b.lastHeard);
+      if (performance.now() - heard > SILENCE_MS) {
+        f.close(`no word from the page server for ${SILENCE_MS / 1000} s`);
+        return;
+      }
+      this.pingSentAt = performance.now();
+      f.send({ cmd: CMD.PING, flags: 0, nrPages: 0, vaddr: 0, id: 0 });
+    }, PING_EVERY_MS);
+    this.pingTimer.unref();
+  }
+
+  private lost(ch: FrameChannel, why: string): void {
+    if (ch !== this.fault && ch !== this.bulk) return;
+    const { fault, bulk } = this;
+    this.fault = null;
+    this.bulk = null;
+    fault?.close(why);
+    bulk?.close(why);
+    if (this.closed) return;
+    this.downSince = performance.now();
+    this.handlers.onDown(why);
+    this.attempt();
+  }
+}

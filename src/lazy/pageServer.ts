@@ -1,0 +1,334 @@
+import type net from "node:net";
+import { FerryError } from "../errors.js";
+import { PAGE_SIZE } from "../kernel/sys.js";
+import { vmRead } from "../kernel/mem.js";
+import { FrameChannel } from "../net/channel.js";
+import type { Frame } from "../net/framing.js";
+import { formatEndpoint, type Endpoint } from "../net/endpoint.js";
+import { defaultTransport, type Transport } from "../net/transport.js";
+import { CMD, PAGES_FLAG, MAX_FRAME_PAGES, MAX_PAYLOAD, PROTOCOL_VERSION, bitmapBytes, decodeRanges, payloadLimit, type Hello } from "./protocol.js";
+import { indexOfValue, type PageIndex } from "./pageIndex.js";
+import type { FrozenProcess } from "./frozen.js";
+
+/** Pages per pushed frame: small enough that a fault request waits little behind one. */
+const BULK_PAGES = 64;
+/** Bulk bytes sent but not yet acknowledged: bounds buffers and the pages that can be sent twice. */
+const BULK_WINDOW = 8 << 20;
+const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
+
+export interface PageServerOptions {
+  process: FrozenProcess;
+  index: PageIndex;
+  listen: Endpoint;
+  transport?: Transport;
+  /** how long a lost destination may take to come back before the source is left frozen */
+  retryForMs: number;
+  log?: (line: string) => void;
+  onProgress?: (s: SourceStats) => void;
+}
+
+export interface SourceStats {
+  pagesTotal: number;
+  pagesSent: number;
+  zeroPagesSent: number;
+  bytesSent: number;
+  faultRequests: number;
+  /** pages sent again because a fault asked for them while their pushed copy was in flight */
+  pagesResent: number;
+  connections: number;
+}
+
+export type PageServerOutcome =
+  | { delivered: true; stats: SourceStats }
+  | { delivered: false; reason: string; stats: SourceStats };
+
+/**
+ * The source of a lazy migration: serves the pages of a frozen process straight from its memory
+ * (process_vm_readv, no disk), pushes the ones nobody asked for, and ends when the destination
+ * confirms it holds every page (the source is killed then) or when the destination is gone for
+ * good (the source stays frozen).
+ */
+export class PageServer {
+  private server: net.Server | null = null;
+  private fault: FrameChannel | null = null;
+  private bulk: FrameChannel | null = null;
+  /** per page: 0 = still to push, 1 = sent or not wanted */
+  private readonly sent: Uint8Array;
+  private cursor = 0;
+  private pendingBatchOpen = false;
+  private streaming = false;
+  private pumpScheduled = false;
+  private seq = 0;
+  private inflight: { seq: number; bytes: number }[] = [];
+  private inflightBytes = 0;
+  private maxRate = 0;
+  private rateStart = 0;
+  private rateBytes = 0;
+  private lostTimer: NodeJS.Timeout | null = null;
+  private finished!: (o: PageServerOutcome) => void;
+  readonly outcome: Promise<PageServerOutcome>;
+  readonly stats: SourceStats;
+
+  constructor(private readonly opts: PageServerOptions) {
+    this.sent = new Uint8Array(opts.index.total);
+    this.stats = { pagesTotal: opts.index.total, pagesSent: 0, zeroPagesSent: 0, bytesSent: 0, faultRequests: 0, pagesResent: 0, connections: 0 };
+    this.outcome = new Promise((resolve) => (this.finished = resolve));
+  }
+
+  private get pid(): number {
+    return this.opts.process.pid;
+  }
+
+  async start(): Promise<void> {
+    const transport = this.opts.transport ?? defaultTransport();
+    try {
+      this.server = await transport.listen(this.opts.listen, (s) => this.accept(s));
+    } catch (e) {
+      throw new FerryError("FERRY_LISTEN", `cannot listen on ${formatEndpoint(this.opts.listen)}: ${(e as Error).message}`);
+    }
+  }
+
+  /** Stop serving now (Ctrl-C): the source stays frozen. */
+  abandon(reason: string): void {
+    this.end({ delivered: false, reason, stats: this.stats });
+  }
+
+  private accept(socket: net.Socket): void {
+    this.stats.connections++;
+    let role: Hello["role"] | null = null;
+    const ch = new FrameChannel(socket, payloadLimit, MAX_PAYLOAD, (f) => {
+      if (role === null) {
+        role = this.hello(ch, f);
+        return;
+      }
+      this.onFrame(ch, f);
+    }, (c, why) => this.lost(c, why));
+  }
+
+  private hello(ch: FrameChannel, f: Frame): Hello["role"] | null {
+    let h: Hello;
+    try {
+      if (f.cmd !== CMD.HELLO) throw new Error("expected HELLO");
+      h = JSON.parse(f.payload.toString("utf8")) as Hello;
+      if (h.version !== PROTOCOL_VERSION) throw new Error(`protocol version ${h.version}, this ferry speaks ${PROTOCOL_VERSION}`);
+      if (h.pid !== this.pid) throw new Error(`asks for process ${h.pid}, this page server serves ${this.pid}`);
+      if (h.role !== "fault" && h.role !== "bulk") throw new Error(`unknown role ${String(h.role)}`);
+    } catch (e) {
+      this.opts.log?.(`refused a connection from ${ch.socket.remoteAddress}: ${(e as Error).message}`);
+      ch.close("refused");
+      return null;
+    }
+    const old = h.role === "fault" ? this.fault : this.bulk;
+    if (old && old !== ch) old.close("replaced by a new connection");
+    if (h.role === "fault") this.fault = ch;
+    else {
+      this.bulk = ch;
+      this.maxRate = h.maxRate > 0 ? h.maxRate : 0;
+      this.inflight = [];
+      this.inflightBytes = 0;
+      this.streaming = false; // until the destination says what it still misses
+    }
+    if (this.lostTimer && this.fault?.isOpen && this.bulk?.isOpen) {
+      clearTimeout(this.lostTimer);
+      this.lostTimer = null;
+    }
+    ch.send({ cmd: CMD.HELLO_OK, flags: 0, nrPages: 0, vaddr: 0, id: 0 }, Buffer.from(JSON.stringify({ version: PROTOCOL_VERSION, pid: this.pid, pages: this.opts.index.total })));
+    return h.role;
+  }
+
+  private onFrame(ch: FrameChannel, f: Frame): void {
+    switch (f.cmd) {
+      case CMD.GET:
+        return this.get(ch, f);
+      case CMD.PENDING:
+        return this.pending(f);
+      case CMD.DROP:
+        for (const r of decodeRanges(f.payload)) this.mark(r.vaddr, r.nrPages);
+        return;
+      case CMD.ACK:
+        while (this.inflight.length && this.inflight[0].seq <= f.id) this.inflightBytes -= this.inflight.shift()!.bytes;
+        return this.schedulePump();
+      case CMD.PING:
+        ch.send({ cmd: CMD.PONG, flags: 0, nrPages: 0, vaddr: 0, id: f.id });
+        return;
+      case CMD.DONE:
+        return this.done(ch);
+      case CMD.ABORT:
+        return this.end({ delivered: false, reason: `the destination gave up: ${safeReason(f.payload)}`, stats: this.stats });
+      default:
+        ch.close(`unexpected command ${f.cmd}`);
+    }
+  }
+
+  /** A fault: answer at once on the fault channel, and continue pushing from there (locality). */
+  private get(ch: FrameChannel, f: Frame): void {
+    const { index } = this.opts;
+    const first = index.indexOf(f.vaddr);
+    if (first < 0 || f.nrPages < 1 || f.nrPages > MAX_FRAME_PAGES || index.contiguousFrom(first) < f.nrPages) {
+      ch.close(`request for pages the source does not hold (0x${f.vaddr.toString(16)} +${f.nrPages})`);
+      return;
+    }
+    this.stats.faultRequests++;
+    for (let i = first; i < first + f.nrPages; i++) if (this.sent[i]) this.stats.pagesResent++;
+    if (this.trySendPages(ch, first, f.nrPages, PAGES_FLAG.REPLY, f.id) < 0) return;
+    this.cursor = first + f.nrPages;
+  }
+
+  /** What the destination still misses (first thing on every bulk connection): push exactly that. */
+  private pending(f: Frame): void {
+    if (!this.pendingBatchOpen) {
+      this.sent.fill(1);
+      this.pendingBatchOpen = true;
+    }
+    const { index } = this.opts;
+    for (const r of decodeRanges(f.payload)) {
+      const [a, b] = index.indexRange(r.vaddr, r.vaddr + r.nrPages * PAGE_SIZE);
+      this.sent.fill(0, a, b);
+    }
+    if (f.flags & PAGES_FLAG.LAST) {
+      this.pendingBatchOpen = false;
+      this.streaming = true;
+      this.rateStart = performance.now();
+      this.rateBytes = 0;
+      this.schedulePump();
+    }
+  }
+
+  private mark(vaddr: number, nrPages: number): void {
+    const [a, b] = this.opts.index.indexRange(vaddr, vaddr + nrPages * PAGE_SIZE);
+    this.sent.fill(1, a, b);
+  }
+
+  private schedulePump(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
+  }
+
+  /** Push one chunk of what is still unsent, from the cursor on; then let requests in. */
+  private pump(): void {
+    const ch = this.bulk;
+    if (!ch?.isOpen || !this.streaming || this.inflightBytes >= BULK_WINDOW) return;
+    if (ch.needsDrain) {
+      ch.socket.once("drain", () => this.schedulePump());
+      return;
+    }
+    if (this.maxRate) {
+      const allowed = ((performance.now() - this.rateStart) / 1000) * this.maxRate;
+      if (this.rateBytes > allowed) {
+        setTimeout(() => this.schedulePump(), Math.max(1, ((this.rateBytes - allowed) / this.maxRate) * 1000));
+        return;
+      }
+    }
+    const { index } = this.opts;
+    let i = indexOfValue(this.sent, 0, this.cursor, index.total);
+    if (i >= index.total) i = indexOfValue(this.sent, 0, 0, index.total);
+    if (i >= index.total) return; // all pushed: wait for DONE
+    let n = 1;
+    const max = Math.min(BULK_PAGES, index.contiguousFrom(i));
+    while (n < max && this.sent[i + n] === 0) n++;
+    const seq = ++this.seq;
+    const bytes = this.trySendPages(ch, i, n, 0, seq);
+    if (bytes < 0) return;
+    this.inflight.push({ seq, bytes });
+    this.inflightBytes += bytes;
+    this.rateBytes += bytes;
+    this.cursor = i + n;
+    this.schedulePump();
+  }
+
+  /** sendPages, ending the service when the source's memory cannot be read (it died). */
+  private trySendPages(ch: FrameChannel, first: number, n: number, flags: number, id: number): number {
+    try {
+      return this.sendPages(ch, first, n, flags, id);
+    } catch (e) {
+      this.end({ delivered: false, reason: (e as Error).message, stats: this.stats });
+      return -1;
+    }
+  }
+
+  /**
+   * Read pages [first, first+n) (contiguous in memory) from the frozen process and send them as
+   * one PAGES frame: a bitmap of the zero pages, then the others' data. Returns the bytes sent.
+   */
+  private sendPages(ch: FrameChannel, first: number, n: number, flags: number, id: number): number {
+    const addr = this.opts.index.addrOf(first);
+    const bm = bitmapBytes(n);
+    const payload = Buffer.allocUnsafe(bm + n * PAGE_SIZE);
+    payload.fill(0, 0, bm);
+    const got = vmRead(this.pid, payload.subarray(bm), [{ addr, len: n * PAGE_SIZE }]);
+    if (got !== n * PAGE_SIZE) {
+      throw new FerryError("FERRY_SOURCE_MEMORY", `cannot read the source's pages at 0x${addr.toString(16)} (${got} of ${n * PAGE_SIZE} bytes)`);
+    }
+    let out = bm;
+    for (let k = 0; k < n; k++) {
+      const at = bm + k * PAGE_SIZE;
+      if (payload.compare(ZERO_PAGE, 0, PAGE_SIZE, at, at + PAGE_SIZE) === 0) {
+        payload[k >> 3] |= 1 << (k & 7);
+        this.stats.zeroPagesSent++;
+        continue;
+      }
+      if (at !== out) payload.copy(payload, out, at, at + PAGE_SIZE);
+      out += PAGE_SIZE;
+    }
+    for (let k = first; k < first + n; k++) {
+      if (!this.sent[k]) this.stats.pagesSent++;
+      this.sent[k] = 1;
+    }
+    this.stats.bytesSent += 32 + out;
+    ch.send({ cmd: CMD.PAGES, flags, nrPages: n, vaddr: addr, id }, payload.subarray(0, out));
+    this.opts.onProgress?.(this.stats);
+    return 32 + out;
+  }
+
+  /** The destination holds every page: the source copy goes, then we say goodbye. */
+  private done(ch: FrameChannel): void {
+    this.opts.process.kill();
+    for (const other of [this.fault, this.bulk]) if (other && other !== ch) other.close("done");
+    ch.send({ cmd: CMD.BYE, flags: 0, nrPages: 0, vaddr: 0, id: 0 });
+    ch.end();
+    this.end({ delivered: true, stats: this.stats });
+  }
+
+  private lost(ch: FrameChannel, why: string): void {
+    if (ch !== this.fault && ch !== this.bulk) return;
+    if (ch === this.fault) this.fault = null;
+    if (ch === this.bulk) {
+      this.bulk = null;
+      this.streaming = false;
+    }
+    if (this.lostTimer || !this.server) return;
+    this.opts.log?.(`lost the destination (${why}); waiting ${Math.round(this.opts.retryForMs / 1000)} s for it to come back`);
+    this.lostTimer = setTimeout(() => {
+      this.lostTimer = null;
+      if (this.fault?.isOpen && this.bulk?.isOpen) return;
+      this.end({ delivered: false, reason: `the destination went away (${why}) and did not come back within ${Math.round(this.opts.retryForMs / 1000)} s`, stats: this.stats });
+    }, this.opts.retryForMs);
+  }
+
+  private end(o: PageServerOutcome): void {
+    if (!this.server) return;
+    this.server.close();
+    this.server = null;
+    if (this.lostTimer) clearTimeout(this.lostTimer);
+    this.lostTimer = null;
+    if (!o.delivered) {
+      this.fault?.close("abandoned");
+      this.bulk?.close("abandoned");
+      this.opts.process.release();
+    }
+    this.finished(o);
+  }
+}
+
+function safeReason(b: Buffer): string {
+  try {
+    const o = JSON.parse(b.toString("utf8")) as { reason?: unknown };
+    return String(o.reason ?? "no reason given").slice(0, 500);
+  } catch {
+    return "no reason given";
+  }
+}

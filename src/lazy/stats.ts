@@ -1,0 +1,135 @@
+import { PAGE_SIZE } from "../kernel/sys.js";
+
+/** Latencies in microseconds, kept in a growable typed array (one number per fault). */
+export class Latencies {
+  private data = new Float64Array(1024);
+  count = 0;
+
+  add(us: number): void {
+    if (this.count === this.data.length) {
+      const bigger = new Float64Array(this.data.length * 2);
+      bigger.set(this.data);
+      this.data = bigger;
+    }
+    this.data[this.count++] = us;
+  }
+
+  /** p in [0, 100]; nearest-rank. */
+  percentile(p: number): number | null {
+    if (!this.count) return null;
+    const sorted = this.data.slice(0, this.count).sort();
+    const rank = Math.min(this.count - 1, Math.max(0, Math.ceil((p / 100) * this.count) - 1));
+    return sorted[rank];
+  }
+}
+
+/** What the destination counts while it fills a process. */
+export class DaemonStats {
+  readonly startedAt = performance.now();
+  resumedAt = 0;
+  allArrivedAt = 0;
+  pagesTotal = 0;
+  pagesInstalled = 0;
+  pagesByFault = 0;
+  pagesPushed = 0;
+  zeroPages = 0;
+  /** pages that arrived when no address space wanted them any more (already there, or dropped) */
+  pagesUnneeded = 0;
+  bytesReceived = 0;
+  faults = 0;
+  /** faults on pages that never were at the source, or were dropped: answered with zeros locally */
+  localFaults = 0;
+  readonly latency = new Latencies();
+  events = { fork: 0, remap: 0, remove: 0, unmap: 0 };
+  droppedPages = 0;
+  reconnects = 0;
+}
+
+export interface LazySummary {
+  pid: number;
+  outcome: "complete" | "process-exited" | "failed";
+  error?: string;
+  /** from the freeze at the source to the process running here (the clocks of both hosts) */
+  downtimeMs: number | null;
+  /** what had to reach the destination before the restore: the images */
+  bytesBeforeRestore: number;
+  pages: number;
+  pagesByFault: number;
+  pagesPushed: number;
+  zeroPages: number;
+  pagesUnneeded: number;
+  bytesReceived: number;
+  faults: number;
+  localFaults: number;
+  faultLatencyUs: { p50: number | null; p99: number | null; max: number | null; count: number };
+  /** from the resume here until the last page arrived */
+  allPagesMs: number | null;
+  mbPerS: number | null;
+  events: DaemonStats["events"];
+  droppedPages: number;
+  reconnects: number;
+  linkRttMs: number;
+}
+
+const round = (x: number | null, digits = 2) => (x === null ? null : Number(x.toFixed(digits)));
+
+export function summarize(s: DaemonStats, pid: number, o: { outcome: LazySummary["outcome"]; error?: string; frozenAtUs?: number; resumedAtUs?: number; imageBytes: number; rttMs: number }): LazySummary {
+  const allPagesMs = s.allArrivedAt && s.resumedAt ? s.allArrivedAt - s.resumedAt : null;
+  const secs = allPagesMs !== null ? allPagesMs / 1000 : (performance.now() - (s.resumedAt || s.startedAt)) / 1000;
+  const out: LazySummary = {
+    pid,
+    outcome: o.outcome,
+    downtimeMs: o.frozenAtUs && o.resumedAtUs ? round((o.resumedAtUs - o.frozenAtUs) / 1000) : null,
+    bytesBeforeRestore: o.imageBytes,
+    pages: s.pagesTotal,
+    pagesByFault: s.pagesByFault,
+    pagesPushed: s.pagesPushed,
+    zeroPages: s.zeroPages,
+    pagesUnneeded: s.pagesUnneeded,
+    bytesReceived: s.bytesReceived,
+    faults: s.faults,
+    localFaults: s.localFaults,
+    faultLatencyUs: {
+      p50: round(s.latency.percentile(50), 1), p99: round(s.latency.percentile(99), 1),
+      max: round(s.latency.percentile(100), 1), count: s.latency.count,
+    },
+    allPagesMs: round(allPagesMs),
+    mbPerS: secs > 0 ? round((s.pagesInstalled * PAGE_SIZE) / 1e6 / secs, 1) : null,
+    events: s.events,
+    droppedPages: s.droppedPages,
+    reconnects: s.reconnects,
+    linkRttMs: round(o.rttMs, 3) ?? 0,
+  };
+  if (o.error) out.error = o.error;
+  return out;
+}
+
+/** A one-line progress display on a TTY (stderr), redrawn at most 5 times a second. */
+export class ProgressLine {
+  private last = 0;
+  private shown = false;
+
+  constructor(private readonly out: NodeJS.WriteStream = process.stderr) {}
+
+  get enabled(): boolean {
+    return !!this.out.isTTY;
+  }
+
+  update(text: () => string, force = false): void {
+    if (!this.enabled) return;
+    const now = performance.now();
+    if (!force && now - this.last < 200) return;
+    this.last = now;
+    this.out.write(`\r\x1b[K${text()}`);
+    this.shown = true;
+  }
+
+  clear(): void {
+    if (this.shown) this.out.write("\r\x1b[K");
+    this.shown = false;
+  }
+}
+
+export function mib(bytes: number): string {
+  return (bytes / (1 << 20)).toFixed(1);
+}
