@@ -3,6 +3,8 @@ import { registerCheck } from "./check.js";
 import { registerDump } from "./dump.js";
 import { registerRestore } from "./restore.js";
 import { registerShow } from "./show.js";
+import { registerLazyPages } from "./lazyPages.js";
+import { registerResume } from "./resume.js";
 
 /** Each command lives in its own file and registers itself here. */
 export function registerCommands(program: Command): void {
@@ -10,4 +12,6 @@ export function registerCommands(program: Command): void {
   registerDump(program);
   registerRestore(program);
   registerShow(program);
+  registerLazyPages(program);
+  registerResume(program);
 }

@@ -2,6 +2,8 @@ import { Command, Option } from "commander";
 import { dump } from "../dump/index.js";
 import { FerryError } from "../errors.js";
 import { signalStatusFd, parseIntArg, imagesDir } from "./common.js";
+import { dumpLazy } from "./dumpLazy.js";
+import { parseSeconds } from "./lazyPages.js";
 
 export function registerDump(program: Command): void {
   program
@@ -16,9 +18,16 @@ export function registerDump(program: Command): void {
     .option("-j, --shell-job", "the process is a job of a shell: keep its session and terminal")
     .option("--status-fd <fd>", "write one byte to this fd when the dump is complete", parseIntArg)
     .option("--json", "print a JSON summary")
+    .option("--lazy", "lazy migration: write all but private memory, keep the process frozen and serve its pages (--listen)")
+    .addOption(new Option("--lazy-pages", "CRIU's spelling of --lazy").hideHelp())
+    .option("--listen <addr:port>", "with --lazy: where the page server listens")
+    .addOption(new Option("--address <addr>", "page server address (CRIU's spelling)").hideHelp())
+    .addOption(new Option("--port <port>", "page server port (CRIU's spelling)").hideHelp())
+    .option("--retry-for <seconds>", "with --lazy: how long a lost destination may take to come back", parseSeconds, 30)
     .action((pidArg: string | undefined, o) => {
       const pid = Number(o.tree ?? pidArg);
       if (!pidArg && !o.tree) throw new FerryError("FERRY_USAGE", "which process? give a PID (ferry dump PID -D DIR)");
+      if (o.lazy || o.lazyPages) return dumpLazy(pid, o);
       const r = dump({ pid, images: imagesDir(o), leaveRunning: o.leaveRunning, leaveStopped: o.leaveStopped, shellJob: o.shellJob });
       if (o.statusFd !== undefined) signalStatusFd(o.statusFd);
       if (o.json) process.stdout.write(JSON.stringify(r) + "\n");

@@ -2,6 +2,8 @@ import fs from "node:fs";
 import { Command, Option } from "commander";
 import { restore, waitForExit } from "../restore/index.js";
 import { signalStatusFd, parseIntArg, imagesDir } from "./common.js";
+import { restoreLazyCli } from "./restoreLazy.js";
+import { parseRate, parseSeconds } from "./lazyPages.js";
 
 export function registerRestore(program: Command): void {
   program
@@ -14,7 +16,15 @@ export function registerRestore(program: Command): void {
     .option("-j, --shell-job", "restore into this shell's session and terminal")
     .option("--status-fd <fd>", "write one byte to this fd when the process runs again", parseIntArg)
     .option("--json", "print a JSON summary")
+    .option("--lazy", "lazy images: resume before the memory arrived (a lazy-pages daemon, or --page-server, fills it)")
+    .addOption(new Option("--lazy-pages", "CRIU's spelling of --lazy").hideHelp())
+    .option("--page-server <addr:port>", "with --lazy: fill the memory from this page server in this process (no separate daemon)")
+    .addOption(new Option("--address <addr>").hideHelp())
+    .addOption(new Option("--port <port>").hideHelp())
+    .option("--retry-for <seconds>", "with --page-server: if the page server or the link dies, retry this long before killing the process", parseSeconds, 10)
+    .option("--max-rate <MB/s>", "with --page-server: cap the background stream", parseRate)
     .action(async (o) => {
+      if (o.lazy || o.lazyPages) return restoreLazyCli(o);
       const r = restore({ images: imagesDir(o), shellJob: o.shellJob });
       if (o.pidfile) fs.writeFileSync(o.pidfile, `${r.pid}\n`);
       if (o.statusFd !== undefined) signalStatusFd(o.statusFd);
