@@ -1,0 +1,77 @@
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { fileURLToPath } from "node:url";
+import { FerryError } from "../src/errors.js";
+
+/** dist/bench -> the repository root (sources, bench/.build, bench/results live there). */
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+
+export interface BenchOptions {
+  sizesMiB: number[];
+  /** dump+restore cycles per size; the table shows medians */
+  runs: number;
+  quick: boolean;
+  /** the CPU that ferry and the victim share (latency runs are pinned to one CPU) */
+  cpu: number;
+  outDir: string;
+  /** run ferry under `node --cpu-prof` and summarize where its time goes (timings get slower) */
+  profile: boolean;
+  /** how long the victim sweeps its memory before it is dumped, and after it is restored */
+  settleMs: number;
+  /** touch and free memory before each cycle, so that it runs on memory the hypervisor backs already */
+  warm: boolean;
+  /** print latest.json on stdout instead of the table */
+  json: boolean;
+}
+
+export const USAGE = `usage: node dist/bench/run.js [--sizes 256,1024] [--runs N] [--quick] [--cpu N] [--out DIR] [--profile] [--cold] [--json]
+  --sizes    victim sizes in MiB (default 256,1024)
+  --runs     dump+restore cycles per size, medians reported (default 3, 1 with --quick)
+  --quick    smoke mode: one 64 MiB cycle, small physical-limit probes
+  --cpu      CPU that ferry and the victim are pinned to (default: the last one)
+  --out      where latest.json and latest.md go (default bench/results)
+  --profile  run ferry under node --cpu-prof and print where its time goes (slows it down)
+  --cold     do not warm guest memory before each cycle (see bench/runner.ts, runWarm)
+  --json     print the JSON report on stdout instead of the table (both are saved either way)`;
+
+export function parseOptions(argv: string[]): BenchOptions | null {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      sizes: { type: "string" },
+      runs: { type: "string" },
+      quick: { type: "boolean", default: false },
+      cpu: { type: "string" },
+      out: { type: "string" },
+      profile: { type: "boolean", default: false },
+      cold: { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    strict: true,
+  });
+  if (values.help) return null;
+  const quick = !!values.quick;
+  const sizesMiB = values.sizes ? values.sizes.split(",").map((s) => positiveInt("--sizes", s)) : quick ? [64] : [256, 1024];
+  const runs = values.runs ? positiveInt("--runs", values.runs) : quick ? 1 : 3;
+  const cpus = os.availableParallelism();
+  const cpu = values.cpu !== undefined ? Number(values.cpu) : cpus - 1;
+  if (!Number.isInteger(cpu) || cpu < 0 || cpu >= cpus) {
+    throw new FerryError("FERRY_USAGE", `--cpu ${values.cpu}: this machine has CPUs 0-${cpus - 1}`);
+  }
+  return {
+    sizesMiB, runs, quick, cpu,
+    outDir: path.resolve(values.out ?? path.join(REPO_ROOT, "bench/results")),
+    profile: !!values.profile,
+    settleMs: quick ? 100 : 300,
+    warm: !values.cold,
+    json: !!values.json,
+  };
+}
+
+function positiveInt(flag: string, s: string): number {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n <= 0) throw new FerryError("FERRY_USAGE", `${flag}: not a positive whole number: ${s}`);
+  return n;
+}

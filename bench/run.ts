@@ -1,0 +1,157 @@
+/**
+ * `npm run bench`: dump and restore a victim of 256 MiB and 1 GiB of touched memory with images in
+ * /dev/shm, and put every figure beside the physical limit measured in the same run.
+ * Writes <out>/latest.json and <out>/latest.md and prints the table. See bench/options.ts for flags.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { execFileSync } from "node:child_process";
+import { FerryError } from "../src/errors.js";
+import { parseOptions, USAGE, REPO_ROOT, type BenchOptions } from "./options.js";
+import { Cleanup, becomeSubreaper } from "./cleanup.js";
+import { buildSweeper } from "./victim.js";
+import { runCycle, removeStaleWorkDirs, type CycleResult } from "./cycle.js";
+import { summarize, TARGETS_1GIB, CRIU_REFERENCE, type BenchReport } from "./summary.js";
+import { renderTable } from "./table.js";
+import { renderProfile } from "./profile.js";
+import type { Limits } from "./limits.js";
+
+const LIMIT_PROBE_BYTES = 256 << 20;
+
+async function main(opts: BenchOptions, cleanup: Cleanup): Promise<BenchReport> {
+  const startedAt = new Date().toISOString();
+  const loadAtStart = os.loadavg()[0];
+  const sweeperBin = buildSweeper();
+  for (const dir of removeStaleWorkDirs()) process.stderr.write(`bench: removed /dev/shm/${dir}, left by a benchmark that was killed\n`);
+  const profileDir = path.join(opts.outDir, "profiles");
+  if (opts.profile) fs.mkdirSync(profileDir, { recursive: true });
+
+  let limits: Limits | null = null;
+  const bySize = new Map<number, CycleResult[]>();
+  for (const sizeMiB of opts.sizesMiB) {
+    for (let run = 1; run <= opts.runs; run++) {
+      const label = `${sizeMiB}MiB-run${run}`;
+      const { cycle, limits: measured } = await runCycle({
+        sweeperBin, cpu: opts.cpu, settleMs: opts.settleMs, cleanup,
+        warmMiB: opts.warm ? 3 * sizeMiB + (opts.quick ? 256 : 1024) : 0,
+        limitBytes: limits ? null : opts.quick ? 64 << 20 : LIMIT_PROBE_BYTES,
+        nodeFlags: (mode) => opts.profile
+          ? ["--cpu-prof", "--cpu-prof-interval=250", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${mode}-${label}.cpuprofile`]
+          : [],
+      }, sizeMiB);
+      limits ??= measured;
+      bySize.set(sizeMiB, [...(bySize.get(sizeMiB) ?? []), cycle]);
+      process.stderr.write(
+        `bench: ${sizeMiB} MiB run ${run}/${opts.runs}: dump ${cycle.dump.opMs.toFixed(0)} ms (frozen ${cycle.dump.frozenMs.toFixed(0)}), ` +
+        `restore ${cycle.restore.opMs.toFixed(0)} ms, peak RSS ${cycle.dump.peakRssMiB.toFixed(0)}/${cycle.restore.peakRssMiB.toFixed(0)} MiB, ` +
+        `victim: ${cycle.victim.verdict.split(" ")[0]}\n`,
+      );
+    }
+  }
+  if (!limits) throw new FerryError("FERRY_BENCH", "no physical limits measured");
+  return {
+    schema: "ferry-bench/1",
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    options: { sizesMiB: opts.sizesMiB, runs: opts.runs, quick: opts.quick, cpu: opts.cpu, profile: opts.profile, warm: opts.warm },
+    host: hostInfo(),
+    loadAverage: { start: loadAtStart, end: os.loadavg()[0] },
+    pinnedCpu: opts.cpu,
+    limits,
+    sizes: opts.sizesMiB.map((m) => ({ ...summarize(m, bySize.get(m)!, limits!), runs: bySize.get(m)! })),
+    targets1GiB: TARGETS_1GIB,
+    reference: CRIU_REFERENCE,
+  };
+}
+
+function hostInfo(): BenchReport["host"] {
+  const read = (f: string) => {
+    try {
+      return fs.readFileSync(f, "utf8");
+    } catch {
+      return "";
+    }
+  };
+  // FERRY_BENCH_REVISION names the engine when the benchmark runs outside a checkout (a snapshot).
+  let ferryCommit = process.env.FERRY_BENCH_REVISION ?? "unknown";
+  if (!process.env.FERRY_BENCH_REVISION) {
+    try {
+      const git = (...args: string[]) => execFileSync("git", args, { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "ignore"] }).toString().trim();
+      // --no-optional-locks: read only, never take the index lock of a checkout others work in
+      const dirty = git("--no-optional-locks", "status", "--porcelain", "--untracked-files=no", "src") !== "";
+      ferryCommit = git("rev-parse", "--short", "HEAD") + (dirty ? " + uncommitted changes in src/" : "");
+    } catch { /* not a git checkout */ }
+  }
+  return {
+    kernel: os.release(),
+    cpuModel: /model name\s*:\s*(.*)/.exec(read("/proc/cpuinfo"))?.[1] ?? os.cpus()[0]?.model ?? "?",
+    cpus: os.availableParallelism(),
+    node: process.versions.node,
+    thp: /\[(\w+)\]/.exec(read("/sys/kernel/mm/transparent_hugepage/enabled"))?.[1] ?? "?",
+    ferryCommit,
+  };
+}
+
+/** Writes latest.json and latest.md; returns both texts. */
+function save(report: BenchReport, outDir: string, profiles: string): { json: string; table: string } {
+  fs.mkdirSync(outDir, { recursive: true });
+  const table = renderTable(report) + (profiles ? `\n${profiles}` : "");
+  const json = JSON.stringify(report, null, 2) + "\n";
+  fs.writeFileSync(path.join(outDir, "latest.json"), json);
+  fs.writeFileSync(path.join(outDir, "latest.md"), table);
+  return { json, table };
+}
+
+/** With --profile: where the dump and restore of the largest size spent their time. */
+function profileSummary(opts: BenchOptions): string {
+  if (!opts.profile) return "";
+  const size = Math.max(...opts.sizesMiB);
+  const dir = path.join(opts.outDir, "profiles");
+  const ops = [
+    { mode: "dump", op: { fn: "dump", file: "dump/index.js" } },
+    { mode: "restore", op: { fn: "restore", file: "restore/index.js" } },
+  ];
+  return ops
+    .map(({ mode, op }) => ({ op, mode, file: path.join(dir, `${mode}-${size}MiB-run1.cpuprofile`) }))
+    .filter(({ file }) => fs.existsSync(file))
+    .map(({ op, mode, file }) => renderProfile(`${mode} ${size} MiB`, file, op))
+    .join("\n");
+}
+
+let opts: BenchOptions | null;
+try {
+  opts = parseOptions(process.argv.slice(2));
+} catch (e) {
+  process.stderr.write(`bench: ${(e as Error).message}\n${USAGE}\n`);
+  process.exit(2);
+}
+if (!opts) {
+  process.stdout.write(USAGE + "\n");
+  process.exit(0);
+}
+
+const cleanup = new Cleanup();
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.once(sig, () => {
+    process.stderr.write(`bench: ${sig}, cleaning up\n`);
+    void cleanup.releaseAll().finally(() => process.exit(130));
+  });
+}
+becomeSubreaper();
+try {
+  const report = await main(opts, cleanup);
+  const { json, table } = save(report, opts.outDir, profileSummary(opts));
+  process.stdout.write(opts.json ? json : table);
+  process.stderr.write(`bench: saved ${path.join(opts.outDir, "latest.json")} and latest.md\n`);
+  if (report.sizes.some((s) => s.verdict !== "PASS")) {
+    process.stderr.write("bench: a restored victim found its memory wrong (see the verdicts in latest.json)\n");
+    process.exitCode = 1;
+  }
+} catch (e) {
+  if (e instanceof FerryError) process.stderr.write(`bench: ${e.code}: ${e.message}\n`);
+  else process.stderr.write(`bench: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+  process.exitCode = 1;
+} finally {
+  await cleanup.releaseAll();
+}
