@@ -1,17 +1,18 @@
 import os from "node:os";
 import { FerryError } from "../errors.js";
 import { NR, SIG, sys } from "../kernel/sys.js";
-import { getSigmask, setRegs, setSigmask, waitTask, type Regs } from "../kernel/ptrace.js";
+import { setSigmask, waitTask, WALL } from "../kernel/ptrace.js";
 import { readVmas } from "../kernel/procfs.js";
 import { Injector, SCRATCH_SIZE } from "../kernel/inject.js";
 import { vdsoIdentity } from "../kernel/vdso.js";
 import { ImageDir, FORMAT_VERSION } from "../images/store.js";
 import { PagesWriter } from "../images/pages.js";
 import { u64le, type Inventory } from "../images/types.js";
-import { validateTarget, seizeProcess, detachTask } from "./seize.js";
-import { threadRegs, dumpThread, dumpCore } from "./core.js";
+import { validateTarget } from "./seize.js";
+import { dumpThread, dumpCore } from "./core.js";
+import { freezeTree, release, type FrozenProcess } from "./tree.js";
 import { describeVma, dumpMmFields, dumpPages } from "./mm.js";
-import { dumpFds } from "../files/registry.js";
+import { FileTable } from "../files/registry.js";
 import { planLazyDump, writeEagerPages } from "../lazy/plan.js";
 
 export const FERRY_VERSION = "0.1.0";
@@ -38,8 +39,8 @@ export interface DumpResult {
 }
 
 /**
- * Freeze a process, write its whole state to an image directory, then kill it (or leave it).
- * If anything fails, the process is let go exactly as it was.
+ * Freeze a process and its whole tree, write their state to an image directory, then kill them
+ * (or leave them). If anything fails, every process is let go exactly as it was.
  */
 export function dump(opts: DumpOptions): DumpResult {
   const t0 = performance.now();
@@ -47,22 +48,60 @@ export function dump(opts: DumpOptions): DumpResult {
   const { pid } = opts;
   validateTarget(pid);
   const images = ImageDir.create(opts.images);
-  const tids = seizeProcess(pid);
+  const tree = freezeTree(pid);
   const frozenAt = performance.now();
-  // What each thread must get back, whatever happens next.
-  const saved = tids.map((tid) => ({ tid, ...threadRegs(tid), sigmask: getSigmask(tid) }));
-  let inj: Injector | null = null;
+  if (opts.lazy && tree.length > 1) {
+    for (const p of tree) release(p);
+    throw new FerryError("FERRY_UNSUPPORTED", `PID ${pid} has child processes: lazy migration of process trees is not supported yet`);
+  }
   let done = false;
   try {
-    const vmas = readVmas(pid);
-    inj = Injector.forTask(pid, vmas);
-    // Nothing may be delivered while ferry runs calls inside the task: block everything.
-    for (const t of saved) setSigmask(t.tid, ~0n);
-    inj.mapScratch(SCRATCH_SIZE);
-    const main = inj;
-    const threads = saved.map((t) => {
-      const image = dumpThread(t.tid, t.tid === pid ? main : main.forThread(t.tid), t.regs, t.restarted);
+    const table = new FileTable(images);
+    const totals = { pages: 0, zero: 0, injected: 0 };
+    let lazy = false;
+    for (const p of tree) {
+      const r = dumpProcess(p, images, table, opts);
+      totals.pages += r.pages;
+      totals.zero += r.zero;
+      totals.injected += r.injected;
+      lazy ||= r.lazy;
+    }
+    const vdso = vdsoIdentity(pid);
+    const inventory: Inventory = {
+      formatVersion: FORMAT_VERSION, ferryVersion: FERRY_VERSION, arch: os.arch(), kernel: os.release(),
+      vdsoSha256: vdso.sha256, vdsoSize: vdso.size, rootPid: pid, pids: tree.map((p) => p.pid), createdMs: Date.now(),
+      lazy, shellJob: !!opts.shellJob, frozenAtUs: Math.round((performance.timeOrigin + frozenAt) * 1000),
+    };
+    images.write("files.img", "Files", { files: table.files });
+    images.write("inventory.img", "Inventory", inventory); // last: its presence means complete
+    done = true;
+    const result: DumpResult = {
+      pid, pages: totals.pages, zeroPagesSkipped: totals.zero, frozenMs: 0, durationMs: 0, injectedSyscalls: totals.injected,
+    };
+    finish(tree, opts);
+    result.frozenMs = performance.now() - frozenAt;
+    result.durationMs = performance.now() - t0;
+    return result;
+  } finally {
+    if (!done) for (const p of tree) release(p);
+  }
+}
+
+/** One frozen process of the tree: core, address space, pages and fd table. */
+function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts: DumpOptions) {
+  const { pid } = p;
+  const vmas = readVmas(pid);
+  const inj = Injector.forTask(pid, vmas);
+  // Nothing may be delivered while ferry runs calls inside the task: block everything.
+  for (const t of p.threads) setSigmask(t.tid, ~0n);
+  inj.mapScratch(SCRATCH_SIZE);
+  let injected = 0;
+  try {
+    const threads = p.threads.map((t) => {
+      const tinj = t.tid === pid ? inj : inj.forThread(t.tid);
+      const image = dumpThread(t.tid, tinj, t.regs, t.restarted);
       image.sigmask = u64le(t.sigmask);
+      if (tinj !== inj) injected += tinj.count;
       return image;
     });
     const core = dumpCore(pid, inj, threads);
@@ -70,6 +109,7 @@ export function dump(opts: DumpOptions): DumpResult {
     const mm = dumpMmFields(pid, inj, vmaImages);
     const lazy = opts.lazy ? planLazyDump(pid, vmaImages, core.threads) : null;
     inj.unmapScratch();
+    injected += inj.count;
 
     const pages = new PagesWriter(images.path(`pages-${pid}.img`));
     let zero = 0;
@@ -79,62 +119,42 @@ export function dump(opts: DumpOptions): DumpResult {
     } finally {
       pages.close();
     }
-    const { fds, files } = dumpFds(pid, images, 1);
-    const vdso = vdsoIdentity(pid, vmas);
-    const inventory: Inventory = {
-      formatVersion: FORMAT_VERSION, ferryVersion: FERRY_VERSION, arch: os.arch(), kernel: os.release(),
-      vdsoSha256: vdso.sha256, vdsoSize: vdso.size, rootPid: pid, pids: [pid], createdMs: Date.now(),
-      lazy: !!lazy, shellJob: !!opts.shellJob, frozenAtUs: Math.round((performance.timeOrigin + frozenAt) * 1000),
-    };
+    const fds = table.dumpFds(pid);
     images.write(`core-${pid}.img`, "Core", core);
     images.write(`mm-${pid}.img`, "Mm", mm);
     images.write(`pagemap-${pid}.img`, "PageMap", { runs: pages.runs, totalPages: pages.pages, zeroPagesSkipped: zero, lazyRuns: lazy?.lazyRuns ?? [], lazyPages: lazy?.lazyPages ?? 0 });
     images.write(`fds-${pid}.img`, "FdTable", { fds });
-    images.write("files.img", "Files", { files });
-    images.write("inventory.img", "Inventory", inventory); // last: its presence means complete
-    done = true;
-    const result: DumpResult = {
-      pid, pages: pages.pages, zeroPagesSkipped: zero, frozenMs: 0, durationMs: 0, injectedSyscalls: inj.count,
-    };
-    finish(pid, saved, opts);
-    result.frozenMs = performance.now() - frozenAt;
-    result.durationMs = performance.now() - t0;
-    return result;
+    return { pages: pages.pages, zero, injected, lazy: !!lazy };
   } finally {
-    if (!done) {
-      // Put the process back as it was and let it go: a failed dump must not hurt it.
+    if (inj.scratch) {
       try {
-        if (inj?.scratch) inj.unmapScratch();
+        inj.unmapScratch();
       } catch { /* keep the first error */ }
-      for (const t of saved) {
-        try {
-          setRegs(t.tid, t.regs);
-          setSigmask(t.tid, t.sigmask);
-          detachTask(t.tid);
-        } catch { /* it may be gone */ }
-      }
     }
   }
 }
 
-type SavedThread = { tid: number; regs: Regs; sigmask: bigint };
+function childrenOfSnapshot(parent: FrozenProcess, child: number): boolean {
+  return parent.children.includes(child);
+}
 
-function finish(pid: number, saved: SavedThread[], opts: DumpOptions): void {
-  for (const t of saved) {
-    setRegs(t.tid, t.regs);
-    setSigmask(t.tid, t.sigmask);
-  }
+function finish(tree: FrozenProcess[], opts: DumpOptions): void {
   if (opts.leaveRunning || opts.leaveStopped) {
-    // SIGSTOP handed to the main thread as it is let go stops the whole group.
-    for (const t of saved) detachTask(t.tid, opts.leaveStopped && t.tid === pid ? SIG.STOP : 0);
-  } else {
-    sys("kill", NR.kill, pid, SIG.KILL);
+    // SIGSTOP handed to a main thread as it is let go stops its whole group.
+    for (const p of tree) release(p, opts.leaveStopped ? SIG.STOP : 0);
+    return;
+  }
+  // Children first, each reaped by its own (frozen) parent: no zombie keeps a PID the restore needs.
+  for (const p of [...tree].reverse()) {
+    sys("kill", NR.kill, p.pid, SIG.KILL);
     // The leader's exit is reported only after its threads are reaped: threads first.
-    for (const t of [...saved].reverse()) {
+    for (const t of [...p.threads].reverse()) {
       try {
         waitTask(t.tid); // the exit, as seen by its tracer
       } catch { /* already reaped */ }
     }
+    const parent = tree.find((q) => q !== p && childrenOfSnapshot(q, p.pid));
+    if (parent) Injector.forTask(parent.pid).call(NR.wait4, p.pid, 0, WALL, 0);
   }
 }
 

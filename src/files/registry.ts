@@ -26,54 +26,59 @@ export function kindByName(kind: string): FileKind {
 const KCMP_FILE = 0;
 const O_CLOEXEC_FDINFO = 0o2000000;
 
-/** A file object for every open file description of the target; fds that share one share the id. */
-export function dumpFds(pid: number, images: ImageDir, firstId: number): { fds: FdImage[]; files: FileObjectImage[] } {
-  const pidfd = sys("pidfd_open", NR.pidfd_open, pid, 0);
-  const fds: FdImage[] = [];
-  const files: FileObjectImage[] = [];
-  const byInode = new Map<string, { fd: number; id: number }[]>();
-  const shared = new Map<string, unknown>();
-  try {
-    for (const fd of listFds(pid)) {
-      const link = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
-      const fdinfo = readFdinfo(pid, fd);
-      const flags = parseInt(fdinfo.flags ?? "0", 8);
-      const cloexec = (flags & O_CLOEXEC_FDINFO) !== 0;
-      let stat: fs.Stats;
-      try {
-        stat = fs.statSync(`/proc/${pid}/fd/${fd}`);
-      } catch {
-        stat = fs.fstatSync(0); // placeholder, replaced below through the local copy
-      }
-      const inodeKey = `${stat.dev}:${stat.ino}:${link}`;
-      const same = (byInode.get(inodeKey) ?? []).find((o) => rawSyscall(NR.kcmp, pid, pid, KCMP_FILE, o.fd, fd) === 0n);
-      if (same) {
-        fds.push({ fd, fileId: same.id, cloexec });
-        continue;
-      }
-      const localFd = sys(`pidfd_getfd(pid ${pid} fd ${fd})`, NR.pidfd_getfd, pidfd, fd, 0);
-      try {
-        stat = fs.fstatSync(localFd);
-        const ctx: DumpFdContext = { pid, fd, link, fdinfo, stat, localFd, images, shared };
-        const kind = FILE_KINDS.find((k) => k.matches(ctx));
-        if (!kind) throw new FerryError("FERRY_UNSUPPORTED", `pid ${pid} fd ${fd}: ${link} is not supported yet`);
-        const id = firstId + files.length;
-        files.push(fileObject({
-          ...kind.dump(ctx),
-          id, kind: kind.kind,
-          flags: flags & ~O_CLOEXEC_FDINFO,
-          pos: Number(fdinfo.pos ?? 0),
-        }));
-        byInode.set(inodeKey, [...(byInode.get(inodeKey) ?? []), { fd, id }]);
-        fds.push({ fd, fileId: id, cloexec });
-      } finally {
-        fs.closeSync(localFd);
-      }
+/**
+ * The open file descriptions of a whole tree: fds that share one description (dup, inherited
+ * across fork, passed over a socket) share one id, in one process or across processes.
+ */
+export class FileTable {
+  readonly files: FileObjectImage[] = [];
+  private readonly byInode = new Map<string, { pid: number; fd: number; id: number }[]>();
+  private readonly shared = new Map<string, unknown>();
+  constructor(private readonly images: ImageDir) {}
+
+  /** The fd table of one process; new descriptions are added to the table. */
+  dumpFds(pid: number): FdImage[] {
+    const pidfd = sys("pidfd_open", NR.pidfd_open, pid, 0);
+    const fds: FdImage[] = [];
+    try {
+      for (const fd of listFds(pid)) fds.push(this.dumpFd(pid, pidfd, fd));
+    } finally {
+      fs.closeSync(pidfd);
     }
-  } finally {
-    fs.closeSync(pidfd);
+    return fds;
   }
-  return { fds, files };
+
+  private dumpFd(pid: number, pidfd: number, fd: number): FdImage {
+    const link = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
+    const fdinfo = readFdinfo(pid, fd);
+    const flags = parseInt(fdinfo.flags ?? "0", 8);
+    const cloexec = (flags & O_CLOEXEC_FDINFO) !== 0;
+    let stat: fs.Stats | null = null;
+    try {
+      stat = fs.statSync(`/proc/${pid}/fd/${fd}`);
+    } catch { /* anonymous inodes: looked at through the local copy below */ }
+    const inodeKey = stat ? `${stat.dev}:${stat.ino}:${link}` : `?:${link}`;
+    const seen = this.byInode.get(inodeKey) ?? [];
+    const same = seen.find((o) => rawSyscall(NR.kcmp, o.pid, pid, KCMP_FILE, o.fd, fd) === 0n);
+    if (same) return { fd, fileId: same.id, cloexec };
+    const localFd = sys(`pidfd_getfd(pid ${pid} fd ${fd})`, NR.pidfd_getfd, pidfd, fd, 0);
+    try {
+      const ctx: DumpFdContext = { pid, fd, link, fdinfo, stat: fs.fstatSync(localFd), localFd, images: this.images, shared: this.shared };
+      const kind = FILE_KINDS.find((k) => k.matches(ctx));
+      if (!kind) throw new FerryError("FERRY_UNSUPPORTED", `pid ${pid} fd ${fd}: ${link} is not supported yet`);
+      const id = this.files.length + 1;
+      this.files.push(fileObject({
+        ...kind.dump(ctx),
+        id, kind: kind.kind,
+        flags: flags & ~O_CLOEXEC_FDINFO,
+        pos: Number(fdinfo.pos ?? 0),
+      }));
+      this.byInode.set(inodeKey, [...seen, { pid, fd, id }]);
+      return { fd, fileId: id, cloexec };
+    } finally {
+      fs.closeSync(localFd);
+    }
+  }
 }
 
 /** A complete FileObjectImage from the fields a kind filled. */

@@ -8,8 +8,9 @@ import { processExists, readStat } from "../kernel/procfs.js";
 import { Injector } from "../kernel/inject.js";
 import { vdsoIdentity } from "../kernel/vdso.js";
 import { ImageDir } from "../images/store.js";
-import { readU64le, type CoreImage, type FdTableImage, type FilesImage, type Inventory, type MmImage, type PageMapImage } from "../images/types.js";
-import { placeScratch, clearAddressSpace, moveVdso, mapVmas, fillPages, setMmFields, vmasToFill } from "./mm.js";
+import { readU64le, type CoreImage, type FdTableImage, type FilesImage, type Inventory, type MmImage, type PageMapImage, type VmaImage } from "../images/types.js";
+import { placeScratch, clearAddressSpace, moveVdso, mapVmas, fillPages, setMmFields, vmasToFill, type SharedObjects } from "./mm.js";
+import { cloneProcess, cloneThread, killAll, type Task } from "./tasks.js";
 import { restoreSigactions, restoreTimers, restoreRlimits, restoreProcessAttrs, restoreThreadState, restorePending, restoreCreds } from "./core.js";
 import { OpenedFiles, installFds } from "./files.js";
 import { checkLazyRestore, createTargetUffd, registerLazyRanges, type TargetUffd } from "../lazy/attach.js";
@@ -31,17 +32,23 @@ export interface Restored {
   injectedSyscalls: number;
 }
 
-interface ProcessImages {
-  inventory: Inventory;
+export interface ProcessImages {
   core: CoreImage;
   mm: MmImage;
   pagemap: PageMapImage;
   fds: FdTableImage;
+  fill: Set<VmaImage>;
+}
+
+export interface TreeImages {
+  inventory: Inventory;
   files: FilesImage;
+  /** every process, root first, parents before children */
+  procs: Map<number, ProcessImages>;
 }
 
 /** Read and check everything before touching the system: a bad image fails here, whole. */
-export function loadImages(images: ImageDir): ProcessImages {
+export function loadImages(images: ImageDir): TreeImages {
   const inventory = images.read<Inventory>("inventory.img", "Inventory");
   if (inventory.arch !== os.arch()) {
     throw new FerryError("FERRY_IMAGE_ARCH", `${images.dir}: images are for ${inventory.arch}, this machine is ${os.arch()}`);
@@ -50,15 +57,31 @@ export function loadImages(images: ImageDir): ProcessImages {
   if (inventory.vdsoSize && !vdso.sha256.equals(inventory.vdsoSha256)) {
     throw new FerryError("FERRY_VDSO_MISMATCH", `${images.dir}: images come from a kernel with another vDSO (${inventory.kernel}, this is ${os.release()}): restore on the same kernel build`);
   }
-  const pid = inventory.rootPid;
-  return {
-    inventory,
-    core: images.read<CoreImage>(`core-${pid}.img`, "Core"),
-    mm: images.read<MmImage>(`mm-${pid}.img`, "Mm"),
-    pagemap: images.read<PageMapImage>(`pagemap-${pid}.img`, "PageMap"),
-    fds: images.read<FdTableImage>(`fds-${pid}.img`, "FdTable"),
-    files: images.read<FilesImage>("files.img", "Files"),
-  };
+  const procs = new Map<number, ProcessImages>();
+  for (const pid of inventory.pids.length ? inventory.pids : [inventory.rootPid]) {
+    const mm = images.read<MmImage>(`mm-${pid}.img`, "Mm");
+    const pagemap = images.read<PageMapImage>(`pagemap-${pid}.img`, "PageMap");
+    procs.set(pid, {
+      core: images.read<CoreImage>(`core-${pid}.img`, "Core"),
+      mm, pagemap,
+      fds: images.read<FdTableImage>(`fds-${pid}.img`, "FdTable"),
+      fill: vmasToFill(mm, pagemap),
+    });
+  }
+  return { inventory, files: images.read<FilesImage>("files.img", "Files"), procs };
+}
+
+/** What one restore owns while it builds the tree: released or killed on every path. */
+interface Restoration {
+  images: ImageDir;
+  tree: TreeImages;
+  opened: OpenedFiles;
+  shellJob: boolean;
+  tasks: Task[];
+  sharedObjects: SharedObjects;
+  lazy?: (uffd: TargetUffd) => void;
+  bytes: number;
+  injected: number;
 }
 
 function checkPidFree(pid: number): void {
@@ -79,49 +102,41 @@ function checkPidFree(pid: number): void {
 export function restore(opts: RestoreOptions): Restored {
   const t0 = performance.now();
   const images = new ImageDir(opts.images);
-  const img = loadImages(images);
-  checkLazyRestore(img.inventory, opts.images, !!opts.lazy);
-  const pid = img.inventory.rootPid;
-  checkPidFree(pid);
-  const fill = vmasToFill(img.mm, img.pagemap);
-  const opened = new OpenedFiles(images, img.files);
-  let child = -1;
-  const tids: number[] = []; // every task created so far, to reap on failure
+  const tree = loadImages(images);
+  checkLazyRestore(tree.inventory, opts.images, !!opts.lazy);
+  const pid = tree.inventory.rootPid;
+  for (const p of tree.procs.keys()) checkPidFree(p);
+  const r: Restoration = {
+    images, tree, opened: new OpenedFiles(images, tree.files), shellJob: !!opts.shellJob || tree.inventory.shellJob,
+    tasks: [], sharedObjects: new Map(), lazy: opts.lazy, bytes: 0, injected: 0,
+  };
   try {
-    opened.openAll();
-    child = native.spawnStub([pid], 0);
+    r.opened.openAll();
+    const child = native.spawnStub([pid], 0);
     if (child < 0) {
       if (child === -17) checkPidFree(pid);
       throw new FerryError("FERRY_CLONE", `clone3 with PID ${pid} failed: ${errnoName(-child)}`);
     }
-    tids.push(child);
+    r.tasks.push({ pid: child, tid: child });
     waitStop(child);
-    ptrace(PTRACE.SETOPTIONS, child, 0, PTRACE_O.TRACESYSGOOD | PTRACE_O.EXITKILL | PTRACE_O.TRACECLONE);
-    const { bytes, injected } = build(child, img, images, fill, opened, !!opts.shellJob || img.inventory.shellJob, tids, opts.lazy);
-    for (const tid of tids) ptrace(PTRACE.DETACH, tid, 0, 0);
-    return { pid: child, durationMs: performance.now() - t0, bytes, injectedSyscalls: injected };
+    ptrace(PTRACE.SETOPTIONS, child, 0, PTRACE_O.TRACESYSGOOD | PTRACE_O.EXITKILL | PTRACE_O.TRACECLONE | PTRACE_O.TRACEFORK);
+    build(r, Injector.forTask(child));
+    // Every process of the tree is complete: only now does any of them run again.
+    for (const t of r.tasks) ptrace(PTRACE.DETACH, t.tid, 0, 0);
+    return { pid: child, durationMs: performance.now() - t0, bytes: r.bytes, injectedSyscalls: r.injected };
   } catch (e) {
-    if (child > 0) {
-      sys("kill", NR.kill, child, SIG.KILL);
-      // The leader's exit is reported only after its threads are reaped: threads first.
-      for (const tid of [...tids].reverse()) {
-        try {
-          waitTask(tid);
-        } catch { /* reaped */ }
-      }
-    }
+    killAll(r.tasks);
     throw e;
   } finally {
-    opened.close();
+    r.opened.close();
   }
 }
 
-function build(
-  pid: number, img: ProcessImages, images: ImageDir, fill: ReturnType<typeof vmasToFill>, opened: OpenedFiles,
-  shellJob: boolean, tids: number[], lazy?: (uffd: TargetUffd) => void,
-) {
-  const inj = Injector.forTask(pid);
-  // The stub is a copy of ferry: forget ferry's rseq area, signals and fds first.
+/** Build one process inside a stopped task that has its PID; its children are built from it. */
+function build(r: Restoration, inj: Injector): void {
+  const pid = inj.pid;
+  const img = r.tree.procs.get(pid)!;
+  // The task is a copy of ferry or of its parent: forget their rseq area, signals and fds first.
   const rseq = getRseqConfig(pid);
   if (rseq.address) inj.ok("rseq unregister", NR.rseq, rseq.address, rseq.length, 1, rseq.signature);
   setSigmask(pid, ~0n);
@@ -129,22 +144,29 @@ function build(
   inj.ok("close_range", NR.close_range, 0, 0xffffffff, 0);
   clearAddressSpace(inj);
   moveVdso(inj, img.mm.vmas);
-  mapVmas(inj, img.mm, fill);
-  const bytes = fillPages(inj, img.mm, img.pagemap, images.path(`pages-${img.core.pid}.img`), fill);
+  mapVmas(inj, img.mm, img.fill, r.sharedObjects);
+  r.bytes += fillPages(inj, img.mm, img.pagemap, r.images.path(`pages-${pid}.img`), img.fill);
   setMmFields(inj, img.mm);
   // made inside the process while it still has our privileges; registered after the last injection
-  const uffd = lazy ? createTargetUffd(inj) : null;
-  installFds(inj, img.fds, opened);
+  const uffd = r.lazy ? createTargetUffd(inj) : null;
+  installFds(inj, img.fds, r.opened);
   restoreSigactions(inj, img.core);
   restoreRlimits(inj, img.core);
   restoreTimers(inj, img.core);
-  restoreProcessAttrs(inj, img.core, shellJob);
+  restoreProcessAttrs(inj, img.core, r.shellJob);
+  // Children now: they inherit this process's session and group, as they did at first.
+  for (const [childPid, child] of r.tree.procs) {
+    if (child.core.ppid !== pid || childPid === r.tree.inventory.rootPid) continue;
+    const childInj = cloneProcess(inj, childPid);
+    r.tasks.push({ pid: childPid, tid: childPid });
+    build(r, childInj);
+  }
   // Every other thread: cloned inside the process with its TID, then given its own state.
   const [mainThread, ...others] = img.core.threads;
   const threads = [{ image: mainThread, inj }];
   for (const t of others) {
     threads.push({ image: t, inj: cloneThread(inj, t.tid) });
-    tids.push(t.tid);
+    r.tasks.push({ pid, tid: t.tid });
   }
   for (const t of threads) restoreThreadState(t.inj, t.image);
   restorePending(inj, img.core);
@@ -152,7 +174,7 @@ function build(
   inj.unmapScratch();
   if (uffd) {
     try {
-      lazy!(registerLazyRanges(pid, uffd, img.mm.vmas));
+      r.lazy!(registerLazyRanges(pid, uffd, img.mm.vmas));
     } catch (e) {
       fs.closeSync(uffd.fd);
       throw e;
@@ -164,27 +186,7 @@ function build(
     setRegs(image.tid, new Regs(Buffer.from(image.regs)));
     setSigmask(image.tid, readU64le(image.sigmask));
   }
-  return { bytes, injected: threads.reduce((n, t) => n + t.inj.count, 0) };
-}
-
-const CLONE_THREAD_FLAGS = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000; // VM FS FILES SIGHAND THREAD SYSVSEM
-
-/**
- * A thread with a chosen TID: clone3 with set_tid run by the main thread. PTRACE_O_TRACECLONE
- * attaches the new thread, which stops before running a single instruction of its own.
- */
-function cloneThread(inj: Injector, tid: number): Injector {
-  const args = Buffer.alloc(88);
-  const tidBuf = Buffer.alloc(4);
-  tidBuf.writeInt32LE(tid);
-  const tidAddr = inj.put(512, tidBuf);
-  args.writeBigUInt64LE(BigInt(CLONE_THREAD_FLAGS), 0);
-  args.writeBigUInt64LE(BigInt(tidAddr), 64); // set_tid
-  args.writeBigUInt64LE(1n, 72); // set_tid_size
-  const got = inj.ok(`clone3(thread ${tid})`, NR.clone3, inj.put(0, args), args.length);
-  if (got !== tid) throw new FerryError("FERRY_CLONE", `thread ${tid} came back as ${got}`);
-  waitStop(tid);
-  return inj.forThread(tid);
+  r.injected += threads.reduce((n, t) => n + t.inj.count, 0);
 }
 
 /** Wait for a restored child of ours to end; resolves with a shell-style exit code. */

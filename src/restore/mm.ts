@@ -1,3 +1,4 @@
+import fs from "node:fs";
 import { FerryError } from "../errors.js";
 import { NR, MAP, PROT, O, PAGE_SIZE, cstring } from "../kernel/sys.js";
 import { vmWrite } from "../kernel/mem.js";
@@ -86,9 +87,10 @@ function moveBlock(inj: Injector, from: { start: number; end: number; path: stri
 }
 
 /** Map every VMA of the image at its address, with write access where pages are still to come. */
-export function mapVmas(inj: Injector, mm: MmImage, fill: Set<VmaImage>): void {
-  // Shared memory objects already mapped, by inode: a second mapping of one maps the same object.
-  const objects = new Map<number, VmaImage>();
+/** Shared memory objects already mapped in the tree, by inode: where to find each again. */
+export type SharedObjects = Map<number, { pid: number; vma: VmaImage }>;
+
+export function mapVmas(inj: Injector, mm: MmImage, fill: Set<VmaImage>, objects: SharedObjects = new Map()): void {
   for (const v of mm.vmas) {
     if (v.kind === "vdso" || v.kind === "vvar") continue;
     const len = v.end - v.start;
@@ -118,7 +120,7 @@ export function mapVmas(inj: Injector, mm: MmImage, fill: Set<VmaImage>): void {
     }
     const at = inj.ok(`mmap 0x${v.start.toString(16)} ${v.path}`, NR.mmap, v.start, len, prot, flags, fd, v.pgoff);
     if (fd >= 0) inj.ok("close", NR.close, fd);
-    if ((v.kind === "shmem" || v.kind === "memfd") && v.inode && !sameObject) objects.set(v.inode, v);
+    if ((v.kind === "shmem" || v.kind === "memfd") && v.inode && !sameObject) objects.set(v.inode, { pid: inj.pid, vma: v });
     if (at !== v.start) throw new FerryError("FERRY_RESTORE", `mapping landed at 0x${at.toString(16)} instead of 0x${v.start.toString(16)}`);
     adviseVma(inj, v);
   }
@@ -130,8 +132,9 @@ export function adviseVma(inj: Injector, v: VmaImage): void {
 }
 
 /** An fd, inside the task, of the object an earlier mapping maps (through /proc/self/map_files). */
-function openMapFiles(inj: Injector, v: VmaImage): number {
-  const name = `/proc/self/map_files/${v.start.toString(16)}-${v.end.toString(16)}`;
+function openMapFiles(inj: Injector, at: { pid: number; vma: VmaImage }): number {
+  const v = at.vma;
+  const name = `/proc/${at.pid === inj.pid ? "self" : at.pid}/map_files/${v.start.toString(16)}-${v.end.toString(16)}`;
   return inj.ok(`open ${name}`, NR.openat, -100, inj.put(0, cstring(name)), O.RDWR | O.CLOEXEC, 0);
 }
 
@@ -161,8 +164,12 @@ export function setMmFields(inj: Injector, mm: MmImage): void {
   const auxvAt = 1024;
   const auxvAddr = inj.put(auxvAt, mm.auxv);
   let exeFd = -1;
-  const r = inj.call(NR.openat, -100, inj.put(2048, cstring(mm.exePath)), O.RDONLY | O.CLOEXEC, 0);
-  if (r >= 0n) exeFd = Number(r);
+  // A child forked from its restored parent has the right exe already: the kernel refuses to
+  // replace an exe file that is still mapped (EBUSY), and there is nothing to replace.
+  if (currentExe(inj.pid) !== mm.exePath) {
+    const r = inj.call(NR.openat, -100, inj.put(2048, cstring(mm.exePath)), O.RDONLY | O.CLOEXEC, 0);
+    if (r >= 0n) exeFd = Number(r);
+  }
   const s = Buffer.alloc(104);
   const fields = [mm.startCode, mm.endCode, mm.startData, mm.endData, mm.startBrk, mm.brk, mm.startStack, mm.argStart, mm.argEnd, mm.envStart, mm.envEnd];
   fields.forEach((v, i) => s.writeBigUInt64LE(BigInt(v), i * 8));
@@ -171,6 +178,14 @@ export function setMmFields(inj: Injector, mm: MmImage): void {
   s.writeInt32LE(exeFd, 100);
   inj.ok("prctl(PR_SET_MM_MAP)", NR.prctl, PR_SET_MM, PR_SET_MM_MAP, inj.put(0, s), s.length, 0);
   if (exeFd >= 0) inj.ok("close", NR.close, exeFd);
+}
+
+function currentExe(pid: number): string {
+  try {
+    return fs.readlinkSync(`/proc/${pid}/exe`);
+  } catch {
+    return "";
+  }
 }
 
 export function vmasToFill(mm: MmImage, pagemap: PageMapImage): Set<VmaImage> {

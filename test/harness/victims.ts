@@ -100,6 +100,8 @@ export const VICTIM_SPECS: readonly VictimSpec[] = [
   { name: "epoll", checks: "epoll set of 4 fds: fdinfo registrations, epoll_wait events and data.u64" },
   // threads
   { name: "threads", checks: "4 threads: TIDs, names, TLS, masks; futex wait, read, nanosleep and a busy loop carry on; pthread_join works" },
+  // process trees
+  { name: "tree", checks: "parent, 2 children, a grandchild: PIDs, parents, groups, session, a shared page, a shared offset, a pipe between them" },
   // blocked in a syscall
   { name: "blocked_read", checks: "blocked in read() on an empty pipe: returns only -1/EINTR on SIGTERM", blockedIn: "read" },
   { name: "blocked_nanosleep", checks: "blocked in nanosleep(1000 s): EINTR only on SIGTERM, time left consistent", blockedIn: "nanosleep", restartBlock: true },

@@ -1,0 +1,53 @@
+import { FerryError } from "../errors.js";
+import { NR, SIG, sys } from "../kernel/sys.js";
+import { waitStop, waitTask } from "../kernel/ptrace.js";
+import type { Injector } from "../kernel/inject.js";
+
+/** A task ferry created: killed and reaped if the restore fails. */
+export interface Task { pid: number; tid: number }
+
+const CLONE_THREAD_FLAGS = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000; // VM FS FILES SIGHAND THREAD SYSVSEM
+
+/**
+ * clone3 with set_tid, run inside a restored task: a thread (CLONE_THREAD family) or a child
+ * process (fork semantics). PTRACE_O_TRACECLONE/TRACEFORK attach the new task, which stops
+ * before running a single instruction of its own.
+ */
+function cloneInside(inj: Injector, tid: number, flags: number, exitSignal: number, what: string): Injector {
+  const args = Buffer.alloc(88);
+  const tidBuf = Buffer.alloc(4);
+  tidBuf.writeInt32LE(tid);
+  const tidAddr = inj.put(512, tidBuf);
+  args.writeBigUInt64LE(BigInt(flags), 0);
+  args.writeBigUInt64LE(BigInt(exitSignal), 32);
+  args.writeBigUInt64LE(BigInt(tidAddr), 64); // set_tid
+  args.writeBigUInt64LE(1n, 72); // set_tid_size
+  const r = inj.call(NR.clone3, inj.put(0, args), args.length);
+  if (r === -17n) throw new FerryError("FERRY_PID_TAKEN", `PID ${tid} is already taken by another process: cannot recreate ${what}`);
+  if (r < 0n) throw new FerryError("FERRY_CLONE", `clone3 of ${what} ${tid} inside ${inj.pid} failed (errno ${-r})`);
+  if (Number(r) !== tid) throw new FerryError("FERRY_CLONE", `${what} ${tid} came back as ${r}`);
+  waitStop(tid);
+  return inj.forThread(tid);
+}
+
+export function cloneThread(inj: Injector, tid: number): Injector {
+  return cloneInside(inj, tid, CLONE_THREAD_FLAGS, 0, "thread");
+}
+
+export function cloneProcess(inj: Injector, pid: number): Injector {
+  return cloneInside(inj, pid, 0, SIG.CHLD, "process");
+}
+
+/** Kill every task created so far, children before parents, threads before their leader. */
+export function killAll(tasks: Task[]): void {
+  for (const pid of new Set([...tasks].reverse().map((t) => t.pid))) {
+    try {
+      sys("kill", NR.kill, pid, SIG.KILL);
+    } catch { /* gone */ }
+  }
+  for (const t of [...tasks].reverse()) {
+    try {
+      waitTask(t.tid);
+    } catch { /* reaped */ }
+  }
+}
