@@ -55,8 +55,8 @@ export function dump(opts: DumpOptions): DumpResult {
     throw new FerryError("FERRY_UNSUPPORTED", `PID ${pid} has child processes: lazy migration of process trees is not supported yet`);
   }
   let done = false;
+  const table = new FileTable(images);
   try {
-    const table = new FileTable(images);
     const totals = { pages: 0, zero: 0, injected: 0 };
     let lazy = false;
     for (const p of tree) {
@@ -78,12 +78,17 @@ export function dump(opts: DumpOptions): DumpResult {
     const result: DumpResult = {
       pid, pages: totals.pages, zeroPagesSkipped: totals.zero, frozenMs: 0, durationMs: 0, injectedSyscalls: totals.injected,
     };
+    if (opts.leaveRunning || opts.leaveStopped) table.release();
     finish(tree, opts);
     result.frozenMs = performance.now() - frozenAt;
     result.durationMs = performance.now() - t0;
     return result;
   } finally {
-    if (!done) for (const p of tree) release(p);
+    if (!done) {
+      table.release();
+      for (const p of tree) release(p);
+    }
+    table.done();
   }
 }
 

@@ -18,6 +18,13 @@ export interface DumpFdContext {
   images: ImageDir;
   /** per-dump state shared by objects of one kind (a pipe's data is dumped once for both ends) */
   shared: Map<string, unknown>;
+  /**
+   * Undo what the dump changed in the live object (a TCP socket left in repair mode), run when the
+   * process is let go instead of killed: after --leave-running, or when the dump fails.
+   */
+  onRelease(undo: () => void): void;
+  /** Run at the end of the dump whatever happens (close what the kind kept open). */
+  onDone(close: () => void): void;
 }
 
 /** What a kind gets when it rebuilds an object on restore. */

@@ -13,9 +13,10 @@ import { signalfd } from "./signalfd.js";
 import { timerfd } from "./timerfd.js";
 import { epoll } from "./epoll.js";
 import { memfd } from "./memfd.js";
+import { inetSocket } from "./inet.js";
 
 /** Every kind of file ferry knows, asked in order; adding a kind means adding it here. */
-export const FILE_KINDS: FileKind[] = [pipe, fifo, charDevice, eventfd, signalfd, timerfd, epoll, memfd, regularFile];
+export const FILE_KINDS: FileKind[] = [pipe, fifo, charDevice, eventfd, signalfd, timerfd, epoll, memfd, inetSocket, regularFile];
 
 export function kindByName(kind: string): FileKind {
   const k = FILE_KINDS.find((x) => x.kind === kind);
@@ -34,7 +35,23 @@ export class FileTable {
   readonly files: FileObjectImage[] = [];
   private readonly byInode = new Map<string, { pid: number; fd: number; id: number }[]>();
   private readonly shared = new Map<string, unknown>();
+  private readonly releaseHooks: (() => void)[] = [];
+  private readonly doneHooks: (() => void)[] = [];
   constructor(private readonly images: ImageDir) {}
+
+  /** The processes run on as they were (left running, or the dump failed): undo what kinds changed. */
+  release(): void {
+    for (const undo of this.releaseHooks.splice(0)) {
+      try {
+        undo();
+      } catch { /* best effort: the object may be gone */ }
+    }
+  }
+
+  /** The dump is over, whatever its outcome. */
+  done(): void {
+    for (const close of this.doneHooks.splice(0)) close();
+  }
 
   /** The fd table of one process; new descriptions are added to the table. */
   dumpFds(pid: number): FdImage[] {
@@ -63,7 +80,11 @@ export class FileTable {
     if (same) return { fd, fileId: same.id, cloexec };
     const localFd = sys(`pidfd_getfd(pid ${pid} fd ${fd})`, NR.pidfd_getfd, pidfd, fd, 0);
     try {
-      const ctx: DumpFdContext = { pid, fd, link, fdinfo, stat: fs.fstatSync(localFd), localFd, images: this.images, shared: this.shared };
+      const ctx: DumpFdContext = {
+        pid, fd, link, fdinfo, stat: fs.fstatSync(localFd), localFd, images: this.images, shared: this.shared,
+        onRelease: (undo) => this.releaseHooks.push(undo),
+        onDone: (close) => this.doneHooks.push(close),
+      };
       const kind = FILE_KINDS.find((k) => k.matches(ctx));
       if (!kind) throw new FerryError("FERRY_UNSUPPORTED", `pid ${pid} fd ${fd}: ${link} is not supported yet`);
       const id = this.files.length + 1;

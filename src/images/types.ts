@@ -187,6 +187,34 @@ export interface FileObjectImage {
   targets: EpollTargetImage[];
   name: string;
   rdev: number;
+  socket?: SocketImage | null;
+}
+
+export interface SocketImage {
+  family: number;
+  type: number;
+  protocol: number;
+  state: number;
+  local: Buffer;
+  peer: Buffer;
+  backlog: number;
+  sndSeq: number;
+  rcvSeq: number;
+  sendQueue: Buffer;
+  recvQueue: Buffer;
+  mss: number;
+  sndWscale: number;
+  rcvWscale: number;
+  tcpiOptions: number;
+  timestamp: number;
+  window: Buffer;
+  nodelay: boolean;
+  keepalive: boolean;
+  reuseaddr: boolean;
+  peerInode: number;
+  messages: Buffer[];
+  shutdownRd: boolean;
+  shutdownWr: boolean;
 }
 export interface FilesImage {
   files: FileObjectImage[];

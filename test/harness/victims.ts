@@ -100,6 +100,8 @@ export const VICTIM_SPECS: readonly VictimSpec[] = [
   { name: "epoll", checks: "epoll set of 4 fds: fdinfo registrations, epoll_wait events and data.u64" },
   // threads
   { name: "threads", checks: "4 threads: TIDs, names, TLS, masks; futex wait, read, nanosleep and a busy loop carry on; pthread_join works" },
+  // sockets
+  { name: "tcp", checks: "listener + established loopback connection, both ends here, data queued both ways: names, queues, stream and accept carry on" },
   // process trees
   { name: "tree", checks: "parent, 2 children, a grandchild: PIDs, parents, groups, session, a shared page, a shared offset, a pipe between them" },
   // blocked in a syscall
