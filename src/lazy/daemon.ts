@@ -95,6 +95,7 @@ export class LazyPagesDaemon {
     this.stats.resumedAt = performance.now();
     const mm = LazyMm.initial(t.fd, this.opts.images.index, this.opts.images.vmas, t.pid);
     this.main = mm;
+    this.mms.push(mm);
     this.watch(mm);
     this.watchExit(t.pid);
     if (this.link.up) this.link.pending(this.pendingRanges());

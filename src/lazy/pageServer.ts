@@ -287,10 +287,11 @@ export class PageServer {
   /** The destination holds every page: the source copy goes, then we say goodbye. */
   private done(ch: FrameChannel): void {
     this.opts.process.kill();
-    for (const other of [this.fault, this.bulk]) if (other && other !== ch) other.close("done");
+    const others = [this.fault, this.bulk].filter((c) => c && c !== ch) as FrameChannel[];
+    this.end({ delivered: true, stats: this.stats });
+    for (const other of others) other.close("done");
     ch.send({ cmd: CMD.BYE, flags: 0, nrPages: 0, vaddr: 0, id: 0 });
     ch.end();
-    this.end({ delivered: true, stats: this.stats });
   }
 
   private lost(ch: FrameChannel, why: string): void {
