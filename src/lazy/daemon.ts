@@ -124,6 +124,7 @@ export class LazyPagesDaemon {
   private drain(mm: LazyMm): number {
     const msgs = readUffdMsgs(mm.uffd);
     for (const m of msgs) {
+      if (process.env.FERRY_LAZY_DEBUG && m.event !== "pagefault") this.opts.log(`${mm.label}: ${JSON.stringify(m, (_k, v) => (typeof v === "number" && v > 65536 ? "0x" + v.toString(16) : v))}`);
       switch (m.event) {
         case "pagefault":
           mm.faults.push({ address: m.address, tid: m.tid });
