@@ -20,7 +20,7 @@ export interface RestoreOptions {
   shellJob?: boolean;
   /**
    * Lazy images: called just before the process resumes, with ferry's copy of its userfaultfd
-   * (lazy ranges registered, MISSING). The callee takes the fd over (hands it to a daemon).
+   * (lazy ranges registered, MISSING). The callee owns the fd from then on, also when it throws.
    */
   lazy?: (uffd: TargetUffd) => void;
 }
@@ -173,12 +173,14 @@ function build(r: Restoration, inj: Injector): void {
   for (const t of threads) restoreCreds(t.inj, img.core);
   inj.unmapScratch();
   if (uffd) {
+    let registered;
     try {
-      r.lazy!(registerLazyRanges(pid, uffd, img.mm.vmas));
+      registered = registerLazyRanges(pid, uffd, img.mm.vmas);
     } catch (e) {
       fs.closeSync(uffd.fd);
       throw e;
     }
+    r.lazy!(registered); // owns the fd from here, whatever happens
   }
   // Last, each thread at its stop: the registers and mask it had.
   for (const { image } of threads) {
