@@ -73,7 +73,7 @@ export function renderTable(r: BenchReport): string {
   out.push(row(["process_vm_writev from the window into fresh memory (a restore's write)", gbps(l.vmWritevColdGBps), at1g(l.vmWritevColdGBps)]));
   out.push(row(["memcpy from the window into fresh memory (page faults, no syscall)", gbps(l.memcpyColdGBps), at1g(l.memcpyColdGBps)]));
   out.push(row(["UFFDIO_COPY from the window into fresh memory (no zeroing; ferry does not use it for restore)", gbps(l.uffdCopyColdGBps), at1g(l.uffdCopyColdGBps)]));
-  out.push(row(["zlib.crc32, ferry's page checksum (CPU work, not a limit)", gbps(l.crc32GBps), at1g(l.crc32GBps)]));
+  out.push(row(["CRC-32, ferry's page checksum (CPU work, not a limit)", gbps(l.crc32GBps), at1g(l.crc32GBps)]));
   out.push("");
   out.push(`¹ ${CRIU_REFERENCE.source}. The issue quotes 1 GiB dump ${CRIU_REFERENCE.issueQuotes[1024].dump}, restore ${CRIU_REFERENCE.issueQuotes[1024].restore}.`);
   out.push("² The two steps of a one-thread pipeline at the bandwidths measured below, one after the other; overlapping them on two CPUs, or a single copy, could go under it.");

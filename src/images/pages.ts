@@ -6,6 +6,7 @@ import { PAGE_SIZE } from "../kernel/sys.js";
 
 /** Longest run written as one checksummed chunk: a bad byte is located within 1 MiB. */
 export const MAX_RUN_PAGES = 256;
+const MAX_RUN_BYTES = MAX_RUN_PAGES * PAGE_SIZE;
 
 /** Appends page runs to pages-PID.img and keeps their index. Streams: nothing is buffered. */
 export class PagesWriter {
@@ -20,14 +21,27 @@ export class PagesWriter {
 
   /** `data` holds whole pages starting at `vaddr`. */
   add(vaddr: number, data: Buffer): void {
-    for (let off = 0; off < data.length; off += MAX_RUN_PAGES * PAGE_SIZE) {
-      const chunk = data.subarray(off, Math.min(data.length, off + MAX_RUN_PAGES * PAGE_SIZE));
-      let done = 0;
-      while (done < chunk.length) done += fs.writeSync(this.fd, chunk, done, chunk.length - done, this.offset + done);
-      this.runs.push({ vaddr: vaddr + off, nrPages: chunk.length / PAGE_SIZE, offset: this.offset, crc32: crc32(chunk) });
-      this.offset += chunk.length;
-      this.pages += chunk.length / PAGE_SIZE;
+    this.addBatch(data, [{ addr: vaddr, len: data.length }]);
+  }
+
+  /**
+   * `data` holds the pages of `ranges`, one range after the other: one write for all of them,
+   * and one checksummed run per range (per MAX_RUN_PAGES of it).
+   */
+  addBatch(data: Buffer, ranges: { addr: number; len: number }[]): void {
+    let off = 0;
+    for (const r of ranges) {
+      for (let done = 0; done < r.len; done += MAX_RUN_BYTES) {
+        const len = Math.min(MAX_RUN_BYTES, r.len - done);
+        this.runs.push({ vaddr: r.addr + done, nrPages: len / PAGE_SIZE, offset: this.offset + off, crc32: crc32(data.subarray(off, off + len)) });
+        off += len;
+      }
     }
+    if (off !== data.length) throw new RangeError(`addBatch: ${data.length} bytes of data for ${off} bytes of pages`);
+    let done = 0;
+    while (done < data.length) done += fs.writeSync(this.fd, data, done, data.length - done, this.offset + done);
+    this.offset += data.length;
+    this.pages += data.length / PAGE_SIZE;
   }
 
   close(): void {

@@ -9,6 +9,7 @@
  *                                stops itself; it runs raw syscalls only
  *   pollStart(fd, events, cb)    watch an fd with libuv (uv_poll), cb(status, events)
  *   pollStop(handle)             stop watching
+ *   crc32(seed, data[, length])  the page checksum, at memory speed (crc32.c)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,6 +22,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <uv.h>
+
+#include "crc32.h"
 
 #define CHECK(call)                                                         \
   do {                                                                      \
@@ -267,7 +270,10 @@ static napi_value init(napi_env env, napi_value exports) {
       {"spawnStub", NULL, js_spawn_stub, NULL, NULL, NULL, napi_default, NULL},
       {"pollStart", NULL, js_poll_start, NULL, NULL, NULL, napi_default, NULL},
       {"pollStop", NULL, js_poll_stop, NULL, NULL, NULL, napi_default, NULL},
+      {"crc32", NULL, js_crc32, NULL, NULL, NULL, napi_default, NULL},
+      {"crc32Accelerated", NULL, js_crc32_accelerated, NULL, NULL, NULL, napi_default, NULL},
   };
+  crc32_init();
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
 }
