@@ -36,7 +36,7 @@ export async function runLazyDaemon(opts: LazyDaemonOptions & { onReady?: () => 
   await daemon.connect();
   const listener = HandoffListener.listen(opts.images, (t, info) => {
     daemon.adopt(t, info.resumedAtUs);
-    listener.close(); // one process per daemon
+    setImmediate(() => listener.close()); // one process per daemon (once it has been answered)
   });
   const stop = (sig: NodeJS.Signals) => daemon.emergency(`interrupted by ${sig}`);
   process.once("SIGINT", stop);

@@ -1,0 +1,123 @@
+/**
+ * Test helpers for the two-host harness (src/hosts/hosts.ts): start victims and ferry commands
+ * inside a host, find their PIDs from outside.
+ *
+ *   const hosts = createHosts();                       // hA, hB; hosts.destroy() in finally
+ *   const v = await startVictimIn(hosts.a, "lazy_sweep", ["64"]);
+ *   const src = startFerryIn(hosts.a, ["dump", String(v.pid), "-D", dir, "--lazy", ...], { statusFd: true });
+ */
+import fs from "node:fs";
+import path from "node:path";
+import type { ChildProcess } from "node:child_process";
+import type { Host } from "../../src/hosts/hosts.js";
+import { buildVictim } from "./victims.js";
+import { FERRY_CLI, type FerryRun } from "./ferry.js";
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export interface HostVictim {
+  name: string;
+  /** its PID inside the host */
+  pid: number;
+  /** its PID as this (root namespace) test sees it */
+  rootPid: number;
+  resultFile: string;
+  dir: string;
+}
+
+/**
+ * Start a victim inside `host`, detached from the command that started it (setsid -f: in its own
+ * session, a child of the host's init, fds 0-2 on /dev/null), with a PID above `pidFloor` so that
+ * it cannot collide with the other host's own processes. Resolves once RESULTFILE.ready exists.
+ */
+export async function startVictimIn(host: Host, name: string, args: string[] = [], pidFloor = 1000): Promise<HostVictim> {
+  const binary = await buildVictim(name);
+  const dir = fs.mkdtempSync(`/tmp/ferry-victim-${name}-`);
+  fs.chmodSync(dir, 0o777);
+  const resultFile = path.join(dir, "result");
+  host.skipPidsTo(pidFloor);
+  const starter = host.spawn(["setsid", "-f", binary, resultFile, ...args], { stdio: "ignore", env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } });
+  starter.on("error", () => {});
+  const deadline = Date.now() + 10_000;
+  while (!fs.existsSync(`${resultFile}.ready`)) {
+    if (fs.existsSync(resultFile)) throw new Error(`victim ${name} failed its setup: ${fs.readFileSync(resultFile, "utf8").trim()}`);
+    if (Date.now() > deadline) throw new Error(`victim ${name} did not become ready within 10 s`);
+    await sleep(5);
+  }
+  const rootPid = findByResultFile(resultFile);
+  if (!rootPid) throw new Error(`victim ${name} is ready but not running`);
+  return { name, pid: host.localPid(rootPid)!, rootPid, resultFile, dir };
+}
+
+/** The root PID of the process whose argv[1] is `resultFile` (a victim, wherever it runs). */
+export function findByResultFile(resultFile: string): number | null {
+  for (const e of fs.readdirSync("/proc")) {
+    const p = Number(e);
+    if (!p) continue;
+    try {
+      if (fs.readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0")[1] === resultFile) return p;
+    } catch { /* gone */ }
+  }
+  return null;
+}
+
+export interface FerryInHost {
+  /** the nsenter process; ferry itself is its only child */
+  child: ChildProcess;
+  /** resolves on the --status-fd byte (with statusFd: true), rejects if ferry ends first */
+  ready: Promise<void>;
+  done: Promise<FerryRun>;
+  /** ferry's own PID (root namespace), to signal it */
+  ferryPid(): number | null;
+}
+
+/** Run `ferry ARGS` inside a host, like startFerry() does on this one. */
+export function startFerryIn(host: Host, args: string[], opts: { statusFd?: boolean; timeoutMs?: number } = {}): FerryInHost {
+  const fullArgs = opts.statusFd ? [...args, "--status-fd", "3"] : args;
+  const child = host.spawn([process.execPath, FERRY_CLI, ...fullArgs], { stdio: ["ignore", "pipe", "pipe", opts.statusFd ? "pipe" : "ignore"] });
+  let stdout = "", stderr = "";
+  child.stdout!.on("data", (d) => (stdout += d));
+  child.stderr!.on("data", (d) => (stderr += d));
+  const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 60_000);
+  const done = new Promise<FerryRun>((resolve) => {
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+  const ready = new Promise<void>((resolve, reject) => {
+    if (!opts.statusFd) return resolve();
+    (child.stdio[3] as NodeJS.ReadableStream).once("data", () => resolve());
+    done.then((r) => reject(new Error(`ferry ${args.join(" ")} in ${host.name} ended (code ${r.code}) before it was ready: ${r.stderr.trim()}`)));
+  });
+  ready.catch(() => {});
+  return {
+    child, ready, done,
+    ferryPid() {
+      try {
+        const kids = fs.readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim();
+        return kids ? Number(kids.split(" ")[0]) : null;
+      } catch {
+        return null;
+      }
+    },
+  };
+}
+
+/** The last line of a command's stdout, parsed as JSON. */
+export function lastJson<T>(run: FerryRun): T {
+  const lines = run.stdout.trim().split("\n").filter(Boolean);
+  if (!lines.length) throw new Error(`no JSON on stdout; stderr: ${run.stderr.trim()}`);
+  return JSON.parse(lines[lines.length - 1]) as T;
+}
+
+/** The state letter of a process (R, S, T...) or null when it is gone or a zombie. */
+export function stateOf(rootPid: number): string | null {
+  try {
+    const s = fs.readFileSync(`/proc/${rootPid}/stat`, "utf8");
+    const st = s.slice(s.lastIndexOf(")") + 2).split(" ")[0];
+    return st === "Z" ? null : st;
+  } catch {
+    return null;
+  }
+}

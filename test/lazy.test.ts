@@ -1,0 +1,183 @@
+/**
+ * Lazy (post-copy) migration between two hosts (network + PID + mount namespaces joined by a
+ * veth, MTU 1500): the process runs at the destination before its memory has arrived, and
+ * checks itself afterwards.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { createHosts, type TwoHosts } from "../src/hosts/hosts.js";
+import type { LazySummary } from "../src/lazy/stats.js";
+import { finishVictim, buildVictim } from "./harness/victims.js";
+import { lastJson, startFerryIn, startVictimIn, stateOf, type HostVictim } from "./harness/hosts.js";
+import { tempDir } from "./harness/ferry.js";
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+let port = 7100 + (process.pid % 500);
+const nextPort = () => port++;
+
+interface SourceSummary {
+  delivered: boolean;
+  reason?: string;
+  pagesTotal: number;
+  pagesSent: number;
+  faultRequests: number;
+}
+
+/** Two fresh hosts and an image directory for one test; everything goes away afterwards. */
+async function withHosts(fn: (hosts: TwoHosts, images: string) => Promise<void>): Promise<void> {
+  const hosts = createHosts();
+  const dir = tempDir("ferry-lazy-");
+  try {
+    await fn(hosts, path.join(dir, "images"));
+  } finally {
+    hosts.destroy();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function lazySource(hosts: TwoHosts, v: HostVictim, images: string, listen: string, extra: string[] = []) {
+  return startFerryIn(hosts.a, ["dump", String(v.pid), "-D", images, "--lazy", "--listen", listen, "--json", ...extra], { statusFd: true });
+}
+
+/** The restored process's PID as we see it, from the --pidfile the restore wrote (a PID in hB). */
+async function restoredPid(hosts: TwoHosts, pidfile: string): Promise<number> {
+  for (let i = 0; i < 2000 && !fs.existsSync(pidfile); i++) await sleep(5);
+  const rootPid = hosts.b.rootPid(Number(fs.readFileSync(pidfile, "utf8")));
+  assert.ok(rootPid, "the restored process runs in hB");
+  return rootPid;
+}
+
+test("build the lazy victims", async () => {
+  await Promise.all(["lazy_sweep", "lazy_events"].map((n) => buildVictim(n)));
+});
+
+test("lazy migration of a victim sweeping 64 MiB: it runs at the destination before its memory arrived, then passes", async () => {
+  await withHosts(async (hosts, images) => {
+    const v = await startVictimIn(hosts.a, "lazy_sweep", ["64"]);
+    const listen = `127.100.0.1:${nextPort()}`;
+    const src = lazySource(hosts, v, images, listen);
+    await src.ready;
+    const pidfile = path.join(images, "..", "pid");
+    const dst = startFerryIn(hosts.b, ["restore", "-D", images, "--lazy", "--page-server", listen, "--json", "--pidfile", pidfile], { statusFd: true });
+    await dst.ready;
+    const pid = await restoredPid(hosts, pidfile);
+    await sleep(300); // it sweeps, faulting on what has not arrived
+    assert.equal(await finishVictim(pid, v.resultFile), "PASS");
+    const dstRun = await dst.done;
+    assert.equal(dstRun.code, 0, dstRun.stderr);
+    const { lazy } = lastJson<{ lazy: LazySummary }>(dstRun);
+    const srcRun = await src.done;
+    assert.equal(srcRun.code, 0, srcRun.stderr);
+    const source = lastJson<SourceSummary>(srcRun);
+
+    assert.equal(lazy.outcome, "complete");
+    assert.equal(source.delivered, true);
+    assert.ok(lazy.pages >= 64 * 256, `all 64 MiB were lazy (${lazy.pages} pages)`);
+    assert.equal(lazy.pagesByFault + lazy.pagesPushed, lazy.pages, "every page arrived once, asked for or pushed");
+    assert.ok(lazy.faults > 0 && lazy.faultLatencyUs.p50 !== null, "the process faulted on missing pages");
+    assert.ok(lazy.bytesBeforeRestore < 200_000, `images before the restore: ${lazy.bytesBeforeRestore} bytes`);
+    assert.equal(stateOf(v.rootPid), null, "the source copy is gone once the destination holds every page");
+    process.stderr.write(`# lazy 64 MiB: ${JSON.stringify({ downtimeMs: lazy.downtimeMs, bytesBeforeRestore: lazy.bytesBeforeRestore, faults: lazy.faults, faultLatencyUs: lazy.faultLatencyUs, allPagesMs: lazy.allPagesMs, mbPerS: lazy.mbPerS })}\n`);
+  });
+});
+
+test("split form: `ferry lazy-pages` and `ferry restore --lazy` find each other through a socket in the images directory", async () => {
+  await withHosts(async (hosts, images) => {
+    const v = await startVictimIn(hosts.a, "lazy_sweep", ["16"]);
+    const listen = `127.100.0.1:${nextPort()}`;
+    const src = lazySource(hosts, v, images, listen);
+    await src.ready;
+    const daemon = startFerryIn(hosts.b, ["lazy-pages", "-D", images, "--page-server", listen, "--json"], { statusFd: true });
+    await daemon.ready;
+    assert.ok(fs.existsSync(path.join(images, "lazy-pages.sock")));
+    const pidfile = path.join(images, "..", "pid");
+    const restore = startFerryIn(hosts.b, ["restore", "-D", images, "--lazy", "--pidfile", pidfile], { statusFd: true });
+    await restore.ready;
+    const pid = await restoredPid(hosts, pidfile);
+    const d = await daemon.done;
+    assert.equal(d.code, 0, d.stderr);
+    const summary = lastJson<LazySummary>(d);
+    assert.equal(summary.outcome, "complete");
+    assert.equal(summary.pagesByFault + summary.pagesPushed, summary.pages);
+    assert.ok(!fs.existsSync(path.join(images, "lazy-pages.sock")), "the daemon removed its socket");
+    assert.equal(await finishVictim(pid, v.resultFile), "PASS");
+    assert.equal((await restore.done).code, 0);
+    assert.equal((await src.done).code, 0);
+  });
+});
+
+test("mremap, MADV_DONTNEED, munmap and fork while pages are still missing: each handled exactly", async () => {
+  await withHosts(async (hosts, images) => {
+    const v = await startVictimIn(hosts.a, "lazy_events");
+    const listen = `127.100.0.1:${nextPort()}`;
+    const src = lazySource(hosts, v, images, listen);
+    await src.ready;
+    const pidfile = path.join(images, "..", "pid");
+    // a slow background stream, so that the events surely meet missing pages
+    const dst = startFerryIn(hosts.b, ["restore", "-D", images, "--lazy", "--page-server", listen, "--max-rate", "8", "--json", "--pidfile", pidfile], { statusFd: true });
+    await dst.ready;
+    const pid = await restoredPid(hosts, pidfile);
+    process.kill(pid, "SIGUSR1");
+    for (let i = 0; i < 2000 && !fs.existsSync(`${v.resultFile}.events`); i++) await sleep(5);
+    assert.ok(fs.existsSync(`${v.resultFile}.events`), "the victim did its mremap, madvise, munmap and fork");
+    assert.equal(await finishVictim(pid, v.resultFile, 20_000), "PASS");
+    const run = await dst.done;
+    assert.equal(run.code, 0, run.stderr);
+    const { lazy } = lastJson<{ lazy: LazySummary }>(run);
+    assert.equal(lazy.outcome, "complete");
+    assert.ok(lazy.events.remap >= 1, "mremap seen");
+    assert.ok(lazy.events.remove >= 1, "MADV_DONTNEED seen");
+    assert.ok(lazy.events.unmap >= 1, "munmap seen");
+    assert.ok(lazy.events.fork >= 1, "fork seen");
+    assert.ok(lazy.droppedPages >= 512, `the 2 MiB the process zapped and the 2 MiB it unmapped were not fetched (dropped ${lazy.droppedPages})`);
+    assert.equal((await src.done).code, 0);
+  });
+});
+
+test("the source dies half way: the destination process is killed with a clear message and never runs on missing memory; the source's frozen copy can be resumed", async () => {
+  await withHosts(async (hosts, images) => {
+    const v = await startVictimIn(hosts.a, "lazy_sweep", ["64"]);
+    const listen = `127.100.0.1:${nextPort()}`;
+    const src = lazySource(hosts, v, images, listen);
+    await src.ready;
+    const pidfile = path.join(images, "..", "pid");
+    const dst = startFerryIn(hosts.b, ["restore", "-D", images, "--lazy", "--page-server", listen, "--max-rate", "4", "--retry-for", "1", "--json", "--pidfile", pidfile], { statusFd: true });
+    await dst.ready;
+    const pid = await restoredPid(hosts, pidfile);
+    await sleep(400); // the victim runs, faulting; the stream is far from done
+    process.kill(src.ferryPid()!, "SIGKILL");
+    const t0 = Date.now();
+    const run = await dst.done;
+    assert.notEqual(run.code, 0);
+    assert.match(run.stderr, /page server .* unreachable.*killed process \d+ \(\d+ pages never arrived; it never ran on missing memory\)/);
+    assert.equal(run.stderr.trim().split("\n").filter((l) => l.startsWith("ferry:")).length, 1, `one error line: ${run.stderr}`);
+    assert.ok(Date.now() - t0 < 8000, "killed within the retry window (plus detection)");
+    assert.equal(stateOf(pid), null, "the destination process is gone");
+    assert.ok(!fs.existsSync(v.resultFile), "the victim never saw a wrong page (it would have written FAIL at once)");
+    // the source copy stayed frozen; `ferry resume` lets it run where it was
+    assert.equal(stateOf(v.rootPid), "T", "the source copy stays frozen");
+    const resume = startFerryIn(hosts.a, ["resume", String(v.pid)]);
+    assert.equal((await resume.done).code, 0);
+    assert.equal(await finishVictim(v.rootPid, v.resultFile), "PASS");
+  });
+});
+
+test("lazy images refuse a plain restore", async () => {
+  await withHosts(async (hosts, images) => {
+    const v = await startVictimIn(hosts.a, "lazy_sweep", ["1"]);
+    const listen = `127.100.0.1:${nextPort()}`;
+    const src = lazySource(hosts, v, images, listen, ["--retry-for", "1"]);
+    await src.ready;
+    const plain = startFerryIn(hosts.b, ["restore", "-D", images]);
+    const r = await plain.done;
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /lazy images .*--lazy/);
+    process.kill(src.ferryPid()!, "SIGTERM"); // the source stops serving, leaves the process frozen
+    const s = await src.done;
+    assert.equal(s.code, 1);
+    assert.match(s.stderr, /kept frozen here: `ferry resume \d+`/);
+    assert.equal(stateOf(v.rootPid), "T");
+  });
+});
