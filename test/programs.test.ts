@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
 import fs from "node:fs";
+import http from "node:http";
 import path from "node:path";
 import { FERRY_CLI, ferry, startFerry, tempDir, waitPidGone } from "./harness/ferry.js";
 
@@ -78,5 +79,150 @@ open(sys.argv[1], "w").write(("PASS %d\\n" % n) if ok else "FAIL: dict changed\\
   const run = await restored.done;
   assert.equal(run.code, 0, run.stderr);
   assert.match(await waitLine(result), /^PASS \d+$/);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test("node serving HTTP keeps its keep-alive client connection across dump and restore", async () => {
+  const dir = tempDir();
+  const server = path.join(dir, "server.cjs");
+  fs.writeFileSync(server, `
+const http = require("http");
+let hits = 0;
+http.createServer((req, res) => { hits++; res.end("hits " + hits); }).listen(Number(process.argv[2]), "127.0.0.1", () => {
+  require("fs").writeFileSync(process.argv[3], "ready");
+});
+`);
+  const port = 30000 + (process.pid % 20000);
+  const ready = path.join(dir, "ready");
+  const child = spawn(process.execPath, [server, String(port), ready], { detached: true, stdio: "ignore" });
+  const exited = new Promise((r) => child.on("exit", r));
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const get = () => new Promise<{ body: string; localPort: number }>((resolve, reject) => {
+    http.get({ host: "127.0.0.1", port, agent }, (res) => {
+      let body = "";
+      const localPort = res.socket.localPort!; // the socket goes back to the agent at the end
+      res.on("data", (d) => (body += d));
+      res.on("end", () => resolve({ body, localPort }));
+    }).on("error", reject);
+  });
+  try {
+    while (!fs.existsSync(ready)) await new Promise((r) => setTimeout(r, 10));
+    const before = [await get(), await get()];
+    assert.deepEqual(before.map((r) => r.body), ["hits 1", "hits 2"]);
+    const dumped = await ferry(["dump", String(child.pid), "-D", path.join(dir, "img")]);
+    assert.equal(dumped.code, 0, dumped.stderr);
+    await exited;
+    await waitPidGone(child.pid!);
+    const restored = startFerry(["restore", "-D", path.join(dir, "img")], 60_000, true);
+    await restored.ready;
+    const after = await get();
+    assert.equal(after.body, "hits 3", "the server's state carried on");
+    assert.equal(after.localPort, before[1].localPort, "the same keep-alive connection served it");
+    process.kill(child.pid!, "SIGTERM");
+    const end = await restored.done;
+    assert.equal(end.code, 128 + 15, end.stderr);
+  } finally {
+    agent.destroy();
+    try {
+      process.kill(child.pid!, "SIGKILL");
+    } catch { /* gone */ }
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("python3 with several threads and a child process survives dump and restore", async () => {
+  const dir = tempDir();
+  const result = path.join(dir, "result");
+  const script = path.join(dir, "victim.py");
+  fs.writeFileSync(script, `
+import os, signal, sys, threading, time
+counts = [0, 0, 0]
+stop = threading.Event()
+def work(i):
+    while not stop.is_set():
+        counts[i] += 1
+        time.sleep(0.001)
+threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+for t in threads: t.start()
+r, w = os.pipe()
+child = os.fork()
+if child == 0:
+    os.close(r)
+    signal.signal(signal.SIGTERM, lambda s, f: os._exit(0))
+    n = 0
+    while True:
+        n += 1
+        os.write(w, b"x")
+        time.sleep(0.005)
+os.close(w)
+got = [0]
+def reader():
+    while not stop.is_set():
+        got[0] += len(os.read(r, 4096))
+rt = threading.Thread(target=reader, daemon=True)
+rt.start()
+term = threading.Event()
+signal.signal(signal.SIGTERM, lambda s, f: term.set())
+open(sys.argv[1] + ".ready", "w").close()
+while not term.is_set():
+    time.sleep(0.01)
+before = list(counts), got[0]
+time.sleep(0.2)
+alive = all(c > b for c, b in zip(counts, before[0])) and got[0] > before[1]
+stop.set()
+for t in threads: t.join()
+os.kill(child, signal.SIGTERM)
+pid, status = os.waitpid(child, 0)
+ok = alive and pid == child and os.WIFEXITED(status)
+open(sys.argv[1], "w").write("PASS\\n" if ok else "FAIL: %r %r %r\\n" % (before, counts, status))
+`);
+  const python = fs.realpathSync(execFileSync("python3", ["-c", "import sys; print(sys.executable)"], { encoding: "utf8" }).trim());
+  const victim = spawn(python, [script, result], { detached: true, stdio: "ignore" });
+  const exited = new Promise((r) => victim.on("exit", r));
+  try {
+    while (!fs.existsSync(result + ".ready")) await new Promise((r) => setTimeout(r, 10));
+    const pid = victim.pid!;
+    assert.ok(fs.readdirSync(`/proc/${pid}/task`).length >= 4, "python runs its threads");
+    const dumped = await ferry(["dump", String(pid), "-D", path.join(dir, "img")]);
+    assert.equal(dumped.code, 0, dumped.stderr);
+    await exited;
+    await waitPidGone(pid);
+    const restored = startFerry(["restore", "-D", path.join(dir, "img")], 60_000, true);
+    await restored.ready;
+    process.kill(pid, "SIGTERM");
+    const run = await restored.done;
+    assert.equal(await waitLine(result), "PASS");
+    assert.equal(run.code, 0, run.stderr);
+  } finally {
+    try {
+      process.kill(victim.pid!, "SIGKILL");
+    } catch { /* gone */ }
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a bash pipeline (yes | grep | wc) under --shell-job survives dump and restore", async () => {
+  const dir = tempDir();
+  const result = path.join(dir, "count");
+  const drive = path.join(dir, "drive.sh");
+  // The pipeline is a tree (bash and its three children joined by two pipes full of data), a
+  // job of the shell in script(1)'s terminal. After restore, ending `yes` lets the rest finish.
+  fs.writeFileSync(drive, `
+F="${process.execPath} ${FERRY_CLI}"
+bash -c 'yes | grep y | wc -l > ${result}' &
+p=$!
+sleep 0.3
+$F dump $p -D ${dir}/img --shell-job || { echo "dump failed" > ${dir}/error; exit 1; }
+wait $p 2>/dev/null
+for i in $(seq 200); do pgrep -x yes >/dev/null || pgrep -x wc >/dev/null || break; sleep 0.01; done
+$F restore -D ${dir}/img --shell-job -d --pidfile ${dir}/pid || { echo "restore failed" > ${dir}/error; exit 1; }
+sleep 0.3
+kill -TERM $(pgrep -P $(cat ${dir}/pid) -x yes)
+for i in $(seq 200); do [ -s ${result} ] && break; sleep 0.05; done
+`);
+  const out = execFileSync("script", ["-qfec", `bash ${drive}`, "/dev/null"], { timeout: 60_000, encoding: "utf8" });
+  assert.equal(fs.existsSync(path.join(dir, "error")), false, out);
+  const count = Number((await waitLine(result)).trim());
+  assert.ok(count > 1000, `wc counted ${count} lines: the pipeline did not carry on (${out})`);
   fs.rmSync(dir, { recursive: true, force: true });
 });
