@@ -50,6 +50,8 @@ export class LazyPagesDaemon {
   /** per page: 1 = asked on the fault channel, answer not arrived */
   private readonly requested: Uint8Array;
   private reqId = 0;
+  /** fault requests sent and not answered yet */
+  private waiting = 0;
   private main: LazyMm | null = null;
   private pidWatch: { fd: number; poll: object } | null = null;
   private resumedAtUs = 0;
@@ -178,7 +180,9 @@ export class LazyPagesDaemon {
     let n = 1;
     while (n < max && mm.pending[i + n] && !this.requested[i + n]) n++;
     this.requested.fill(1, i, i + n);
-    if (this.link.up) this.link.get(index.addrOf(i), n, ++this.reqId);
+    if (!this.link.up) return;
+    this.link.get(index.addrOf(i), n, ++this.reqId);
+    if (this.waiting++ === 0) this.link.holdBulk(true);
   }
 
   private zeroOrWake(mm: LazyMm, page: number): void {
@@ -213,7 +217,10 @@ export class LazyPagesDaemon {
       if (!zero) off += PAGE_SIZE;
     }
     if (f.payload.length !== off) throw new FerryError("FERRY_PROTOCOL", `PAGES frame of ${f.payload.length} bytes, expected ${off}`);
-    if (f.flags & PAGES_FLAG.REPLY) this.requested.fill(0, first, first + n);
+    if (f.flags & PAGES_FLAG.REPLY) {
+      this.requested.fill(0, first, first + n);
+      if (this.waiting > 0 && --this.waiting === 0) this.link.holdBulk(false);
+    }
     this.stats.bytesReceived += 32 + f.payload.length;
     for (let k = 0; k < n; k++) {
       if (!this.mms.some((mm) => mm.pending[first + k])) this.stats.pagesUnneeded++;
@@ -417,6 +424,7 @@ export class LazyPagesDaemon {
     this.link.pending(this.pendingRanges());
     // answers lost with the old connection: ask again for what threads wait on
     this.requested.fill(0);
+    this.waiting = 0;
     for (const mm of this.mms) for (const i of mm.faultStart.keys()) if (mm.pending[i] && !this.requested[i]) this.request(mm, i);
   }
 

@@ -69,6 +69,16 @@ export class PageLink {
   get(vaddr: number, nrPages: number, id: number): void {
     this.fault?.send({ cmd: CMD.GET, flags: 0, nrPages, vaddr, id });
   }
+  /**
+   * Faults first: while one waits, the bulk channel is not read (its data stays in the kernel, the
+   * source's pushes stall), so this event loop and the source's serve the fault alone.
+   */
+  holdBulk(hold: boolean): void {
+    const s = this.bulk?.socket;
+    if (!s) return;
+    if (hold) s.pause();
+    else s.resume();
+  }
   ack(id: number): void {
     this.bulk?.send({ cmd: CMD.ACK, flags: 0, nrPages: 0, vaddr: 0, id });
   }
