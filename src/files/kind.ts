@@ -30,6 +30,8 @@ export interface DumpFdContext {
 /** What a kind gets when it rebuilds an object on restore. */
 export interface RestoreFileContext {
   images: ImageDir;
+  /** every object of files.img (a socket looks for its peer) */
+  files: FileObjectImage[];
   /** objects of the same kind may share state (the two ends of one pipe) */
   shared: Map<string, unknown>;
   /** run when the restore is over, whatever its outcome */

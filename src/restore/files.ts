@@ -13,7 +13,7 @@ export class OpenedFiles {
   readonly byId = new Map<number, number>();
   readonly ctx: RestoreFileContext;
   constructor(images: ImageDir, readonly files: FilesImage) {
-    this.ctx = { images, shared: new Map(), cleanup: [] };
+    this.ctx = { images, files: files.files, shared: new Map(), cleanup: [] };
   }
 
   openAll(): void {

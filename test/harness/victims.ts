@@ -102,6 +102,7 @@ export const VICTIM_SPECS: readonly VictimSpec[] = [
   { name: "threads", checks: "4 threads: TIDs, names, TLS, masks; futex wait, read, nanosleep and a busy loop carry on; pthread_join works" },
   // sockets
   { name: "tcp", checks: "listener + established loopback connection, both ends here, data queued both ways: names, queues, stream and accept carry on" },
+  { name: "unix_sockets", checks: "stream/dgram/seqpacket socketpairs with data queued both ways, path and abstract listeners: data, boundaries, accept" },
   // process trees
   { name: "tree", checks: "parent, 2 children, a grandchild: PIDs, parents, groups, session, a shared page, a shared offset, a pipe between them" },
   // blocked in a syscall
