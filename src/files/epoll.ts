@@ -5,7 +5,7 @@ import type { Injector } from "../kernel/inject.js";
 import { FerryError } from "../errors.js";
 import type { EpollTargetImage } from "../images/types.js";
 import type { DumpFdContext, FileKind } from "./kind.js";
-import { setStatusFlags } from "./flags.js";
+import { setStatusFlags } from "./util.js";
 
 const KCMP_EPOLL_TFD = 7;
 const EPOLL_CTL_ADD = 1, EPOLL_CTL_MOD = 3;

@@ -3,7 +3,7 @@ import { NR, O, sys } from "../kernel/sys.js";
 import { FerryError } from "../errors.js";
 import { readU64le, u64le } from "../images/types.js";
 import type { FileKind } from "./kind.js";
-import { setStatusFlags } from "./flags.js";
+import { setStatusFlags } from "./util.js";
 
 const EFD_SEMAPHORE = 1;
 

@@ -6,7 +6,7 @@ import type { FileObjectImage, Inventory, MmImage, VmaImage } from "../images/ty
 import { adviseVma } from "../restore/mm.js";
 import type { DumpFdContext, FileKind, RestoreFileContext } from "./kind.js";
 import { writeBlob, readBlob } from "./content.js";
-import { setStatusFlags } from "./flags.js";
+import { setStatusFlags } from "./util.js";
 
 const F_ADD_SEALS = 1033, F_GET_SEALS = 1034, F_SEAL_SEAL = 1;
 const MFD_CLOEXEC = 1, MFD_ALLOW_SEALING = 2;

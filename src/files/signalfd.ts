@@ -3,7 +3,7 @@ import { NR, O, sys } from "../kernel/sys.js";
 import { FerryError } from "../errors.js";
 import { u64le } from "../images/types.js";
 import type { FileKind } from "./kind.js";
-import { setStatusFlags } from "./flags.js";
+import { setStatusFlags } from "./util.js";
 
 /**
  * signalfd: only its mask is state (fdinfo `sigmask:`, hex, bit N-1 for signal N). The signals it

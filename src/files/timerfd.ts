@@ -4,7 +4,7 @@ import { readFdinfo } from "../kernel/procfs.js";
 import { FerryError } from "../errors.js";
 import { u64le } from "../images/types.js";
 import type { FileKind } from "./kind.js";
-import { setStatusFlags } from "./flags.js";
+import { setStatusFlags } from "./util.js";
 
 const TFD_TIMER_ABSTIME = 1;
 const CLOCK_REALTIME = 0, CLOCK_REALTIME_ALARM = 8;
