@@ -164,6 +164,30 @@ test("the source dies half way: the destination process is killed with a clear m
   });
 });
 
+test("the lazy-pages daemon itself is killed half way: its guard kills the process before the kernel could fill missing pages with zeros", async () => {
+  await withHosts(async (hosts, images) => {
+    const v = await startVictimIn(hosts.a, "lazy_sweep", ["64"]);
+    const listen = `127.100.0.1:${nextPort()}`;
+    const src = lazySource(hosts, v, images, listen, ["--retry-for", "1"]);
+    await src.ready;
+    const daemon = startFerryIn(hosts.b, ["lazy-pages", "-D", images, "--page-server", listen, "--max-rate", "4"], { statusFd: true });
+    await daemon.ready;
+    const pidfile = path.join(images, "..", "pid");
+    const restore = startFerryIn(hosts.b, ["restore", "-D", images, "--lazy", "--pidfile", pidfile], { statusFd: true });
+    await restore.ready;
+    const pid = await restoredPid(hosts, pidfile);
+    await sleep(400);
+    process.kill(daemon.ferryPid()!, "SIGKILL");
+    const r = await restore.done;
+    assert.equal(r.code, 137, "the restored process was SIGKILLed");
+    assert.equal(stateOf(pid), null);
+    assert.ok(!fs.existsSync(v.resultFile), "the victim never saw a wrong page");
+    const s = await src.done;
+    assert.equal(s.code, 1, "the source did not deliver");
+    assert.equal(stateOf(v.rootPid), "T", "the source copy stays frozen");
+  });
+});
+
 test("lazy images refuse a plain restore", async () => {
   await withHosts(async (hosts, images) => {
     const v = await startVictimIn(hosts.a, "lazy_sweep", ["1"]);

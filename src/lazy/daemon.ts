@@ -13,6 +13,7 @@ import { LazyMm } from "./lazyMm.js";
 import { DaemonStats, ProgressLine, mib, summarize, type LazySummary } from "./stats.js";
 import type { LazyImages } from "./images.js";
 import type { TargetUffd } from "./attach.js";
+import { UffdGuard } from "./guard.js";
 
 /** A fault fetches its page and up to 15 missing neighbours (64 KiB). */
 const PREFETCH_PAGES = 16;
@@ -54,6 +55,7 @@ export class LazyPagesDaemon {
   private waiting = 0;
   private main: LazyMm | null = null;
   private pidWatch: { fd: number; poll: object } | null = null;
+  private uffdGuard: UffdGuard | null = null;
   private resumedAtUs = 0;
   private unacked = 0;
   private ended = false;
@@ -100,6 +102,10 @@ export class LazyPagesDaemon {
     this.mms.push(mm);
     this.watch(mm);
     this.watchExit(t.pid);
+    // after the resume (not on its critical path): from then on a dead daemon means a dead process
+    setImmediate(() => {
+      if (mm.alive && !this.ended && !this.completing) this.uffdGuard = UffdGuard.start(mm.uffd, t.pid);
+    });
     if (this.link.up) this.link.pending(this.pendingRanges());
     this.checkComplete();
   }
@@ -449,8 +455,10 @@ export class LazyPagesDaemon {
     this.completing = true;
     this.stats.allArrivedAt = performance.now();
     this.progress(true);
-    // nothing is missing (or nothing can want it any more): the source may go
+    // nothing is missing (or nothing can want it any more): the source may go, and the uffd
+    // too (its last copy with it: a fault on a page the source never had is the kernel's again)
     for (const mm of [...this.mms]) this.detach(mm);
+    this.uffdGuard?.release();
     if (!this.link.up) return this.end(this.main.alive ? "complete" : "process-exited");
     this.link.done();
     this.byeTimer = setTimeout(() => this.end(this.main?.alive === false ? "process-exited" : "complete"), BYE_TIMEOUT_MS);
@@ -496,6 +504,7 @@ export class LazyPagesDaemon {
   }
 
   private close(graceful = false): void {
+    this.uffdGuard?.release();
     if (this.byeTimer) clearTimeout(this.byeTimer);
     this.stopExitWatch();
     for (const mm of [...this.mms]) this.detach(mm);
