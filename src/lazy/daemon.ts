@@ -225,7 +225,7 @@ export class LazyPagesDaemon {
     if (f.payload.length !== off) throw new FerryError("FERRY_PROTOCOL", `PAGES frame of ${f.payload.length} bytes, expected ${off}`);
     if (f.flags & PAGES_FLAG.REPLY) {
       this.requested.fill(0, first, first + n);
-      if (this.waiting > 0 && --this.waiting === 0) this.link.holdBulk(false);
+      if (!(f.flags & PAGES_FLAG.MORE) && this.waiting > 0 && --this.waiting === 0) this.link.holdBulk(false);
     }
     this.stats.bytesReceived += 32 + f.payload.length;
     for (let k = 0; k < n; k++) {

@@ -170,7 +170,10 @@ export class PageServer {
     }
     this.stats.faultRequests++;
     for (let i = first; i < first + f.nrPages; i++) if (this.sent[i]) this.stats.pagesResent++;
-    if (this.trySendPages(ch, first, f.nrPages, PAGES_FLAG.REPLY, f.id) < 0) return;
+    // the faulting page alone first: the thread waits on it, not on its neighbours
+    const more = f.nrPages > 1;
+    if (this.trySendPages(ch, first, 1, PAGES_FLAG.REPLY | (more ? PAGES_FLAG.MORE : 0), f.id) < 0) return;
+    if (more && this.trySendPages(ch, first + 1, f.nrPages - 1, PAGES_FLAG.REPLY, f.id) < 0) return;
     this.cursor = first + f.nrPages;
   }
 

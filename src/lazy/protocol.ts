@@ -34,6 +34,8 @@ export const PAGES_FLAG = {
   REPLY: 1,
   /** last frame of a PENDING batch */
   LAST: 2,
+  /** a reply in parts: more follow for the same request (the faulting page comes alone, first) */
+  MORE: 4,
 } as const;
 
 /** Most pages in one PAGES frame: 1 MiB, the top of the 64 KiB–1 MiB chunk range. */
