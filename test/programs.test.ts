@@ -4,7 +4,12 @@ import { spawn, execFileSync } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
-import { FERRY_CLI, ferry, startFerry, tempDir, waitPidGone } from "./harness/ferry.js";
+import { FERRY_CLI, dumpAndRestore, tempDir } from "./harness/ferry.js";
+
+/** The real interpreter, not a wrapper script (pyenv's shim) that would exec it later. */
+function python3(): string {
+  return fs.realpathSync(execFileSync("python3", ["-c", "import sys; print(sys.executable)"], { encoding: "utf8" }).trim());
+}
 
 /** Wait until `file` exists and holds a full line. */
 async function waitLine(file: string, timeoutMs = 15_000): Promise<string> {
@@ -63,18 +68,11 @@ while not stop:
 ok = len(d) == 500000 and all(d[i] == str(i) * 3 for i in range(500000))
 open(sys.argv[1], "w").write(("PASS %d\\n" % n) if ok else "FAIL: dict changed\\n")
 `);
-  // The real interpreter, not a wrapper script that would exec it later.
-  const python = fs.realpathSync(execFileSync("python3", ["-c", "import sys; print(sys.executable)"], { encoding: "utf8" }).trim());
-  const victim = spawn(python, [script, result], { detached: true, stdio: "ignore" });
+  const victim = spawn(python3(), [script, result], { detached: true, stdio: "ignore" });
   const exited = new Promise((r) => victim.on("exit", r));
   while (!fs.existsSync(result + ".ready")) await new Promise((r) => setTimeout(r, 10));
   const pid = victim.pid!;
-  const dumped = await ferry(["dump", String(pid), "-D", path.join(dir, "img")]);
-  assert.equal(dumped.code, 0, dumped.stderr);
-  await exited;
-  await waitPidGone(pid);
-  const restored = startFerry(["restore", "-D", path.join(dir, "img")], 60_000, true);
-  await restored.ready;
+  const restored = await dumpAndRestore(pid, exited, path.join(dir, "img"));
   process.kill(pid, "SIGTERM");
   const run = await restored.done;
   assert.equal(run.code, 0, run.stderr);
@@ -109,12 +107,7 @@ http.createServer((req, res) => { hits++; res.end("hits " + hits); }).listen(Num
     while (!fs.existsSync(ready)) await new Promise((r) => setTimeout(r, 10));
     const before = [await get(), await get()];
     assert.deepEqual(before.map((r) => r.body), ["hits 1", "hits 2"]);
-    const dumped = await ferry(["dump", String(child.pid), "-D", path.join(dir, "img")]);
-    assert.equal(dumped.code, 0, dumped.stderr);
-    await exited;
-    await waitPidGone(child.pid!);
-    const restored = startFerry(["restore", "-D", path.join(dir, "img")], 60_000, true);
-    await restored.ready;
+    const restored = await dumpAndRestore(child.pid!, exited, path.join(dir, "img"));
     const after = await get();
     assert.equal(after.body, "hits 3", "the server's state carried on");
     assert.equal(after.localPort, before[1].localPort, "the same keep-alive connection served it");
@@ -176,19 +169,13 @@ pid, status = os.waitpid(child, 0)
 ok = alive and pid == child and os.WIFEXITED(status)
 open(sys.argv[1], "w").write("PASS\\n" if ok else "FAIL: %r %r %r\\n" % (before, counts, status))
 `);
-  const python = fs.realpathSync(execFileSync("python3", ["-c", "import sys; print(sys.executable)"], { encoding: "utf8" }).trim());
-  const victim = spawn(python, [script, result], { detached: true, stdio: "ignore" });
+  const victim = spawn(python3(), [script, result], { detached: true, stdio: "ignore" });
   const exited = new Promise((r) => victim.on("exit", r));
   try {
     while (!fs.existsSync(result + ".ready")) await new Promise((r) => setTimeout(r, 10));
     const pid = victim.pid!;
     assert.ok(fs.readdirSync(`/proc/${pid}/task`).length >= 4, "python runs its threads");
-    const dumped = await ferry(["dump", String(pid), "-D", path.join(dir, "img")]);
-    assert.equal(dumped.code, 0, dumped.stderr);
-    await exited;
-    await waitPidGone(pid);
-    const restored = startFerry(["restore", "-D", path.join(dir, "img")], 60_000, true);
-    await restored.ready;
+    const restored = await dumpAndRestore(pid, exited, path.join(dir, "img"));
     process.kill(pid, "SIGTERM");
     const run = await restored.done;
     assert.equal(await waitLine(result), "PASS");

@@ -4,7 +4,7 @@ import net from "node:net";
 import fs from "node:fs";
 import path from "node:path";
 import { spawn } from "node:child_process";
-import { ferry, startFerry, tempDir, waitPidGone } from "./harness/ferry.js";
+import { dumpAndRestore, tempDir } from "./harness/ferry.js";
 
 /** One RESP exchange on a connection that stays open across the dump and the restore. */
 function command(sock: net.Socket, ...args: string[]): Promise<string> {
@@ -49,12 +49,7 @@ test("redis-server: keys written before the dump are read after restore, through
     const threads = fs.readdirSync(`/proc/${redis.pid}/task`).length;
     assert.ok(threads > 1, "redis runs several threads");
 
-    const dumped = await ferry(["dump", String(redis.pid), "-D", path.join(dir, "img")]);
-    assert.equal(dumped.code, 0, dumped.stderr);
-    await exited;
-    await waitPidGone(redis.pid!);
-    const restored = startFerry(["restore", "-D", path.join(dir, "img")], 60_000, true);
-    await restored.ready;
+    const restored = await dumpAndRestore(redis.pid!, exited, path.join(dir, "img"));
     restoredPid = redis.pid!;
 
     // The same connection, opened before the dump, carries on.

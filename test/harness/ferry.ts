@@ -67,3 +67,17 @@ export async function waitPidGone(pid: number, timeoutMs = 10_000): Promise<void
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+/**
+ * Dump a process this test started (ferry kills it), wait until its PID is free, restore it in
+ * the foreground; resolves once it runs again, with the running `ferry restore`.
+ */
+export async function dumpAndRestore(pid: number, exited: Promise<unknown>, images: string): Promise<RunningFerry> {
+  const dumped = await ferry(["dump", String(pid), "-D", images]);
+  if (dumped.code !== 0) throw new Error(`ferry dump ${pid} failed: ${dumped.stderr}`);
+  await exited;
+  await waitPidGone(pid);
+  const restored = startFerry(["restore", "-D", images], 60_000, true);
+  await restored.ready;
+  return restored;
+}
