@@ -6,6 +6,7 @@ import path from "node:path";
 import { FERRY_CLI, ferry, tempDir, waitPidGone, type FerryRun } from "./harness/ferry.js";
 import { ImageDir } from "../src/images/store.js";
 import type { Inventory } from "../src/images/types.js";
+import { startVictim, cleanupVictim } from "./harness/victims.js";
 
 /** A plain single-threaded program to dump: coreutils sleep, with only /dev/null fds. */
 function startSleeper() {
@@ -116,4 +117,28 @@ test("image files are readable by their owner only", async () => {
   for (const f of fs.readdirSync(dir)) assert.equal(fs.statSync(path.join(dir, f)).mode & 0o777, 0o600, f);
   assert.equal(fs.statSync(dir).mode & 0o777, 0o700);
   void execFileSync;
+});
+
+test("a tree whose restore fails half-way leaves none of its processes behind", async () => {
+  const v = await startVictim("tree");
+  const dir = path.join(tempDir(), "img");
+  try {
+    const run = await ferry(["dump", String(v.pid), "-D", dir]);
+    assert.equal(run.code, 0, run.stderr);
+    await v.exited;
+    const images = new ImageDir(dir);
+    const pids = images.read<Inventory>("inventory.img", "Inventory").pids;
+    assert.equal(pids.length, 4, "parent, two children, a grandchild");
+    for (const pid of pids) await waitPidGone(pid);
+    // Spoil the grandchild's pages: the failure comes after its parents were built.
+    const last = pids[pids.length - 1];
+    const pages = path.join(dir, `pages-${last}.img`);
+    const fd = fs.openSync(pages, "r+");
+    fs.writeSync(fd, Buffer.from([0xff, 0x00, 0xff]), 0, 3, 100);
+    fs.closeSync(fd);
+    oneLineError(await ferry(["restore", "-D", dir]), new RegExp(`pages-${last}\\.img: checksum mismatch`));
+    for (const pid of pids) assert.equal(fs.existsSync(`/proc/${pid}`), false, `PID ${pid} of the tree is left behind`);
+  } finally {
+    await cleanupVictim(v);
+  }
 });

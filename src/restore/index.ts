@@ -10,7 +10,7 @@ import { vdsoIdentity } from "../kernel/vdso.js";
 import { ImageDir } from "../images/store.js";
 import { readU64le, type CoreImage, type FdTableImage, type FilesImage, type Inventory, type MmImage, type PageMapImage, type VmaImage } from "../images/types.js";
 import { placeScratch, clearAddressSpace, moveVdso, mapVmas, fillPages, setMmFields, vmasToFill, type SharedObjects } from "./mm.js";
-import { cloneProcess, cloneThread, killAll, type Task } from "./tasks.js";
+import { becomeSubreaper, cloneProcess, cloneThread, killAll, type Task } from "./tasks.js";
 import { restoreSigactions, restoreTimers, restoreRlimits, restoreProcessAttrs, restoreThreadState, restorePending, restoreCreds } from "./core.js";
 import { OpenedFiles, installFds } from "./files.js";
 import { checkLazyRestore, createTargetUffd, registerLazyRanges, type TargetUffd } from "../lazy/attach.js";
@@ -112,6 +112,7 @@ export function restore(opts: RestoreOptions): Restored {
   };
   try {
     r.opened.openAll();
+    if (tree.procs.size > 1) becomeSubreaper();
     const child = native.spawnStub([pid], 0);
     if (child < 0) {
       if (child === -17) checkPidFree(pid);

@@ -1,6 +1,6 @@
 import { FerryError } from "../errors.js";
 import { NR, SIG, sys } from "../kernel/sys.js";
-import { waitStop, waitTask } from "../kernel/ptrace.js";
+import { waitStop, waitTask, WNOHANG } from "../kernel/ptrace.js";
 import type { Injector } from "../kernel/inject.js";
 
 /** A task ferry created: killed and reaped if the restore fails. */
@@ -38,9 +38,14 @@ export function cloneProcess(inj: Injector, pid: number): Injector {
   return cloneInside(inj, pid, 0, SIG.CHLD, "process");
 }
 
-/** Kill every task created so far, children before parents, threads before their leader. */
+/**
+ * Kill every task created so far, children before parents, threads before their leader. ferry is
+ * the tracer of them all and the parent of the root; as a child subreaper (see restore()) it also
+ * inherits the zombies of killed parents, and reaps them: no PID of the tree stays taken.
+ */
 export function killAll(tasks: Task[]): void {
-  for (const pid of new Set([...tasks].reverse().map((t) => t.pid))) {
+  const pids = [...new Set([...tasks].reverse().map((t) => t.pid))];
+  for (const pid of pids) {
     try {
       sys("kill", NR.kill, pid, SIG.KILL);
     } catch { /* gone */ }
@@ -50,4 +55,19 @@ export function killAll(tasks: Task[]): void {
       waitTask(t.tid);
     } catch { /* reaped */ }
   }
+  for (const pid of pids) {
+    for (let i = 0; i < 200; i++) {
+      try {
+        if (waitTask(pid, WNOHANG)) break;
+      } catch {
+        break; // not ours to reap (ECHILD): gone, or reaped above
+      }
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    }
+  }
+}
+
+/** Orphans of a failed restore come to ferry instead of init, which would reap them late. */
+export function becomeSubreaper(): void {
+  sys("prctl(PR_SET_CHILD_SUBREAPER)", NR.prctl, 36, 1, 0, 0, 0);
 }
