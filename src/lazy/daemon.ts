@@ -1,9 +1,8 @@
 import fs from "node:fs";
 import { FerryError } from "../errors.js";
 import { native } from "../kernel/native.js";
-import { NR, PAGE_SIZE, SIG, rawSyscall } from "../kernel/sys.js";
-import { rawIoctl } from "../kernel/ioctl.js";
-import { UFFDIO_IOCTL, readUffdMsgs } from "../kernel/uffd.js";
+import { NR, PAGE_SIZE, rawSyscall } from "../kernel/sys.js";
+import { readUffdMsgs } from "../kernel/uffd.js";
 import type { Frame } from "../net/framing.js";
 import type { Endpoint } from "../net/endpoint.js";
 import type { Transport } from "../net/transport.js";
@@ -14,6 +13,8 @@ import { DaemonStats, ProgressLine, mib, summarize, type LazySummary } from "./s
 import type { LazyImages } from "./images.js";
 import type { TargetUffd } from "./attach.js";
 import { UffdGuard } from "./guard.js";
+import { UffdFiller } from "./uffdFill.js";
+import { killTree } from "./processTree.js";
 
 /** A fault fetches its page and up to 15 missing neighbours (64 KiB). */
 const PREFETCH_PAGES = 16;
@@ -64,9 +65,7 @@ export class LazyPagesDaemon {
   private finish!: (s: LazySummary) => void;
   readonly stats = new DaemonStats();
   readonly finished: Promise<LazySummary>;
-  /** struct buffers reused by every UFFDIO_COPY/ZEROPAGE */
-  private readonly copyArg = Buffer.alloc(40);
-  private readonly zeroArg = Buffer.alloc(32);
+  private readonly filler = new UffdFiller();
 
   constructor(private readonly opts: DaemonOptions) {
     const { index } = opts.images;
@@ -315,39 +314,12 @@ export class LazyPagesDaemon {
     }
   }
 
-  /** UFFDIO_COPY (src >= 0) or UFFDIO_ZEROPAGE; bytes done and the errno that stopped it (0: none). */
   private fill(mm: LazyMm, dst: number, src: number, len: number): { done: number; errno: number } {
-    let arg: Buffer, req: number, resultAt: number;
-    if (src >= 0) {
-      arg = this.copyArg;
-      arg.writeBigUInt64LE(BigInt(dst), 0);
-      arg.writeBigUInt64LE(BigInt(src), 8);
-      arg.writeBigUInt64LE(BigInt(len), 16);
-      arg.writeBigUInt64LE(0n, 24);
-      arg.writeBigInt64LE(0n, 32);
-      req = UFFDIO_IOCTL.COPY;
-      resultAt = 32;
-    } else {
-      arg = this.zeroArg;
-      arg.writeBigUInt64LE(BigInt(dst), 0);
-      arg.writeBigUInt64LE(BigInt(len), 8);
-      arg.writeBigUInt64LE(0n, 16);
-      arg.writeBigInt64LE(0n, 24);
-      req = UFFDIO_IOCTL.ZEROPAGE;
-      resultAt = 24;
-    }
-    const r = rawIoctl(mm.uffd, req, arg);
-    const result = Number(arg.readBigInt64LE(resultAt));
-    const done = result > 0 ? result : 0;
-    if (r >= 0n) return { done: done || len, errno: 0 };
-    return { done, errno: Number(-r) };
+    return this.filler.fill(mm.uffd, dst, src, len);
   }
 
   private wake(mm: LazyMm, page: number): void {
-    const b = Buffer.alloc(16);
-    b.writeBigUInt64LE(BigInt(page), 0);
-    b.writeBigUInt64LE(BigInt(PAGE_SIZE), 8);
-    rawIoctl(mm.uffd, UFFDIO_IOCTL.WAKE, b);
+    this.filler.wake(mm.uffd, page, PAGE_SIZE);
   }
 
   // ------------------------------------------------------------------ address spaces
@@ -487,13 +459,8 @@ export class LazyPagesDaemon {
 
   /** SIGKILL the restored process, its descendants and every thread seen faulting. */
   private killAll(): number[] {
-    const pids = new Set<number>();
-    if (this.main) pids.add(this.main.pid);
-    for (const p of descendants(this.opts.images.pid)) pids.add(p);
-    for (const mm of this.mms) for (const t of mm.tids) pids.add(t);
-    const killed: number[] = [];
-    for (const p of pids) if (p > 0 && rawSyscall(NR.kill, p, SIG.KILL) === 0n) killed.push(p);
-    return killed;
+    if (!this.main) return []; // nothing was handed over: nothing of ours runs
+    return killTree(this.main.pid, this.mms.flatMap((mm) => [...mm.tids]));
   }
 
   private end(outcome: LazySummary["outcome"]): void {
@@ -537,30 +504,4 @@ export class LazyPagesDaemon {
       this.fail(`internal error in the lazy-pages daemon: ${(e as Error).message}`);
     }
   }
-}
-
-/** PIDs of every descendant of pid (children first found through /proc/PID/task/TID/children). */
-function descendants(pid: number): number[] {
-  const out: number[] = [];
-  const queue = [pid];
-  while (queue.length) {
-    const p = queue.shift()!;
-    let tasks: string[] = [];
-    try {
-      tasks = fs.readdirSync(`/proc/${p}/task`);
-    } catch {
-      continue;
-    }
-    for (const t of tasks) {
-      let kids = "";
-      try {
-        kids = fs.readFileSync(`/proc/${p}/task/${t}/children`, "utf8");
-      } catch { /* gone */ }
-      for (const k of kids.split(" ").filter(Boolean).map(Number)) {
-        out.push(k);
-        queue.push(k);
-      }
-    }
-  }
-  return out;
 }
