@@ -128,10 +128,10 @@ test("a tree whose restore fails half-way leaves none of its processes behind", 
     await v.exited;
     const images = new ImageDir(dir);
     const pids = images.read<Inventory>("inventory.img", "Inventory").pids;
-    assert.equal(pids.length, 4, "parent, two children, a grandchild");
+    assert.ok(pids.length >= 4, "parent, two children, a grandchild (and zombies)");
     for (const pid of pids) await waitPidGone(pid);
-    // Spoil the grandchild's pages: the failure comes after its parents were built.
-    const last = pids[pids.length - 1];
+    // Spoil the last live process's pages: the failure comes after its parents were built.
+    const last = pids.filter((pid) => fs.existsSync(path.join(dir, `pages-${pid}.img`))).pop()!;
     const pages = path.join(dir, `pages-${last}.img`);
     const fd = fs.openSync(pages, "r+");
     fs.writeSync(fd, Buffer.from([0xff, 0x00, 0xff]), 0, 3, 100);

@@ -95,6 +95,10 @@ export function dump(opts: DumpOptions): DumpResult {
 /** One frozen process of the tree: core, address space, pages and fd table. */
 function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts: DumpOptions) {
   const { pid } = p;
+  if (p.zombie) {
+    images.write(`core-${pid}.img`, "Core", { pid, ...p.zombie, zombie: true });
+    return { pages: 0, zero: 0, injected: 0, lazy: false };
+  }
   const vmas = readVmas(pid);
   const inj = Injector.forTask(pid, vmas);
   // Nothing may be delivered while ferry runs calls inside the task: block everything.

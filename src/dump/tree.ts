@@ -1,5 +1,4 @@
 import fs from "node:fs";
-import { FerryError } from "../errors.js";
 import { listTasks, readStat, statField } from "../kernel/procfs.js";
 import { getSigmask, setRegs, setSigmask } from "../kernel/ptrace.js";
 import { seizeProcess, detachTask, validateTarget } from "./seize.js";
@@ -21,7 +20,13 @@ export function childrenOf(pid: number): number[] {
 
 export interface SavedThread { tid: number; regs: Regs; restarted: boolean; sigmask: bigint }
 /** A frozen process: its threads with the registers and mask they must get back. */
-export interface FrozenProcess { pid: number; threads: SavedThread[]; children: number[] }
+export interface FrozenProcess {
+  pid: number;
+  threads: SavedThread[];
+  children: number[];
+  /** a zombie child: nothing to freeze, only how it ended */
+  zombie?: { ppid: number; pgid: number; sid: number; comm: string; exitStatus: number };
+}
 
 function freeze(pid: number): FrozenProcess {
   const tids = seizeProcess(pid);
@@ -51,9 +56,14 @@ export function freezeTree(root: number): FrozenProcess[] {
       frozen[i].children = childrenOf(frozen[i].pid);
       for (const child of frozen[i].children) {
         if (frozen.some((p) => p.pid === child)) continue;
-        const state = statField(readStat(child), 3);
-        if (state === "Z") {
-          throw new FerryError("FERRY_UNSUPPORTED", `pid ${child} (child of ${frozen[i].pid}) is a zombie: zombies in a dumped tree are not supported yet`);
+        const stat = readStat(child);
+        if (statField(stat, 3) === "Z") {
+          const field = (n: number) => Number(statField(stat, n));
+          frozen.push({
+            pid: child, threads: [], children: [],
+            zombie: { ppid: field(4), pgid: field(5), sid: field(6), comm: stat.comm, exitStatus: field(52) },
+          });
+          continue;
         }
         validateTarget(child);
         frozen.push(freeze(child));

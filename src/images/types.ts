@@ -91,6 +91,8 @@ export interface CoreImage {
   noNewPrivs: boolean;
   dumpable: number;
   childSubreaper: boolean;
+  zombie?: boolean;
+  exitStatus?: number;
 }
 
 export type VmaKind = "anon" | "file" | "shmem" | "memfd" | "vdso" | "vvar" | "sysv";

@@ -14,7 +14,7 @@ export const NR = {
   rt_sigqueueinfo: 129, sigaltstack: 131, personality: 135, prctl: 157, arch_prctl: 158,
   chroot: 161, gettid: 186, tkill: 200, futex: 202, set_tid_address: 218, timer_create: 222,
   timer_settime: 223, timer_gettime: 224, timer_getoverrun: 225, timer_delete: 226, clock_gettime: 228, epoll_wait: 232,
-  epoll_ctl: 233, tgkill: 234, openat: 257, set_robust_list: 273, get_robust_list: 274,
+  exit_group: 231, epoll_ctl: 233, tgkill: 234, openat: 257, set_robust_list: 273, get_robust_list: 274,
   tee: 276, signalfd4: 289, timerfd_create: 283, timerfd_settime: 286, timerfd_gettime: 287,
   eventfd2: 290, epoll_create1: 291, dup3: 292, pipe2: 293, rt_tgsigqueueinfo: 297,
   prlimit64: 302, process_vm_readv: 310, process_vm_writev: 311, kcmp: 312, memfd_create: 319,

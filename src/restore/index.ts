@@ -10,7 +10,7 @@ import { vdsoIdentity } from "../kernel/vdso.js";
 import { ImageDir } from "../images/store.js";
 import { readU64le, type CoreImage, type FdTableImage, type FilesImage, type Inventory, type MmImage, type PageMapImage, type VmaImage } from "../images/types.js";
 import { placeScratch, clearAddressSpace, moveVdso, mapVmas, fillPages, setMmFields, vmasToFill, type SharedObjects } from "./mm.js";
-import { becomeSubreaper, cloneProcess, cloneThread, killAll, type Task } from "./tasks.js";
+import { becomeSubreaper, cloneProcess, cloneThread, killAll, makeZombie, type Task } from "./tasks.js";
 import { restoreSigactions, restoreTimers, restoreRlimits, restoreProcessAttrs, restoreThreadState, restorePending, restoreCreds } from "./core.js";
 import { OpenedFiles, installFds } from "./files.js";
 import { checkLazyRestore, createTargetUffd, registerLazyRanges, type TargetUffd } from "../lazy/attach.js";
@@ -45,6 +45,8 @@ export interface TreeImages {
   files: FilesImage;
   /** every process, root first, parents before children */
   procs: Map<number, ProcessImages>;
+  /** children that had ended but were not reaped yet */
+  zombies: Map<number, CoreImage>;
 }
 
 /** Read and check everything before touching the system: a bad image fails here, whole. */
@@ -58,17 +60,23 @@ export function loadImages(images: ImageDir): TreeImages {
     throw new FerryError("FERRY_VDSO_MISMATCH", `${images.dir}: images come from a kernel with another vDSO (${inventory.kernel}, this is ${os.release()}): restore on the same kernel build`);
   }
   const procs = new Map<number, ProcessImages>();
+  const zombies = new Map<number, CoreImage>();
   for (const pid of inventory.pids.length ? inventory.pids : [inventory.rootPid]) {
+    const core = images.read<CoreImage>(`core-${pid}.img`, "Core");
+    if (core.zombie) {
+      zombies.set(pid, core);
+      continue;
+    }
     const mm = images.read<MmImage>(`mm-${pid}.img`, "Mm");
     const pagemap = images.read<PageMapImage>(`pagemap-${pid}.img`, "PageMap");
     procs.set(pid, {
-      core: images.read<CoreImage>(`core-${pid}.img`, "Core"),
+      core,
       mm, pagemap,
       fds: images.read<FdTableImage>(`fds-${pid}.img`, "FdTable"),
       fill: vmasToFill(mm, pagemap),
     });
   }
-  return { inventory, files: images.read<FilesImage>("files.img", "Files"), procs };
+  return { inventory, files: images.read<FilesImage>("files.img", "Files"), procs, zombies };
 }
 
 /** What one restore owns while it builds the tree: released or killed on every path. */
@@ -105,14 +113,14 @@ export function restore(opts: RestoreOptions): Restored {
   const tree = loadImages(images);
   checkLazyRestore(tree.inventory, opts.images, !!opts.lazy);
   const pid = tree.inventory.rootPid;
-  for (const p of tree.procs.keys()) checkPidFree(p);
+  for (const p of [...tree.procs.keys(), ...tree.zombies.keys()]) checkPidFree(p);
   const r: Restoration = {
     images, tree, opened: new OpenedFiles(images, tree.files), shellJob: !!opts.shellJob || tree.inventory.shellJob,
     tasks: [], sharedObjects: new Map(), lazy: opts.lazy, bytes: 0, injected: 0,
   };
   try {
     r.opened.openAll();
-    if (tree.procs.size > 1) becomeSubreaper();
+    if (tree.procs.size + tree.zombies.size > 1) becomeSubreaper();
     const child = native.spawnStub([pid], 0);
     if (child < 0) {
       if (child === -17) checkPidFree(pid);
@@ -161,6 +169,9 @@ function build(r: Restoration, inj: Injector): void {
     const childInj = cloneProcess(inj, childPid);
     r.tasks.push({ pid: childPid, tid: childPid });
     build(r, childInj);
+  }
+  for (const [zombiePid, zombie] of r.tree.zombies) {
+    if (zombie.ppid === pid) makeZombie(inj, zombiePid, zombie.exitStatus ?? 0);
   }
   // Every other thread: cloned inside the process with its TID, then given its own state.
   const [mainThread, ...others] = img.core.threads;

@@ -1,6 +1,6 @@
 import { FerryError } from "../errors.js";
 import { NR, SIG, sys } from "../kernel/sys.js";
-import { waitStop, waitTask, WNOHANG } from "../kernel/ptrace.js";
+import { PTRACE, getRegs, ptrace, setRegs, setSigmask, waitStop, waitTask, WNOHANG } from "../kernel/ptrace.js";
 import type { Injector } from "../kernel/inject.js";
 
 /** A task ferry created: killed and reaped if the restore fails. */
@@ -36,6 +36,38 @@ export function cloneThread(inj: Injector, tid: number): Injector {
 
 export function cloneProcess(inj: Injector, pid: number): Injector {
   return cloneInside(inj, pid, 0, SIG.CHLD, "process");
+}
+
+/**
+ * A child that had ended but was not reaped: created inside its parent, then made to end the same
+ * way (exit code, or death by the same signal, without a core file), so the parent finds it.
+ */
+export function makeZombie(parent: Injector, pid: number, status: number): void {
+  const z = cloneProcess(parent, pid);
+  z.ok("prlimit64(RLIMIT_CORE)", NR.prlimit64, 0, 4, z.put(0, Buffer.alloc(16)), 0);
+  const sig = status & 0x7f;
+  const regs = getRegs(pid);
+  regs.set("rip", z.site);
+  if (sig) {
+    // Raised by itself (a signal handed to PTRACE_CONT from a syscall stop is dropped).
+    z.ok(`rt_sigaction(${sig}, SIG_DFL)`, NR.rt_sigaction, sig, z.put(0, Buffer.alloc(32)), 0, 8);
+    setSigmask(pid, 0n);
+    regs.set("rax", NR.kill);
+    regs.set("rdi", pid);
+    regs.set("rsi", sig);
+  } else {
+    regs.set("rax", NR.exit_group);
+    regs.set("rdi", (status >> 8) & 0xff);
+  }
+  setRegs(pid, regs);
+  ptrace(PTRACE.CONT, pid, 0, 0);
+  for (let i = 0; i < 8; i++) {
+    const st = waitTask(pid); // its end, as its tracer sees it; its parent will reap it
+    if (st && !st.stopped) return;
+    // the signal's delivery stop: let it through
+    ptrace(PTRACE.CONT, pid, 0, st && (st.stopSig & 0x7f) === sig ? sig : 0);
+  }
+  throw new FerryError("FERRY_RESTORE", `zombie ${pid} did not end as it should`);
 }
 
 /**

@@ -1,5 +1,6 @@
 /*
- * tree: a parent, two children and a grandchild. They share a MAP_SHARED counter page, one open
+ * tree: a parent, two children and a grandchild, plus two zombie children (one exited with
+ * code 7, one killed by SIGUSR1) that the parent reaps only at the end. They share a MAP_SHARED counter page, one open
  * file description (its offset moves for all), and a pipe from the parent to child 1. Child 2
  * leads its own process group. After restore, each process checks its PID, parent, group and
  * session, and reports into the shared page; the parent reaps them all and judges.
@@ -81,6 +82,20 @@ int main(int argc, char **argv)
 	}
 	pids[1] = c1;
 	pids[2] = c2;
+	pid_t exited = fork();
+	SETUP(exited >= 0);
+	if (exited == 0)
+		_exit(7);
+	pid_t killed = fork();
+	SETUP(killed >= 0);
+	if (killed == 0) {
+		signal(SIGUSR1, SIG_DFL);
+		for (;;)
+			pause();
+	}
+	SETUP(kill(killed, SIGUSR1) == 0);
+	siginfo_t si;
+	SETUP(waitid(P_PID, exited, &si, WEXITED | WNOWAIT) == 0 && waitid(P_PID, killed, &si, WEXITED | WNOWAIT) == 0);
 	close(pipefd[0]);
 	/* wait until everyone runs, then move the shared offset from here: the others see it */
 	for (int i = 0; i < 2000 && !(sh->ticks[1] && sh->ticks[2] && sh->ticks[3]); i++)
@@ -112,6 +127,11 @@ int main(int argc, char **argv)
 		pid_t r = waitpid(pids[i], &status, 0);
 		CHECK(r == pids[i] && WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d (pid %d) did not exit cleanly: %d %x", i, pids[i], r, status);
 	}
+	int status;
+	CHECK(waitpid(exited, &status, WNOHANG) == exited && WIFEXITED(status) && WEXITSTATUS(status) == 7,
+	      "zombie %d: status %x, expected exit code 7", exited, status);
+	CHECK(waitpid(killed, &status, WNOHANG) == killed && WIFSIGNALED(status) && WTERMSIG(status) == SIGUSR1,
+	      "zombie %d: status %x, expected death by SIGUSR1", killed, status);
 	for (int i = 1; i < 4; i++)
 		CHECK(sh->verdict[i] == 1, "member %d: %s", i, sh->verdict[i] ? sh->why[i] : "no verdict");
 	close(pipefd[1]);
