@@ -3,7 +3,7 @@
  * veth, MTU 1500): the process runs at the destination before its memory has arrived, and
  * checks itself afterwards.
  */
-import { test } from "node:test";
+import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
@@ -11,7 +11,7 @@ import { createHosts, type TwoHosts } from "../src/hosts/hosts.js";
 import type { LazySummary } from "../src/lazy/stats.js";
 import { finishVictim, buildVictim } from "./harness/victims.js";
 import { lastJson, startFerryIn, startVictimIn, stateOf, type HostVictim } from "./harness/hosts.js";
-import { tempDir } from "./harness/ferry.js";
+import { ferry, tempDir } from "./harness/ferry.js";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 let port = 7100 + (process.pid % 500);
@@ -49,7 +49,13 @@ async function restoredPid(hosts: TwoHosts, pidfile: string): Promise<number> {
   return rootPid;
 }
 
-test("build the lazy victims", async () => {
+const keyDir = tempDir("ferry-key-");
+after(() => fs.rmSync(keyDir, { recursive: true, force: true }));
+
+test("build the lazy victims; one key for both hosts (`ferry keygen`, found through $FERRY_KEY)", async () => {
+  process.env.FERRY_KEY = path.join(keyDir, "key");
+  const k = await ferry(["keygen"]);
+  assert.equal(k.code, 0, k.stderr);
   await Promise.all(["lazy_sweep", "lazy_events"].map((n) => buildVictim(n)));
 });
 
@@ -83,13 +89,13 @@ test("lazy migration of a victim sweeping 64 MiB: it runs at the destination bef
   });
 });
 
-test("split form: `ferry lazy-pages` and `ferry restore --lazy` find each other through a socket in the images directory", async () => {
+test("split form, --insecure on loopback addresses: `ferry lazy-pages` and `ferry restore --lazy` find each other through a socket in the images directory", async () => {
   await withHosts(async (hosts, images) => {
     const v = await startVictimIn(hosts.a, "lazy_sweep", ["16"]);
     const listen = `127.100.0.1:${nextPort()}`;
-    const src = lazySource(hosts, v, images, listen);
+    const src = lazySource(hosts, v, images, listen, ["--insecure"]);
     await src.ready;
-    const daemon = startFerryIn(hosts.b, ["lazy-pages", "-D", images, "--page-server", listen, "--json"], { statusFd: true });
+    const daemon = startFerryIn(hosts.b, ["lazy-pages", "-D", images, "--page-server", listen, "--json", "--insecure"], { statusFd: true });
     await daemon.ready;
     assert.ok(fs.existsSync(path.join(images, "lazy-pages.sock")));
     const pidfile = path.join(images, "..", "pid");

@@ -5,6 +5,7 @@ import { registerRestore } from "./restore.js";
 import { registerShow } from "./show.js";
 import { registerLazyPages } from "./lazyPages.js";
 import { registerResume } from "./resume.js";
+import { registerKeygen } from "./keygen.js";
 
 /** Each command lives in its own file and registers itself here. */
 export function registerCommands(program: Command): void {
@@ -14,4 +15,5 @@ export function registerCommands(program: Command): void {
   registerShow(program);
   registerLazyPages(program);
   registerResume(program);
+  registerKeygen(program);
 }

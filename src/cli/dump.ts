@@ -4,10 +4,11 @@ import { FerryError } from "../errors.js";
 import { signalStatusFd, parseIntArg, imagesDir } from "./common.js";
 import { dumpLazy } from "./dumpLazy.js";
 import { parseSeconds } from "./lazyPages.js";
+import { addSecurityOptions } from "./security.js";
 
 export function registerDump(program: Command): void {
-  program
-    .command("dump")
+  addSecurityOptions(program
+    .command("dump"))
     .description("freeze a process and write its state to an image directory (kills it unless told otherwise)")
     .argument("[pid]", "process to dump")
     .option("-t, --tree <pid>", "process to dump (CRIU's spelling)")

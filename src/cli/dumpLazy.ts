@@ -4,8 +4,9 @@ import { serveLazy } from "../lazy/source.js";
 import { ProgressLine, mib } from "../lazy/stats.js";
 import { PAGE_SIZE } from "../kernel/sys.js";
 import { signalStatusFd, imagesDir } from "./common.js";
+import { transportOf, type SecurityFlags } from "./security.js";
 
-export interface DumpLazyFlags {
+export interface DumpLazyFlags extends SecurityFlags {
   images?: string;
   imagesDir?: string;
   listen?: string;
@@ -22,6 +23,7 @@ export async function dumpLazy(pid: number, o: DumpLazyFlags): Promise<void> {
   const listenText = o.listen ?? (o.port ? `${o.address ?? "0.0.0.0"}:${o.port}` : undefined);
   if (!listenText) throw new FerryError("FERRY_USAGE", "a lazy dump serves pages: give --listen ADDR:PORT");
   const listen = parseEndpoint(listenText, "--listen");
+  const transport = transportOf(o, listen, (line) => log(line)); // before anything is frozen: a missing key stops here
   const progress = new ProgressLine();
   const abort = new AbortController();
   const stop = () => abort.abort();
@@ -33,7 +35,7 @@ export async function dumpLazy(pid: number, o: DumpLazyFlags): Promise<void> {
   };
   try {
     const r = await serveLazy({
-      pid, images: imagesDir(o), listen, shellJob: o.shellJob, retryForMs: (o.retryFor ?? 30) * 1000, log, signal: abort.signal,
+      pid, images: imagesDir(o), listen, transport, shellJob: o.shellJob, retryForMs: (o.retryFor ?? 30) * 1000, log, signal: abort.signal,
       onReady: () => {
         if (o.statusFd !== undefined) signalStatusFd(o.statusFd);
       },

@@ -4,6 +4,7 @@ import { parseEndpoint } from "../net/endpoint.js";
 import { runLazyDaemon } from "../lazy/destination.js";
 import { ProgressLine } from "../lazy/stats.js";
 import { signalStatusFd, parseIntArg, imagesDir } from "./common.js";
+import { addSecurityOptions, transportOf } from "./security.js";
 
 export function parseSeconds(v: string): number {
   const n = Number(v);
@@ -24,8 +25,8 @@ export function pageServerOf(o: { pageServer?: string | boolean; address?: strin
 }
 
 export function registerLazyPages(program: Command): void {
-  program
-    .command("lazy-pages")
+  addSecurityOptions(program
+    .command("lazy-pages"))
     .description("destination daemon of a lazy migration: fills a restored process's memory from the page server")
     .option("-D, --images <dir>", "image directory (the one `ferry restore --lazy` uses)")
     .addOption(new Option("--images-dir <dir>").hideHelp())
@@ -41,12 +42,14 @@ export function registerLazyPages(program: Command): void {
       const ps = pageServerOf(o);
       if (!ps) throw new FerryError("FERRY_USAGE", "where is the page server? give --page-server ADDR:PORT");
       const progress = new ProgressLine();
+      const log = (line: string) => {
+        progress.clear();
+        process.stderr.write(`ferry lazy-pages: ${line}\n`);
+      };
+      const pageServer = parseEndpoint(ps, "--page-server");
       const summary = await runLazyDaemon({
-        images: dir, pageServer: parseEndpoint(ps, "--page-server"), retryForMs: o.retryFor * 1000, maxRate: o.maxRate, progress,
-        log: (line) => {
-          progress.clear();
-          process.stderr.write(`ferry lazy-pages: ${line}\n`);
-        },
+        images: dir, pageServer, transport: transportOf(o, pageServer, log), retryForMs: o.retryFor * 1000, maxRate: o.maxRate, progress,
+        log,
         onReady: () => {
           if (o.statusFd !== undefined) signalStatusFd(o.statusFd);
         },

@@ -4,10 +4,11 @@ import { restore, waitForExit } from "../restore/index.js";
 import { signalStatusFd, parseIntArg, imagesDir } from "./common.js";
 import { restoreLazyCli } from "./restoreLazy.js";
 import { parseRate, parseSeconds } from "./lazyPages.js";
+import { addSecurityOptions } from "./security.js";
 
 export function registerRestore(program: Command): void {
-  program
-    .command("restore")
+  addSecurityOptions(program
+    .command("restore"))
     .description("bring a dumped process back, with its PID; waits for it to exit unless --detach")
     .option("-D, --images <dir>", "image directory")
     .addOption(new Option("--images-dir <dir>", "image directory (CRIU's spelling)").hideHelp())

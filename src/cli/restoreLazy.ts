@@ -7,8 +7,9 @@ import { ProgressLine } from "../lazy/stats.js";
 import type { LazySummary } from "../lazy/stats.js";
 import { signalStatusFd, imagesDir } from "./common.js";
 import { pageServerOf } from "./lazyPages.js";
+import { transportOf, type SecurityFlags } from "./security.js";
 
-export interface RestoreLazyFlags {
+export interface RestoreLazyFlags extends SecurityFlags {
   images?: string;
   imagesDir?: string;
   pageServer?: string | boolean;
@@ -43,8 +44,10 @@ export async function restoreLazyCli(o: RestoreLazyFlags): Promise<void> {
     return;
   }
   const progress = new ProgressLine();
+  const pageServer = parseEndpoint(ps, "--page-server");
+  const transport = transportOf(o, pageServer, (line) => process.stderr.write(`ferry restore: ${line}\n`));
   const { restored, transfer } = await restoreLazyWithServer({
-    images: dir, pageServer: parseEndpoint(ps, "--page-server"), retryForMs: (o.retryFor ?? 10) * 1000, maxRate: o.maxRate,
+    images: dir, pageServer, transport, retryForMs: (o.retryFor ?? 10) * 1000, maxRate: o.maxRate,
     shellJob: o.shellJob, progress,
     log: (line) => {
       progress.clear();

@@ -145,8 +145,10 @@ export class PageLink {
     } catch (e) {
       this.connecting = false;
       this.lastWhy = (e as Error).message;
-      if (performance.now() - this.downSince >= this.retryForMs) {
-        const why = `the page server at ${formatEndpoint(this.endpoint)} is unreachable (${this.lastWhy})`;
+      // a peer without our key will not get it by waiting: say so at once (first connection only)
+      const refused = (e as { code?: string }).code === "FERRY_AUTH" && this.onFirstUp;
+      if (refused || performance.now() - this.downSince >= this.retryForMs) {
+        const why = refused ? this.lastWhy : `the page server at ${formatEndpoint(this.endpoint)} is unreachable (${this.lastWhy})`;
         if (this.onFirstUp) {
           this.onFirstUp(new Error(why));
           this.onFirstUp = null;

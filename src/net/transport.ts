@@ -1,5 +1,8 @@
 import net from "node:net";
-import type { Endpoint } from "./endpoint.js";
+import { FerryError } from "../errors.js";
+import { formatEndpoint, type Endpoint } from "./endpoint.js";
+import { defaultKeyFile, loadKeyFile } from "./keys.js";
+import { pskTransport } from "./tlsPsk.js";
 
 /**
  * How ferry opens connections between hosts. Everything above this file sees a Duplex stream
@@ -20,7 +23,7 @@ function tune(socket: net.Socket): net.Socket {
   return socket;
 }
 
-/** Plain TCP (`--insecure` once secure transports exist). */
+/** Plain TCP, for any address: use only through openTransport({ insecure }), which checks where. */
 export const plainTcp: Transport = {
   name: "tcp",
   connect(ep) {
@@ -49,7 +52,48 @@ export const plainTcp: Transport = {
   },
 };
 
-/** The transport used when the caller does not choose one. */
+export interface SecurityOptions {
+  /** the pre-shared key file (default: $FERRY_KEY, else ~/.config/ferry/key) */
+  keyFile?: string;
+  /** plain TCP: true on loopback addresses only, "force" anywhere */
+  insecure?: boolean | "force";
+  /** told of peers refused before anything was sent */
+  log?: (line: string) => void;
+  /** where it will listen or connect: checked now, before the caller starts anything */
+  endpoints?: Endpoint[];
+}
+
+/** 127.0.0.0/8, ::1 and their IPv4-mapped forms: traffic that never leaves this machine's kernel. */
+export function isLoopback(host: string): boolean {
+  const h = host.toLowerCase().replace(/^::ffff:/, "");
+  return h === "localhost" || h === "::1" || (net.isIPv4(h) && h.startsWith("127."));
+}
+
+function loopbackOnly(ep: Endpoint): void {
+  if (!isLoopback(ep.host)) {
+    throw new FerryError("FERRY_INSECURE_REFUSED", `--insecure sends memory in clear: refused on ${formatEndpoint(ep)}, which is not a loopback address (--insecure=force if you really mean it)`);
+  }
+}
+
+/**
+ * The one place every ferry connection comes from: TLS 1.3 with the pre-shared key unless plain
+ * TCP is asked for, and plain TCP only on loopback unless forced. Loads (and checks) the key now,
+ * so a missing key is reported before anything starts.
+ */
+export function openTransport(opts: SecurityOptions = {}): Transport {
+  if (opts.insecure === "force") return plainTcp;
+  if (opts.insecure) {
+    opts.endpoints?.forEach(loopbackOnly);
+    return {
+      name: "tcp-loopback",
+      connect: async (ep) => (loopbackOnly(ep), plainTcp.connect(ep)),
+      listen: async (ep, on) => (loopbackOnly(ep), plainTcp.listen(ep, on)),
+    };
+  }
+  return pskTransport(loadKeyFile(opts.keyFile ?? defaultKeyFile()), { log: opts.log });
+}
+
+/** The transport used when the caller does not choose one: authenticated and encrypted. */
 export function defaultTransport(): Transport {
-  return plainTcp;
+  return openTransport();
 }

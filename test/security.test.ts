@@ -1,0 +1,215 @@
+/**
+ * Secure by default: every ferry connection is TLS 1.3 authenticated by a pre-shared key made
+ * by `ferry keygen`; a peer without the key is refused before a single page is sent, plain TCP
+ * must be asked for and stays on loopback addresses unless forced, and a peer that stalls its
+ * handshake is dropped without hurting the connections that work.
+ */
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { createHosts, type Host, type TwoHosts } from "../src/hosts/hosts.js";
+import { generateKeyFile, loadKeyFile } from "../src/net/keys.js";
+import { openTransport, type Transport } from "../src/net/transport.js";
+import { pskTransport } from "../src/net/tlsPsk.js";
+import type { LazySummary } from "../src/lazy/stats.js";
+import { finishVictim } from "./harness/victims.js";
+import { lastJson, startFerryIn, startVictimIn, stateOf } from "./harness/hosts.js";
+import { ferry, tempDir } from "./harness/ferry.js";
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const dir = tempDir("ferry-security-");
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+const keyA = path.join(dir, "keys", "a"), keyB = path.join(dir, "keys", "b");
+let port = 7700 + (process.pid % 200);
+const nextPort = () => port++;
+const mode = (f: string) => fs.statSync(f).mode & 0o777;
+
+/** An echo-less server: records what its authenticated peers send; logs refusals. */
+async function serve(t: Transport) {
+  const got: Buffer[] = [];
+  const accepted: net.Socket[] = [];
+  const server = await t.listen({ host: "127.0.0.1", port: 0 }, (s) => {
+    accepted.push(s);
+    s.on("data", (d: Buffer) => got.push(d));
+    s.on("error", () => {});
+  });
+  return { server, got, accepted, port: (server.address() as net.AddressInfo).port };
+}
+
+test("ferry keygen: a 256-bit key, mode 0600 in a 0700 directory; never overwrites; a key others can read is refused", async () => {
+  const r = await ferry(["keygen", "--out", keyA]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(mode(keyA), 0o600);
+  assert.equal(mode(path.dirname(keyA)), 0o700);
+  assert.equal(loadKeyFile(keyA).key.length, 32);
+  const again = await ferry(["keygen", "--out", keyA]);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /already exists/);
+  generateKeyFile(keyB);
+  assert.notDeepEqual(loadKeyFile(keyA).key, loadKeyFile(keyB).key);
+
+  const loose = path.join(dir, "loose");
+  fs.copyFileSync(keyA, loose);
+  fs.chmodSync(loose, 0o644);
+  assert.throws(() => loadKeyFile(loose), { code: "FERRY_KEY_MODE" });
+  fs.writeFileSync(path.join(dir, "junk"), "not a key\n", { mode: 0o600 });
+  assert.throws(() => loadKeyFile(path.join(dir, "junk")), { code: "FERRY_BAD_KEY" });
+  assert.throws(() => openTransport({ keyFile: path.join(dir, "none") }), /no key at .*ferry keygen/);
+});
+
+test("same key: TLS 1.3 with AES-128-GCM; another key: refused on both sides before any byte of data", async () => {
+  const refusals: string[] = [];
+  const a = openTransport({ keyFile: keyA, log: (l) => refusals.push(l) });
+  const srv = await serve(a);
+  try {
+    const ok = (await a.connect({ host: "127.0.0.1", port: srv.port })) as import("node:tls").TLSSocket;
+    assert.equal(ok.getProtocol(), "TLSv1.3");
+    assert.equal(ok.getCipher().name, "TLS_AES_128_GCM_SHA256");
+    ok.write("memory");
+    await sleep(50);
+    assert.equal(Buffer.concat(srv.got).toString(), "memory");
+    ok.destroy();
+
+    const b = openTransport({ keyFile: keyB });
+    await assert.rejects(b.connect({ host: "127.0.0.1", port: srv.port }), (e: Error & { code?: string }) => {
+      assert.equal(e.code, "FERRY_AUTH");
+      assert.match(e.message, /does not hold our key .*copy the same key file to both hosts/);
+      return true;
+    });
+    await sleep(50);
+    assert.equal(srv.accepted.length, 1, "the peer with another key never reached the protocol");
+    assert.match(refusals.join("\n"), /before anything was sent: it holds another key/);
+  } finally {
+    srv.server.close();
+  }
+});
+
+test("--insecure is refused on non-loopback addresses unless forced; a TLS client and a plain server do not mix", async () => {
+  const loopback = openTransport({ insecure: true });
+  await assert.rejects(loopback.connect({ host: "10.1.2.3", port: 1 }), { code: "FERRY_INSECURE_REFUSED" });
+  await assert.rejects(loopback.listen({ host: "0.0.0.0", port: 0 }, () => {}), { code: "FERRY_INSECURE_REFUSED" });
+  assert.throws(() => openTransport({ insecure: true, endpoints: [{ host: "192.168.1.1", port: 7 }] }), /not a loopback address .*--insecure=force/);
+  assert.equal(openTransport({ insecure: "force", endpoints: [{ host: "192.168.1.1", port: 7 }] }).name, "tcp");
+
+  const plain = await serve(loopback);
+  try {
+    await assert.rejects(openTransport({ keyFile: keyA }).connect({ host: "127.0.0.1", port: plain.port }), { code: "FERRY_AUTH" });
+  } finally {
+    plain.server.close();
+  }
+  const r = await ferry(["dump", "1", "-D", path.join(dir, "img"), "--lazy", "--listen", "0.0.0.0:7070", "--insecure"]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^ferry: --insecure sends memory in clear: refused on 0\.0\.0\.0:7070/);
+  const bad = await ferry(["dump", "1", "-D", path.join(dir, "img"), "--lazy", "--listen", "127.0.0.1:7070", "--insecure=maybe"]);
+  assert.match(bad.stderr, /--insecure takes no value or "force"/);
+});
+
+test("a peer that connects and stalls, or sends junk, is dropped after the handshake timeout while an authenticated stream goes on", async () => {
+  const logs: string[] = [];
+  const t = pskTransport(loadKeyFile(keyA), { handshakeTimeoutMs: 300, log: (l) => logs.push(l) });
+  const srv = await serve(t);
+  try {
+    const good = await t.connect({ host: "127.0.0.1", port: srv.port });
+    const stall = net.connect(srv.port, "127.0.0.1");
+    const junk = net.connect(srv.port, "127.0.0.1", () => junk.write(Buffer.alloc(1 << 16, 0xff)));
+    for (const s of [stall, junk]) s.on("error", () => {});
+    const t0 = Date.now();
+    const stalledClosed = new Promise<number>((r) => stall.on("close", () => r(Date.now() - t0)));
+    const junkClosed = new Promise<void>((r) => junk.on("close", () => r()));
+    const chunk = Buffer.alloc(64 << 10, 1);
+    const writer = setInterval(() => good.write(chunk), 5);
+    const ms = await stalledClosed;
+    await junkClosed;
+    clearInterval(writer);
+    await sleep(50);
+    assert.ok(ms >= 250 && ms < 2000, `stalled peer dropped after ${ms} ms`);
+    assert.ok(!good.destroyed, "the authenticated connection is untouched");
+    const bytes = srv.got.reduce((n, b) => n + b.length, 0);
+    assert.ok(bytes >= 20 * chunk.length, `the authenticated stream went on (${bytes} bytes)`);
+    assert.match(logs.join("\n"), /no TLS handshake within 0\.3 s/);
+    assert.match(logs.join("\n"), /wrong version number|packet length|record/);
+    good.destroy();
+  } finally {
+    srv.server.close();
+  }
+});
+
+async function withHosts(fn: (hosts: TwoHosts, images: string) => Promise<void>): Promise<void> {
+  const hosts = createHosts();
+  const work = tempDir("ferry-sec-lazy-");
+  try {
+    await fn(hosts, path.join(work, "images"));
+  } finally {
+    hosts.destroy();
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+test("lazy migration between two hosts: a destination with another key is refused with one clear line and gets no page; the source keeps its process, and the right key then moves it", async () => {
+  await withHosts(async (hosts, images) => {
+    const v = await startVictimIn(hosts.a, "lazy_sweep", ["16"]);
+    const listen = `127.100.0.1:${nextPort()}`;
+    const src = startFerryIn(hosts.a, ["dump", String(v.pid), "-D", images, "--lazy", "--listen", listen, "--json", "--key", keyA], { statusFd: true });
+    await src.ready;
+    const pidfile = path.join(images, "..", "pid");
+    const wrong = startFerryIn(hosts.b, ["restore", "-D", images, "--lazy", "--page-server", listen, "--json", "--key", keyB]);
+    const w = await wrong.done;
+    assert.equal(w.code, 1);
+    const lines = w.stderr.trim().split("\n");
+    assert.equal(lines.length, 1, w.stderr);
+    assert.match(lines[0], /^ferry: the peer at 127\.100\.0\.1:\d+ does not hold our key/);
+    assert.match(stateOf(v.rootPid) ?? "gone", /^[tT]$/, "the source keeps its frozen process");
+
+    const right = startFerryIn(hosts.b, ["restore", "-D", images, "--lazy", "--page-server", listen, "--json", "--pidfile", pidfile, "--key", keyA], { statusFd: true });
+    await right.ready;
+    const pid = hosts.b.rootPid(Number(fs.readFileSync(pidfile, "utf8")))!;
+    assert.equal(await finishVictim(pid, v.resultFile), "PASS");
+    const r = await right.done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(lastJson<{ lazy: LazySummary }>(r).lazy.outcome, "complete");
+    const s = await src.done;
+    assert.equal(s.code, 0, s.stderr);
+    assert.match(s.stderr, /refused a connection from 127\.100\.0\.2 before anything was sent: it holds another key/);
+    const stats = lastJson<{ connections: number; delivered: boolean }>(s);
+    assert.equal(stats.connections, 2, "only the two channels of the right destination reached the page server");
+  });
+});
+
+const STREAM = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "harness/stream.js");
+
+/** MB/s of the bulk stream from `from` to `to` (a server on `to`, listening on `host`). */
+async function streamRate(from: Host | null, to: Host | null, host: string, tls: boolean, mib: number): Promise<number> {
+  const p = String(nextPort());
+  const args = (role: string) => [process.execPath, STREAM, role, tls ? "tls" : "plain", host, p, String(mib), keyA];
+  const run = (h: Host | null, argv: string[]) => (h ? h.spawn(argv, { stdio: ["ignore", "pipe", "inherit"] }) : spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "inherit"] }));
+  const server = run(to, args("server"));
+  let out = "";
+  const listening = new Promise<void>((r) => server.stdout!.on("data", (d) => ((out += d), out.includes("listening") && r())));
+  const done = new Promise<void>((r) => server.on("close", () => r()));
+  await listening;
+  run(from, args("client"));
+  await done;
+  const m = /MB\/s (\d+)/.exec(out);
+  assert.ok(m, `no figure: ${out}`);
+  return Number(m[1]);
+}
+
+test("what encryption costs on the background stream: MB/s plain vs TLS, loopback and across the veth", async () => {
+  const mib = 512;
+  const figures: Record<string, number> = {};
+  figures.loopbackPlain = await streamRate(null, null, "127.0.0.1", false, mib);
+  figures.loopbackTls = await streamRate(null, null, "127.0.0.1", true, mib);
+  const hosts = createHosts();
+  try {
+    figures.vethPlain = await streamRate(hosts.a, hosts.b, hosts.b.address, false, mib);
+    figures.vethTls = await streamRate(hosts.a, hosts.b, hosts.b.address, true, mib);
+  } finally {
+    hosts.destroy();
+  }
+  process.stderr.write(`# bulk stream MB/s: ${JSON.stringify(figures)}\n`);
+  for (const v of Object.values(figures)) assert.ok(v > 50, `every stream moves (${v} MB/s)`);
+});
