@@ -18,8 +18,11 @@ import { killTree } from "./processTree.js";
 
 /** A fault fetches its page and up to 15 missing neighbours (64 KiB). */
 const PREFETCH_PAGES = 16;
-/** Acknowledge pushed data every 256 KiB (the source keeps at most 8 MiB unacknowledged). */
-const ACK_EVERY = 256 << 10;
+/**
+ * Acknowledge pushed data every 4 MiB (the source keeps at most 32 MiB unacknowledged; TCP's own
+ * flow control does the fine work, and every write here costs the kernel's work for both ends).
+ */
+const ACK_EVERY = 4 << 20;
 const BYE_TIMEOUT_MS = 3000;
 const UV_READABLE = 1;
 const EAGAIN = 11, EEXIST = 17, ESRCH = 3;

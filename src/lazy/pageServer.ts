@@ -9,11 +9,12 @@ import { defaultTransport, type Transport } from "../net/transport.js";
 import { CMD, PAGES_FLAG, MAX_FRAME_PAGES, MAX_PAYLOAD, PROTOCOL_VERSION, bitmapBytes, decodeRanges, payloadLimit, type Hello } from "./protocol.js";
 import { indexOfValue, type PageIndex } from "./pageIndex.js";
 import type { FrozenProcess } from "./frozen.js";
+import { cpuMsSince } from "./stats.js";
 
 /** Pages per pushed frame: small enough that a fault request waits little behind one. */
 const BULK_PAGES = 64;
 /** Bulk bytes sent but not yet acknowledged: bounds buffers and the pages that can be sent twice. */
-const BULK_WINDOW = 8 << 20;
+const BULK_WINDOW = 32 << 20;
 const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
 
 export interface PageServerOptions {
@@ -36,6 +37,8 @@ export interface SourceStats {
   /** pages sent again because a fault asked for them while their pushed copy was in flight */
   pagesResent: number;
   connections: number;
+  /** CPU time of this process (user + system) until now */
+  cpuMs: number;
 }
 
 export type PageServerOutcome =
@@ -55,6 +58,9 @@ export class PageServer {
   /** per page: 0 = still to push, 1 = sent or not wanted */
   private readonly sent: Uint8Array;
   private cursor = 0;
+  private readonly cpuAtStart = process.cpuUsage();
+  /** frame buffers, recycled once the kernel has their bytes (no garbage per page sent) */
+  private readonly pool: Buffer[] = [];
   private pendingBatchOpen = false;
   private streaming = false;
   private pumpScheduled = false;
@@ -71,7 +77,7 @@ export class PageServer {
 
   constructor(private readonly opts: PageServerOptions) {
     this.sent = new Uint8Array(opts.index.total);
-    this.stats = { pagesTotal: opts.index.total, pagesSent: 0, zeroPagesSent: 0, bytesSent: 0, faultRequests: 0, pagesResent: 0, connections: 0 };
+    this.stats = { pagesTotal: opts.index.total, pagesSent: 0, zeroPagesSent: 0, bytesSent: 0, faultRequests: 0, pagesResent: 0, connections: 0, cpuMs: 0 };
     this.outcome = new Promise((resolve) => (this.finished = resolve));
   }
 
@@ -260,10 +266,13 @@ export class PageServer {
   private sendPages(ch: FrameChannel, first: number, n: number, flags: number, id: number): number {
     const addr = this.opts.index.addrOf(first);
     const bm = bitmapBytes(n);
-    const payload = Buffer.allocUnsafe(bm + n * PAGE_SIZE);
+    const size = bitmapBytes(BULK_PAGES) + BULK_PAGES * PAGE_SIZE;
+    const pooled = bm + n * PAGE_SIZE <= size;
+    const payload = pooled ? this.pool.pop() ?? Buffer.allocUnsafeSlow(size) : Buffer.allocUnsafe(bm + n * PAGE_SIZE);
     payload.fill(0, 0, bm);
     const got = vmRead(this.pid, payload.subarray(bm), [{ addr, len: n * PAGE_SIZE }]);
     if (got !== n * PAGE_SIZE) {
+      if (pooled) this.pool.push(payload);
       throw new FerryError("FERRY_SOURCE_MEMORY", `cannot read the source's pages at 0x${addr.toString(16)} (${got} of ${n * PAGE_SIZE} bytes)`);
     }
     let out = bm;
@@ -282,7 +291,7 @@ export class PageServer {
       this.sent[k] = 1;
     }
     this.stats.bytesSent += 32 + out;
-    ch.send({ cmd: CMD.PAGES, flags, nrPages: n, vaddr: addr, id }, payload.subarray(0, out));
+    ch.send({ cmd: CMD.PAGES, flags, nrPages: n, vaddr: addr, id }, payload.subarray(0, out), pooled ? () => this.pool.push(payload) : undefined);
     this.opts.onProgress?.(this.stats);
     return 32 + out;
   }
@@ -315,6 +324,7 @@ export class PageServer {
 
   private end(o: PageServerOutcome): void {
     if (!this.server) return;
+    this.stats.cpuMs = cpuMsSince(this.cpuAtStart);
     this.server.close();
     this.server = null;
     if (this.lostTimer) clearTimeout(this.lostTimer);

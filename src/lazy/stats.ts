@@ -26,6 +26,7 @@ export class Latencies {
 /** What the destination counts while it fills a process. */
 export class DaemonStats {
   readonly startedAt = performance.now();
+  readonly cpuAtStart = process.cpuUsage();
   resumedAt = 0;
   allArrivedAt = 0;
   pagesTotal = 0;
@@ -69,6 +70,13 @@ export interface LazySummary {
   droppedPages: number;
   reconnects: number;
   linkRttMs: number;
+  /** CPU time this process spent (user + system) while it served the process */
+  cpuMs: number;
+}
+
+export function cpuMsSince(start: NodeJS.CpuUsage): number {
+  const u = process.cpuUsage(start);
+  return Math.round((u.user + u.system) / 1000);
 }
 
 const round = (x: number | null, digits = 2) => (x === null ? null : Number(x.toFixed(digits)));
@@ -99,6 +107,7 @@ export function summarize(s: DaemonStats, pid: number, o: { outcome: LazySummary
     droppedPages: s.droppedPages,
     reconnects: s.reconnects,
     linkRttMs: round(o.rttMs, 3) ?? 0,
+    cpuMs: cpuMsSince(s.cpuAtStart),
   };
   if (o.error) out.error = o.error;
   return out;

@@ -37,15 +37,25 @@ export class FrameChannel {
     return !this.closed;
   }
 
-  /** Queue a frame; false when the socket's buffer is full (wait for "drain" before more bulk). */
-  send(h: FrameHeader, payload?: Buffer): boolean {
-    if (this.closed) return false;
+  /**
+   * Queue a frame; false when the socket's buffer is full (wait for "drain" before more bulk).
+   * `written` runs once the payload has been handed to the kernel (its memory may be reused).
+   */
+  send(h: FrameHeader, payload?: Buffer, written?: () => void): boolean {
+    if (this.closed) {
+      written?.();
+      return false;
+    }
     const len = payload?.length ?? 0;
     this.bytesOut += 32 + len;
-    if (!len) return this.socket.write(encodeHeader(h, 0));
+    if (!len) {
+      const ok = this.socket.write(encodeHeader(h, 0));
+      written?.();
+      return ok;
+    }
     this.socket.cork();
     this.socket.write(encodeHeader(h, len));
-    const ok = this.socket.write(payload!);
+    const ok = this.socket.write(payload!, written && (() => written()));
     this.socket.uncork();
     return ok;
   }
