@@ -15,9 +15,10 @@ import { epoll } from "./epoll.js";
 import { memfd } from "./memfd.js";
 import { inetSocket } from "./inet.js";
 import { unixSocket } from "./unix.js";
+import { inotify } from "./inotify.js";
 
 /** Every kind of file ferry knows, asked in order; adding a kind means adding it here. */
-export const FILE_KINDS: FileKind[] = [pipe, fifo, charDevice, eventfd, signalfd, timerfd, epoll, memfd, inetSocket, unixSocket, regularFile];
+export const FILE_KINDS: FileKind[] = [pipe, fifo, charDevice, eventfd, signalfd, timerfd, epoll, memfd, inetSocket, unixSocket, inotify, regularFile];
 
 export function kindByName(kind: string): FileKind {
   const k = FILE_KINDS.find((x) => x.kind === kind);

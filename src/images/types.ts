@@ -190,6 +190,13 @@ export interface FileObjectImage {
   name: string;
   rdev: number;
   socket?: SocketImage | null;
+  watches?: InotifyWatchImage[];
+}
+
+export interface InotifyWatchImage {
+  wd: number;
+  mask: number;
+  path: string;
 }
 
 export interface SocketImage {

@@ -16,7 +16,7 @@ export const NR = {
   timer_settime: 223, timer_gettime: 224, timer_getoverrun: 225, timer_delete: 226, clock_gettime: 228, epoll_wait: 232,
   exit_group: 231, epoll_ctl: 233, tgkill: 234, openat: 257, set_robust_list: 273, get_robust_list: 274,
   tee: 276, signalfd4: 289, timerfd_create: 283, timerfd_settime: 286, timerfd_gettime: 287,
-  eventfd2: 290, epoll_create1: 291, dup3: 292, pipe2: 293, rt_tgsigqueueinfo: 297,
+  eventfd2: 290, inotify_init1: 294, inotify_add_watch: 254, inotify_rm_watch: 255, open_by_handle_at: 304, epoll_create1: 291, dup3: 292, pipe2: 293, rt_tgsigqueueinfo: 297,
   prlimit64: 302, process_vm_readv: 310, process_vm_writev: 311, kcmp: 312, memfd_create: 319,
   userfaultfd: 323, rseq: 334, pidfd_send_signal: 424, pidfd_open: 434, clone3: 435,
   close_range: 436, pidfd_getfd: 438,
