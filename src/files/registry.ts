@@ -16,6 +16,7 @@ import { memfd } from "./memfd.js";
 import { inetSocket } from "./inet.js";
 import { unixSocket } from "./unix.js";
 import { inotify } from "./inotify.js";
+import { getsockoptInt, SOL_SOCKET, SO } from "./sockopt.js";
 
 /** Every kind of file ferry knows, asked in order; adding a kind means adding it here. */
 export const FILE_KINDS: FileKind[] = [pipe, fifo, charDevice, eventfd, signalfd, timerfd, epoll, memfd, inetSocket, unixSocket, inotify, regularFile];
@@ -88,7 +89,7 @@ export class FileTable {
         onDone: (close) => this.doneHooks.push(close),
       };
       const kind = FILE_KINDS.find((k) => k.matches(ctx));
-      if (!kind) throw new FerryError("FERRY_UNSUPPORTED", `pid ${pid} fd ${fd}: ${link} is not supported yet`);
+      if (!kind) throw new FerryError("FERRY_UNSUPPORTED", `pid ${pid} fd ${fd}: ${describeUnsupported(ctx)} is not supported`);
       const id = this.files.length + 1;
       this.files.push(fileObject({
         ...kind.dump(ctx),
@@ -102,6 +103,17 @@ export class FileTable {
       fs.closeSync(localFd);
     }
   }
+}
+
+const FAMILIES: Record<number, string> = {
+  1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6", 16: "AF_NETLINK", 17: "AF_PACKET", 40: "AF_VSOCK", 44: "AF_XDP",
+};
+
+/** What the fd is, in the words a user would look for ("socket AF_PACKET", "anon_inode:[pidfd]"). */
+function describeUnsupported(c: DumpFdContext): string {
+  if (!c.stat.isSocket()) return c.link;
+  const family = getsockoptInt(c.localFd, SOL_SOCKET, SO.DOMAIN);
+  return `socket ${FAMILIES[family] ?? `family ${family}`} (${c.link})`;
 }
 
 /** A complete FileObjectImage from the fields a kind filled. */
