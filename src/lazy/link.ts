@@ -39,9 +39,10 @@ export class PageLink {
   private closed = false;
   private everUp = false;
   reconnects = 0;
-  /** measured round trip of PING/PONG (ms), the last one */
+  /** the smallest PING/PONG round trip seen (ms): the link's own latency, for the summary */
   rttMs = 0;
   private pingSentAt = 0;
+  private pingId = 0;
   private onFirstUp: ((err?: Error) => void) | null = null;
 
   constructor(
@@ -138,6 +139,7 @@ export class PageLink {
       const reconnected = this.everUp;
       if (reconnected) this.reconnects++;
       this.everUp = true;
+      if (!reconnected) await this.measureRtt();
       this.startPings();
       this.handlers.onUp(reconnected);
       this.onFirstUp?.();
@@ -188,11 +190,37 @@ export class PageLink {
       case CMD.PAGES:
         return this.handlers.onPages(f, role === "bulk");
       case CMD.PONG:
-        this.rttMs = performance.now() - this.pingSentAt;
+        if (f.id === this.pingId) {
+          const rtt = performance.now() - this.pingSentAt;
+          this.rttMs = this.rttMs ? Math.min(this.rttMs, rtt) : rtt;
+          this.onPong?.();
+        }
         return;
       case CMD.BYE:
         return this.handlers.onBye();
     }
+  }
+
+  private onPong: (() => void) | null = null;
+
+  /** A few PING/PONG round trips on the idle link: its latency, before any load. */
+  private async measureRtt(): Promise<void> {
+    for (let i = 0; i < 3; i++) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 500);
+        this.onPong = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        this.ping();
+      });
+    }
+    this.onPong = null;
+  }
+
+  private ping(): void {
+    this.pingSentAt = performance.now();
+    this.fault?.send({ cmd: CMD.PING, flags: 0, nrPages: 0, vaddr: 0, id: ++this.pingId });
   }
 
   private startPings(): void {
@@ -205,8 +233,7 @@ export class PageLink {
         f.close(`no word from the page server for ${SILENCE_MS / 1000} s`);
         return;
       }
-      this.pingSentAt = performance.now();
-      f.send({ cmd: CMD.PING, flags: 0, nrPages: 0, vaddr: 0, id: 0 });
+      this.ping();
     }, PING_EVERY_MS);
     this.pingTimer.unref();
   }
