@@ -10,6 +10,8 @@ const PING_EVERY_MS = 1000;
 const SILENCE_MS = 4000;
 const RETRY_EVERY_MS = 200;
 const HELLO_TIMEOUT_MS = 2000;
+/** A connection attempt into a dead link would wait for TCP's own timeout (minutes): give up sooner. */
+const CONNECT_TIMEOUT_MS = 1000;
 
 export interface LinkHandlers {
   onPages(f: Frame, fromBulk: boolean): void;
@@ -163,7 +165,7 @@ export class PageLink {
 
   /** One channel: connect, HELLO, wait for HELLO_OK. */
   private async open(role: Hello["role"]): Promise<FrameChannel> {
-    const socket = await this.transport.connect(this.endpoint);
+    const socket = await withTimeout(this.transport.connect(this.endpoint), CONNECT_TIMEOUT_MS, "connection attempt timed out");
     return new Promise<FrameChannel>((resolve, reject) => {
       let ready = false;
       const timer = setTimeout(() => ch.close("no answer to HELLO"), HELLO_TIMEOUT_MS);
@@ -250,4 +252,23 @@ export class PageLink {
     this.handlers.onDown(why);
     this.attempt();
   }
+}
+
+/** `p`, or a rejection after `ms`; a socket that connects too late is destroyed. */
+function withTimeout<T extends { destroy(): void }>(p: Promise<T>, ms: number, why: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let late = false;
+    const timer = setTimeout(() => {
+      late = true;
+      reject(new Error(why));
+    }, ms);
+    p.then((v) => {
+      clearTimeout(timer);
+      if (late) v.destroy();
+      else resolve(v);
+    }, (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
 }
