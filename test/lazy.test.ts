@@ -6,6 +6,7 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
+import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { createHosts, type TwoHosts } from "../src/hosts/hosts.js";
 import type { LazySummary } from "../src/lazy/stats.js";
@@ -167,6 +168,32 @@ test("the source dies half way: the destination process is killed with a clear m
     const resume = startFerryIn(hosts.a, ["resume", String(v.pid)]);
     assert.equal((await resume.done).code, 0);
     assert.equal(await finishVictim(v.rootPid, v.resultFile), "PASS");
+  });
+});
+
+test("the link goes down for 6 s half way: the process waits (never reads zeros), the daemon reconnects and the transfer completes", async () => {
+  await withHosts(async (hosts, images) => {
+    const v = await startVictimIn(hosts.a, "lazy_sweep", ["64"]);
+    const listen = `127.100.0.1:${nextPort()}`;
+    const src = lazySource(hosts, v, images, listen);
+    await src.ready;
+    const pidfile = path.join(images, "..", "pid");
+    const dst = startFerryIn(hosts.b, ["restore", "-D", images, "--lazy", "--page-server", listen, "--max-rate", "8", "--retry-for", "20", "--json", "--pidfile", pidfile], { statusFd: true });
+    await dst.ready;
+    const pid = await restoredPid(hosts, pidfile);
+    await sleep(300);
+    execFileSync("ip", ["-n", hosts.b.netns, "link", "set", "vB", "down"]);
+    await sleep(6000); // longer than the daemon's 4 s of tolerated silence: it must reconnect
+    execFileSync("ip", ["-n", hosts.b.netns, "link", "set", "vB", "up"]);
+    assert.ok(!fs.existsSync(v.resultFile), "the victim never saw a wrong page while the link was down");
+    const run = await dst.done;
+    assert.equal(run.code, 0, run.stderr);
+    const { lazy } = lastJson<{ lazy: LazySummary }>(run);
+    assert.equal(lazy.outcome, "complete");
+    assert.ok(lazy.reconnects >= 1, `reconnected (${lazy.reconnects})`);
+    assert.match(run.stderr, /lost the page server .*faulting threads wait/);
+    assert.equal(await finishVictim(pid, v.resultFile), "PASS");
+    assert.equal((await src.done).code, 0);
   });
 });
 
