@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import { NR, PROT } from "../kernel/sys.js";
-import { readStat, statField, type Vma } from "../kernel/procfs.js";
+import { readStat, statField, readSysvShm, type Vma } from "../kernel/procfs.js";
 import type { Injector } from "../kernel/inject.js";
 import { FerryError } from "../errors.js";
 import type { MmImage, VmaImage, VmaKind } from "../images/types.js";
@@ -22,7 +22,7 @@ function prot(perms: string): number {
 
 /** Does this VMA's content need to travel (as opposed to living in a file or the kernel)? */
 function carriesPages(kind: VmaKind, shared: boolean): boolean {
-  if (kind === "anon" || kind === "shmem" || kind === "memfd") return true;
+  if (kind === "anon" || kind === "shmem" || kind === "memfd" || kind === "sysv") return true;
   if (kind === "file") return !shared; // private file mappings: only pages written (COW'd)
   return false;
 }
@@ -33,16 +33,21 @@ export function describeVma(v: Vma, fileId = 0): VmaImage {
   if (kind !== "vdso" && kind !== "vvar" && (v.flags.includes("io") || v.flags.includes("pf"))) {
     throw new FerryError("FERRY_UNSUPPORTED", `mapping ${v.start.toString(16)}-${v.end.toString(16)} ${v.path}: device (I/O) mappings cannot be dumped`);
   }
-  if (kind === "sysv") {
-    throw new FerryError("FERRY_UNSUPPORTED", `mapping ${v.start.toString(16)}-${v.end.toString(16)} ${v.path}: System V shared memory is not supported yet`);
-  }
   return {
+    ...(kind === "sysv" ? sysvSegment(v) : {}),
     start: v.start, end: v.end, prot: prot(v.perms), shared, kind, path: v.path,
     pgoff: v.offset, fileId, vmflags: v.flags, hasPages: carriesPages(kind, shared), inode: v.inode,
   };
 }
 
 export { dumpPages } from "./pageStream.js";
+
+/** A System V segment (its id is the mapping's inode), as /proc/sysvipc/shm describes it. */
+function sysvSegment(v: Vma): Partial<VmaImage> {
+  const seg = readSysvShm().get(v.inode);
+  if (!seg) throw new FerryError("FERRY_DUMP_MEMORY", `mapping ${v.start.toString(16)}-${v.end.toString(16)} ${v.path}: System V segment ${v.inode} is not in /proc/sysvipc/shm`);
+  return { shmKey: seg.key, shmSize: seg.size, shmMode: seg.mode };
+}
 
 export function dumpMmFields(pid: number, inj: Injector, vmas: VmaImage[]): MmImage {
   const stat = readStat(pid);

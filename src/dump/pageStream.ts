@@ -57,7 +57,7 @@ export function dumpPages(pid: number, vmas: VmaImage[], pages: PagesWriter): nu
 /** Ranges of pages of one VMA that hold data of the process's own. */
 function wantedPages(pagemapFd: number, v: VmaImage): Range[] {
   // Shared memory: the object's pages, mapped here or not, read through the mapping.
-  if (v.kind === "shmem" || v.kind === "memfd") return [{ addr: v.start, len: v.end - v.start }];
+  if (v.kind === "shmem" || v.kind === "memfd" || v.kind === "sysv") return [{ addr: v.start, len: v.end - v.start }];
   try {
     // Present or swapped out, not the shared zero page; in a private file mapping, only the
     // pages it wrote (not the file's).

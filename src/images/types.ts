@@ -108,6 +108,9 @@ export interface VmaImage {
   vmflags: string[];
   hasPages: boolean;
   inode: number;
+  shmKey?: number;
+  shmSize?: number;
+  shmMode?: number;
   /** lazy images: the content comes from the page server (but pages listed in the pagemap's runs) */
   lazy?: boolean;
 }

@@ -75,3 +75,14 @@ export function listFds(pid: number): number[] {
 export function processExists(pid: number): boolean {
   return fs.existsSync(`/proc/${pid}`);
 }
+
+/** System V shared memory segments of this IPC namespace, by id. */
+export function readSysvShm(): Map<number, { key: number; size: number; mode: number }> {
+  const out = new Map<number, { key: number; size: number; mode: number }>();
+  const lines = fs.readFileSync("/proc/sysvipc/shm", "utf8").trim().split("\n").slice(1);
+  for (const line of lines) {
+    const [key, shmid, perms, size] = line.trim().split(/\s+/);
+    out.set(Number(shmid), { key: Number(key) >>> 0, size: Number(size), mode: parseInt(perms, 8) });
+  }
+  return out;
+}

@@ -6,7 +6,7 @@ import { FerryError } from "../errors.js";
 export const NR = {
   read: 0, write: 1, close: 3, lseek: 8, mmap: 9, mprotect: 10, munmap: 11, brk: 12,
   rt_sigaction: 13, rt_sigprocmask: 14, ioctl: 16, pread64: 17, pwrite64: 18, mremap: 25,
-  madvise: 28, dup: 32, getitimer: 36, setitimer: 38, getpid: 39, socket: 41, connect: 42,
+  madvise: 28, shmget: 29, shmat: 30, shmctl: 31, dup: 32, getitimer: 36, setitimer: 38, getpid: 39, socket: 41, connect: 42,
   sendto: 44, recvfrom: 45, sendmsg: 46, recvmsg: 47, shutdown: 48, bind: 49, listen: 50,
   getsockname: 51, getpeername: 52, socketpair: 53, setsockopt: 54, getsockopt: 55, wait4: 61, kill: 62,
   fcntl: 72, ftruncate: 77, chdir: 80, fchdir: 81, umask: 95, ptrace: 101, setpgid: 109,

@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import { attachSysv } from "./sysv.js";
 import { FerryError } from "../errors.js";
 import { NR, MAP, PROT, O, PAGE_SIZE, cstring } from "../kernel/sys.js";
 import { vmWrite } from "../kernel/mem.js";
@@ -91,8 +92,14 @@ function moveBlock(inj: Injector, from: { start: number; end: number; path: stri
 export type SharedObjects = Map<number, { pid: number; vma: VmaImage }>;
 
 export function mapVmas(inj: Injector, mm: MmImage, fill: Set<VmaImage>, objects: SharedObjects = new Map()): void {
+  const sysvAttached = new Set<string>();
   for (const v of mm.vmas) {
     if (v.kind === "vdso" || v.kind === "vvar") continue;
+    if (v.kind === "sysv") {
+      attachSysv(inj, v, fill.has(v), sysvAttached);
+      adviseVma(inj, v);
+      continue;
+    }
     const len = v.end - v.start;
     const prot = fill.has(v) ? v.prot | PROT.READ | PROT.WRITE : v.prot;
     let flags = (v.shared ? MAP.SHARED : MAP.PRIVATE) | MAP.FIXED;

@@ -63,6 +63,7 @@ export const VICTIM_SPECS: readonly VictimSpec[] = [
   { name: "mprotect", checks: "one mapping split rw/r--/rw by mprotect: perms, exact read-only bounds, content, write faults" },
   { name: "vdso", checks: "[vdso] at AT_SYSINFO_EHDR with the same code; vDSO clocks move, are monotonic and agree with syscalls" },
   { name: "memfd", checks: "sealed memfd (F_SEAL_SHRINK) kept as fd and MAP_SHARED mapping of one object; content and seals" },
+  { name: "sysv_shm", checks: "System V segments: a keyed one attached twice, a private one marked IPC_RMID: ids, addresses, content, SHM_DEST" },
   { name: "sparse", checks: "1 GiB MAP_NORESERVE mapping with one written page per 64 MiB: content, zeros, nh flag, small Rss" },
   // registers and CPU state
   { name: "regs_gp", checks: "known values in rbx, rcx, rdx, rsi, rdi, r8-r15 in a spin loop; fs/gs base and TLS", spins: true },
