@@ -30,7 +30,7 @@ export function registerLazyPages(program: Command): void {
     .description("destination daemon of a lazy migration: fills a restored process's memory from the page server")
     .option("-D, --images <dir>", "image directory (the one `ferry restore --lazy` uses)")
     .addOption(new Option("--images-dir <dir>").hideHelp())
-    .option("--page-server <addr:port>", "where `ferry dump --lazy` serves the pages")
+    .option("--page-server [addr:port]", "where `ferry dump --lazy` serves the pages (alone: CRIU's --page-server --address A --port P)")
     .addOption(new Option("--address <addr>", "page server address (CRIU's spelling)").hideHelp())
     .addOption(new Option("--port <port>", "page server port (CRIU's spelling)").hideHelp())
     .option("--retry-for <seconds>", "if the page server or the link dies, retry this long before killing the process", parseSeconds, 10)

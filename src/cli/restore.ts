@@ -19,7 +19,7 @@ export function registerRestore(program: Command): void {
     .option("--json", "print a JSON summary")
     .option("--lazy", "lazy images: resume before the memory arrived (a lazy-pages daemon, or --page-server, fills it)")
     .addOption(new Option("--lazy-pages", "CRIU's spelling of --lazy").hideHelp())
-    .option("--page-server <addr:port>", "with --lazy: fill the memory from this page server in this process (no separate daemon)")
+    .option("--page-server [addr:port]", "with --lazy: fill the memory from this page server in this process (no separate daemon)")
     .addOption(new Option("--address <addr>").hideHelp())
     .addOption(new Option("--port <port>").hideHelp())
     .option("--retry-for <seconds>", "with --page-server: if the page server or the link dies, retry this long before killing the process", parseSeconds, 10)
