@@ -81,6 +81,7 @@ export const VICTIM_SPECS: readonly VictimSpec[] = [
   { name: "creds", checks: "uids, gids, fsuid/fsgid, groups, capabilities, securebits, dumpable after dropping root", changesCredentials: true },
   { name: "cwd", checks: "cwd in a directory with spaces: getcwd, /proc/self/cwd, inode, relative open" },
   { name: "root", checks: "chroot into its temp dir: '/' is that inode, '/..' stays inside, marker readable", chrootsIntoDir: true },
+  { name: "prctl_attrs", checks: "child subreaper, parent-death signal, timer slack; the subreaper still adopts an orphan" },
   { name: "umask", checks: "umask 035 via umask() and /proc/self/status; new file mode" },
   { name: "personality", checks: "personality with ADDR_NO_RANDOMIZE via personality() and /proc/self/personality" },
   {
