@@ -1,4 +1,5 @@
 import { CRIU_REFERENCE, TARGETS_1GIB, type BenchReport, type SizeSummary } from "./summary.js";
+import type { Limits } from "./limits.js";
 
 const sec = (ms: number) => `${(ms / 1000).toFixed(3)} s`;
 const mib = (m: number) => `${m.toFixed(0)} MiB`;
@@ -28,7 +29,7 @@ function row(cells: string[]): string {
 }
 
 /** The readable report: ferry's figures, the limits measured in the same run, CRIU for reference. */
-export function renderTable(r: BenchReport): string {
+export function renderTable(r: BenchReport & { limits: Limits }): string {
   const sizes = r.sizes;
   const criu = CRIU_REFERENCE.sizes;
   const head = ["", ...sizes.map((s) => `ferry ${sizeLabel(s.sizeMiB)}`), "target, 1 GiB", "CRIU 4.2, 256 MiB ¹", "CRIU 4.2, 1 GiB ¹"];
