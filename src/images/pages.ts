@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import { FerryError } from "../errors.js";
-import { crc32, IMAGE_MODE } from "./store.js";
+import { crc32, createImageFile } from "./store.js";
 import type { PageRunImage } from "./types.js";
 import { PAGE_SIZE } from "../kernel/sys.js";
 
@@ -16,7 +16,7 @@ export class PagesWriter {
   pages = 0;
 
   constructor(readonly file: string) {
-    this.fd = fs.openSync(file, "w", IMAGE_MODE);
+    this.fd = createImageFile(file);
   }
 
   /** `data` holds whole pages starting at `vaddr`. */
@@ -68,6 +68,12 @@ export class PagesReader {
 
   /** Calls `sink(vaddr, data)` for every run, in file order, in batches of contiguous runs. */
   forEach(runs: PageRunImage[], sink: (pieces: { vaddr: number; data: Buffer }[]) => void): void {
+    const whole = (n: number) => Number.isSafeInteger(n) && n >= 0 && n % PAGE_SIZE === 0;
+    runs.forEach((run, i) => {
+      if (!Number.isInteger(run.nrPages) || run.nrPages < 1 || run.nrPages > MAX_RUN_PAGES || !whole(run.offset) || !whole(run.vaddr)) {
+        throw new FerryError("FERRY_IMAGE_CORRUPT", `${this.file}: page run ${i} is not a valid run (${run.nrPages} pages at offset ${run.offset})`);
+      }
+    });
     let i = 0;
     while (i < runs.length) {
       let j = i, bytes = 0;

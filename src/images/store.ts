@@ -32,6 +32,26 @@ export function crc32(data: Buffer | Uint8Array, seed = 0): number {
 export const IMAGE_MODE = 0o600;
 
 /**
+ * Open an image file for writing, mode 0600 whatever the umask, and also when a file of that
+ * name was already there with looser modes (open's mode only applies to new files).
+ */
+export function createImageFile(file: string): number {
+  const fd = fs.openSync(file, "w", IMAGE_MODE);
+  fs.fchmodSync(fd, IMAGE_MODE);
+  return fd;
+}
+
+/** A whole image file at once, mode 0600 (see createImageFile). */
+export function writeImageFile(file: string, data: Buffer): void {
+  const fd = createImageFile(file);
+  try {
+    fs.writeFileSync(fd, data);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
  * A directory of images. Metadata files are framed protobuf messages (magic, version,
  * checksum); page data and large blobs are raw files indexed from the metadata.
  */
@@ -40,6 +60,7 @@ export class ImageDir {
 
   static create(dir: string): ImageDir {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (fs.statSync(dir).mode & 0o077 && fs.readdirSync(dir).length === 0) fs.chmodSync(dir, 0o700); // made by the caller, empty: ours now
     return new ImageDir(dir);
   }
 
@@ -57,8 +78,7 @@ export class ImageDir {
     header.writeUInt32LE(FORMAT_VERSION, 8);
     header.writeUInt32LE(crc32(payload), 12);
     header.writeUInt32LE(payload.length, 16);
-    const file = this.path(name);
-    fs.writeFileSync(file, Buffer.concat([header, payload]), { mode: IMAGE_MODE });
+    writeImageFile(this.path(name), Buffer.concat([header, payload]));
   }
 
   exists(name: string): boolean {
@@ -81,25 +101,26 @@ export class ImageDir {
 /** Parse one framed message; every malformed input gives a FerryError naming the file. */
 export function decodeFramed<T>(buf: Buffer, file: string, msgName: MessageName): T {
   if (buf.length < HEADER || !buf.subarray(0, 8).equals(MAGIC)) {
-    throw new FerryError("FERRY_IMAGE_FOREIGN", `${file}: not a ferry image (bad magic)`);
+    throw new FerryError("FERRY_IMAGE_FOREIGN", `${file}: not a ferry image (no FERRYIMG magic at offset 0)`);
   }
   const version = buf.readUInt32LE(8);
   if (version !== FORMAT_VERSION) {
-    throw new FerryError("FERRY_IMAGE_VERSION", `${file}: image format version ${version}, this ferry reads version ${FORMAT_VERSION}`);
+    throw new FerryError("FERRY_IMAGE_VERSION", `${file}: image format version ${version}, this ferry reads version ${FORMAT_VERSION} (at offset 8)`);
   }
   const len = buf.readUInt32LE(16);
   if (len !== buf.length - HEADER) {
-    throw new FerryError("FERRY_IMAGE_CORRUPT", `${file}: truncated or padded (payload ${buf.length - HEADER} bytes, header says ${len})`);
+    throw new FerryError("FERRY_IMAGE_CORRUPT", `${file}: truncated or padded (the length at offset 16 says ${len} bytes, ${buf.length - HEADER} follow the header)`);
   }
   const payload = buf.subarray(HEADER);
   if (crc32(payload) !== buf.readUInt32LE(12)) {
     throw new FerryError("FERRY_IMAGE_CORRUPT", `${file}: checksum mismatch in metadata at offset ${HEADER}`);
   }
+  const reader = protobuf.Reader.create(payload);
   try {
     const t = type(msgName);
-    return t.toObject(t.decode(payload), { longs: Number, defaults: true, arrays: true }) as T;
+    return t.toObject(t.decode(reader), { longs: Number, defaults: true, arrays: true }) as T;
   } catch (e) {
-    throw new FerryError("FERRY_IMAGE_CORRUPT", `${file}: cannot decode ${msgName}: ${(e as Error).message}`);
+    throw new FerryError("FERRY_IMAGE_CORRUPT", `${file}: cannot decode ${msgName} at offset ${HEADER + reader.pos}: ${(e as Error).message}`);
   }
 }
 
