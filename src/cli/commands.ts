@@ -6,6 +6,9 @@ import { registerShow } from "./show.js";
 import { registerLazyPages } from "./lazyPages.js";
 import { registerResume } from "./resume.js";
 import { registerKeygen } from "./keygen.js";
+import { registerAgent } from "./agent.js";
+import { registerMigrate } from "./migrate.js";
+import { registerDemo } from "./demo.js";
 
 /** Each command lives in its own file and registers itself here. */
 export function registerCommands(program: Command): void {
@@ -16,4 +19,7 @@ export function registerCommands(program: Command): void {
   registerLazyPages(program);
   registerResume(program);
   registerKeygen(program);
+  registerAgent(program);
+  registerMigrate(program);
+  registerDemo(program);
 }

@@ -1,0 +1,40 @@
+import type { Command } from "commander";
+import { addSecurityOptions, transportOf } from "./security.js";
+import { parseEndpoint } from "../net/endpoint.js";
+import { runAgent } from "../migrate/agent.js";
+import { signalStatusFd, parseIntArg } from "./common.js";
+
+export function registerAgent(program: Command): void {
+  addSecurityOptions(program
+    .command("agent"))
+    .description("destination of `ferry migrate`: receive processes and run them here")
+    .requiredOption("--listen <addr:port>", "where to listen")
+    .option("--keep-images <dir>", "keep the received images under this directory")
+    .option("--once", "serve one migration, then exit")
+    .option("--status-fd <fd>", "write one byte to this fd when listening", parseIntArg)
+    .action(async (o) => {
+      const abort = new AbortController();
+      const stop = () => abort.abort();
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+      const listen = parseEndpoint(o.listen, "--listen");
+      const log = (l: string) => process.stderr.write(`ferry agent: ${l}\n`);
+      const transport = transportOf(o, listen, log);
+      try {
+        await runAgent({
+          listen, transport, keepImages: o.keepImages, once: o.once, signal: abort.signal,
+          log: (l) => process.stderr.write(`ferry agent: ${l}\n`),
+          onReady: () => {
+            if (o.statusFd !== undefined) signalStatusFd(o.statusFd);
+          },
+          onMigrated: (r) => {
+            if (!process.stdout.isTTY) process.stdout.write(JSON.stringify(r) + "\n");
+            else process.stderr.write(`ferry agent: process ${r.pid} arrived (${r.mode}) and runs here\n`);
+          },
+        });
+      } finally {
+        process.off("SIGINT", stop);
+        process.off("SIGTERM", stop);
+      }
+    });
+}

@@ -1,0 +1,55 @@
+import fs from "node:fs";
+import { Command, Option } from "commander";
+import { FerryError } from "../errors.js";
+import { parseEndpoint } from "../net/endpoint.js";
+import { migrate } from "../migrate/source.js";
+import { MODES, type Mode } from "../migrate/protocol.js";
+import { Timeline } from "../migrate/timeline.js";
+import { MigrateProgress } from "../migrate/progress.js";
+import { writeReport } from "../migrate/report.js";
+import { parseIntArg } from "./common.js";
+import { addSecurityOptions, transportOf } from "./security.js";
+
+export function registerMigrate(program: Command): void {
+  addSecurityOptions(program
+    .command("migrate"))
+    .description("move a running process to the host where `ferry agent` listens, in one command")
+    .argument("<pid>", "the process to move")
+    .requiredOption("--to <addr:port>", "where `ferry agent --listen` runs")
+    .addOption(new Option("--mode <mode>", "how memory moves").choices(MODES as string[]).default("hybrid"))
+    .option("--max-downtime <ms>", "pre-copy/hybrid: stop the rounds when the predicted downtime fits this", parseIntArg, 50)
+    .option("--max-rounds <n>", "pre-copy/hybrid: at most this many rounds", parseIntArg, 8)
+    .option("--keep-images <dir>", "keep the source's images in this directory")
+    .option("--report <file.html>", "write an HTML report with a timeline of the migration")
+    .option("--json", "print the JSON summary (default when stdout is not a TTY)")
+    .action(async (pidArg: string, o) => {
+      const pid = Number(pidArg);
+      if (!Number.isInteger(pid) || pid <= 0) throw new FerryError("FERRY_BAD_PID", `not a process ID: ${pidArg}`);
+      const to = parseEndpoint(o.to, "--to");
+      const transport = transportOf(o, to, (l) => process.stderr.write(`ferry migrate: ${l}\n`));
+      const timeline = new Timeline();
+      const progress = new MigrateProgress(timeline);
+      const abort = new AbortController();
+      const stop = () => abort.abort();
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+      progress.start();
+      try {
+        const summary = await migrate({
+          pid, to, transport, mode: o.mode as Mode, maxDowntimeMs: o.maxDowntime, maxRounds: o.maxRounds,
+          keepImages: o.keepImages, timeline, signal: abort.signal,
+          log: (l) => process.stderr.write(`\r\x1b[Kferry migrate: ${l}\n`),
+        });
+        progress.stop();
+        if (o.report) fs.writeFileSync(o.report, writeReport(summary, timeline, { to: o.to, mode: o.mode, maxDowntimeMs: o.maxDowntime, maxRounds: o.maxRounds }));
+        if (o.json || !process.stdout.isTTY) process.stdout.write(JSON.stringify(summary) + "\n");
+        else {
+          process.stderr.write(`ferry migrate: process ${pid} runs at ${o.to} (${summary.mode}): downtime ${summary.downtimeMs} ms, total ${summary.totalMs} ms, ${(summary.bytesSent / 1e6).toFixed(1)} MB sent, ${summary.rounds.length} rounds, ${summary.faults} faults\n`);
+        }
+      } finally {
+        progress.stop();
+        process.off("SIGINT", stop);
+        process.off("SIGTERM", stop);
+      }
+    });
+}

@@ -1,0 +1,83 @@
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { FerryError } from "../errors.js";
+
+/*
+ * The demo's workload: a counter that visibly keeps counting. It holds 48 MiB of memory written
+ * once (its checksum proves the memory arrived intact) and rewrites a 4 MiB hot set all the time
+ * (so that pre-copy has dirty pages to chase). Every 50 ms it writes one status line at the start
+ * of STATUSFILE: "count checksum". The checksum is computed over the cold set each time, so a
+ * wrong page after the migration shows at once.
+ */
+const SOURCE = `
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+#define PAGE 4096UL
+int main(int argc, char **argv) {
+  if (argc < 2) return 2;
+  size_t cold_len = 48UL << 20, hot_len = 4UL << 20;
+  uint64_t *cold = mmap(0, cold_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  uint64_t *hot = mmap(0, hot_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (cold == MAP_FAILED || hot == MAP_FAILED) return 1;
+  for (size_t i = 0; i < cold_len / 8; i++) cold[i] = i * 0x9e3779b97f4a7c15ULL;
+  int fd = open(argv[1], O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return 1;
+  for (int i = 0; i < 1024; i++) if (i != fd) close(i);
+  uint64_t count = 0;
+  size_t next = 0;
+  for (;;) {
+    for (int k = 0; k < 10; k++) {
+      for (int p = 0; p < 32; p++, next = (next + 1) % (hot_len / PAGE)) hot[next * PAGE / 8] = ++count;
+      struct timespec ts = { 0, 5 * 1000 * 1000 };
+      nanosleep(&ts, 0);
+    }
+    uint64_t sum = 0;
+    for (size_t i = 0; i < cold_len / 8; i += 8) sum = (sum ^ cold[i]) * 0x100000001b3ULL;
+    char line[64];
+    int n = snprintf(line, sizeof line, "%llu %016llx\\n", (unsigned long long)count, (unsigned long long)sum);
+    if (pwrite(fd, line, n, 0) != n) return 1;
+  }
+}
+`;
+
+/** Compile the workload once per machine (cached by the hash of its source); needs gcc. */
+export function workloadBinary(): string {
+  const hash = createHash("sha256").update(SOURCE).digest("hex").slice(0, 12);
+  const bin = path.join(os.tmpdir(), `ferry-demo-counter-${hash}`);
+  if (fs.existsSync(bin)) return bin;
+  const src = `${bin}.c`;
+  fs.writeFileSync(src, SOURCE);
+  const tmp = `${bin}.tmp-${process.pid}`;
+  try {
+    execFileSync("gcc", ["-O2", "-o", tmp, src], { stdio: ["ignore", "ignore", "pipe"] });
+  } catch (e) {
+    throw new FerryError("FERRY_DEMO", `cannot compile the demo workload with gcc: ${String((e as { stderr?: Buffer }).stderr ?? (e as Error).message).trim()}`);
+  } finally {
+    fs.rmSync(src, { force: true });
+  }
+  fs.renameSync(tmp, bin);
+  return bin;
+}
+
+export interface WorkloadStatus {
+  count: number;
+  checksum: string;
+}
+
+export function readStatus(file: string): WorkloadStatus | null {
+  try {
+    const [count, checksum] = fs.readFileSync(file, "utf8").trim().split(" ");
+    return count && checksum ? { count: Number(count), checksum } : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,79 @@
+import type net from "node:net";
+import { FerryError } from "../errors.js";
+import { FrameChannel } from "../net/channel.js";
+import type { Frame } from "../net/framing.js";
+import { MAX_PAYLOAD, MCMD, controlLimit, json, parse } from "./protocol.js";
+
+/**
+ * The control connection as a queue of frames: `next()` waits for the next one (payloads are
+ * copied: the decoder reuses its memory), `send()` writes one and waits when the socket's
+ * buffer is full, so large transfers go at the link's pace without piling up in memory.
+ */
+export class Control {
+  private readonly ch: FrameChannel;
+  private readonly queue: Frame[] = [];
+  private waiter: ((f: Frame | Error) => void) | null = null;
+  private closedWhy: string | null = null;
+  /** frames that need no answer are handed here instead of the queue (precopy pages) */
+  onUnasked: ((f: Frame) => boolean) | null = null;
+
+  constructor(readonly socket: net.Socket) {
+    this.ch = new FrameChannel(socket, controlLimit, MAX_PAYLOAD, (f) => {
+      const frame = { ...f, payload: Buffer.from(f.payload) };
+      if (this.onUnasked?.(frame)) return;
+      if (this.waiter) {
+        const w = this.waiter;
+        this.waiter = null;
+        w(frame);
+      } else this.queue.push(frame);
+    }, (_c, why) => {
+      this.closedWhy = why;
+      const w = this.waiter;
+      this.waiter = null;
+      w?.(new FerryError("FERRY_PEER_GONE", `the other side closed the connection (${why})`));
+    });
+  }
+
+  get bytesOut(): number {
+    return this.ch.bytesOut;
+  }
+
+  next(timeoutMs = 0): Promise<Frame> {
+    const f = this.queue.shift();
+    if (f) return Promise.resolve(f);
+    if (this.closedWhy) return Promise.reject(new FerryError("FERRY_PEER_GONE", `the other side closed the connection (${this.closedWhy})`));
+    return new Promise((resolve, reject) => {
+      const timer = timeoutMs ? setTimeout(() => {
+        this.waiter = null;
+        reject(new FerryError("FERRY_TIMEOUT", `no answer from the other side within ${timeoutMs / 1000} s`));
+      }, timeoutMs) : null;
+      this.waiter = (x) => {
+        if (timer) clearTimeout(timer);
+        if (x instanceof Error) reject(x);
+        else resolve(x);
+      };
+    });
+  }
+
+  /** The next frame, which must be `cmd` (an ERROR frame from the peer becomes a FerryError). */
+  async expect(cmd: number, timeoutMs = 0): Promise<Frame> {
+    const f = await this.next(timeoutMs);
+    if (f.cmd === MCMD.ERROR) throw new FerryError("FERRY_AGENT", parse<{ message: string }>(f.payload).message);
+    if (f.cmd === MCMD.ABORT) throw new FerryError("FERRY_ABORTED", `the source gave up: ${parse<{ reason: string }>(f.payload).reason}`);
+    if (f.cmd !== cmd) throw new FerryError("FERRY_PROTOCOL", `expected command ${cmd}, got ${f.cmd}`);
+    return f;
+  }
+
+  async send(cmd: number, payload?: Buffer, h: { vaddr?: number; nrPages?: number; flags?: number } = {}): Promise<void> {
+    this.ch.send({ cmd, flags: h.flags ?? 0, nrPages: h.nrPages ?? 0, vaddr: h.vaddr ?? 0, id: 0 }, payload);
+    if (this.ch.needsDrain) await new Promise<void>((r) => this.socket.once("drain", r));
+  }
+
+  sendJson(cmd: number, o: unknown): Promise<void> {
+    return this.send(cmd, json(o));
+  }
+
+  close(): void {
+    this.ch.close("done");
+  }
+}

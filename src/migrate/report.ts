@@ -1,0 +1,75 @@
+import type { MigrateSummary } from "./summary.js";
+import type { Timeline } from "./timeline.js";
+
+const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
+const W = 900, LANE = 34, LEFT = 110;
+
+/**
+ * One self-contained HTML page: the timeline of a migration drawn as inline SVG (phases,
+ * rounds, switch-over and downtime, bytes and faults over time), the settings and the summary.
+ */
+export function writeReport(s: MigrateSummary, tl: Timeline, settings: Record<string, unknown>): string {
+  const end = Math.max(tl.now(), 1);
+  const x = (t: number) => LEFT + (Math.max(0, t) / end) * (W - LEFT - 20);
+  const svg: string[] = [];
+  const lane = (i: number, label: string) => {
+    svg.push(`<text x="4" y="${30 + i * LANE + 16}" class="l">${esc(label)}</text>`);
+    return 30 + i * LANE;
+  };
+  // axis
+  for (let k = 0; k <= 10; k++) {
+    const t = (end * k) / 10;
+    svg.push(`<line x1="${x(t)}" y1="22" x2="${x(t)}" y2="${30 + 5 * LANE}" class="grid"/><text x="${x(t)}" y="16" class="ax">${t.toFixed(0)} ms</text>`);
+  }
+  // phases
+  let y = lane(0, "phase");
+  tl.phases.forEach((p, i) => {
+    const until = tl.phases[i + 1]?.t ?? end;
+    svg.push(`<rect x="${x(p.t)}" y="${y}" width="${Math.max(1, x(until) - x(p.t))}" height="24" class="ph ${p.phase}"><title>${p.phase}: ${p.t.toFixed(1)}–${until.toFixed(1)} ms</title></rect>`);
+    if (x(until) - x(p.t) > 40) svg.push(`<text x="${x(p.t) + 3}" y="${y + 16}" class="in">${p.phase}</text>`);
+  });
+  // rounds
+  y = lane(1, "rounds");
+  for (const r of tl.rounds) {
+    svg.push(`<rect x="${x(r.startMs)}" y="${y}" width="${Math.max(2, x(r.endMs) - x(r.startMs))}" height="24" class="round"><title>round ${r.round + 1}: ${r.pages} pages, ${(r.bytes / 1e6).toFixed(2)} MB, dirty ${Math.round(r.dirtyRate)} pages/s, predicted downtime ${r.predictedDowntimeMs.toFixed(1)} ms</title></rect>`);
+    svg.push(`<text x="${x(r.startMs) + 2}" y="${y + 16}" class="in">${r.round + 1}</text>`);
+  }
+  // downtime: from the freeze to the resume at the destination
+  y = lane(2, "downtime");
+  if (tl.freezeMs !== null && tl.resumeMs !== null) {
+    svg.push(`<rect x="${x(tl.freezeMs)}" y="${y}" width="${Math.max(2, x(tl.resumeMs) - x(tl.freezeMs))}" height="24" class="down"><title>downtime ${s.downtimeMs} ms</title></rect>`);
+    svg.push(`<line x1="${x(tl.freezeMs)}" y1="22" x2="${x(tl.freezeMs)}" y2="${30 + 5 * LANE}" class="switch"/><text x="${x(tl.freezeMs) + 3}" y="${y + 16}" class="in">switch-over, ${s.downtimeMs} ms down</text>`);
+  }
+  svg.push(curve(tl, lane(3, "bytes sent"), x, (p) => p.bytesSent, "bytes"));
+  svg.push(curve(tl, lane(4, "faults"), x, (p) => p.faults, "faults"));
+  const rows = flatten(s).map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(String(v))}</td></tr>`).join("");
+  const set = Object.entries(settings).map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(String(v))}</td></tr>`).join("");
+  return `<!doctype html>
+<html><head><meta charset="utf-8"><title>ferry migrate ${s.pid} (${s.mode})</title><style>
+body{font:14px system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse}td{padding:2px 10px;border-bottom:1px solid #eee}
+.l{font-size:12px}.ax{font-size:10px;text-anchor:middle;fill:#666}.grid{stroke:#eee}.in{font-size:11px;fill:#fff}
+.ph{fill:#888}.ph.precopy{fill:#3a7}.ph.dump,.ph.images,.ph.restore{fill:#d63}.ph.lazy{fill:#37c}.ph.done{fill:#555}.ph.failed{fill:#c00}
+.round{fill:#3a7;stroke:#fff}.down{fill:#d33}.switch{stroke:#d33;stroke-dasharray:4 3}.bytes{fill:none;stroke:#37c;stroke-width:2}.faults{fill:none;stroke:#c70;stroke-width:2}
+</style></head><body>
+<h1>ferry migrate: process ${s.pid}, ${esc(s.mode)}</h1>
+<p>downtime <b>${s.downtimeMs} ms</b>, total ${s.totalMs} ms, ${(s.bytesSent / 1e6).toFixed(2)} MB sent, ${s.rounds.length} pre-copy rounds, ${s.faults} faults</p>
+<svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="${W}" height="${40 + 5 * LANE}" viewBox="0 0 ${W} ${40 + 5 * LANE}">${svg.join("")}</svg>
+<h2>Settings</h2><table>${set}</table>
+<h2>Summary</h2><table>${rows}</table>
+</body></html>
+`;
+}
+
+function curve(tl: Timeline, y: number, x: (t: number) => number, v: (p: Timeline["samples"][number]) => number, cls: string): string {
+  const pts = tl.samples;
+  const max = Math.max(1, ...pts.map(v));
+  if (!pts.length) return "";
+  const d = pts.map((p, i) => `${i ? "L" : "M"}${x(p.t).toFixed(1)},${(y + 26 - (v(p) / max) * 26).toFixed(1)}`).join("");
+  return `<path d="${d}" class="${cls}"><title>max ${max}</title></path><text x="${x(pts.at(-1)!.t) - 4}" y="${y + 8}" class="ax">${max}</text>`;
+}
+
+function flatten(o: unknown, prefix = ""): [string, unknown][] {
+  if (o === null || typeof o !== "object") return [[prefix, o]];
+  if (Array.isArray(o)) return [[prefix, o.length ? JSON.stringify(o) : "none"]];
+  return Object.entries(o as Record<string, unknown>).flatMap(([k, v]) => flatten(v, prefix ? `${prefix}.${k}` : k));
+}

@@ -1,0 +1,118 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { FerryError } from "../errors.js";
+import { dump } from "../dump/index.js";
+import { ImageDir } from "../images/store.js";
+import type { Inventory } from "../images/types.js";
+import { NR, SIG, rawSyscall } from "../kernel/sys.js";
+import type { Endpoint } from "../net/endpoint.js";
+import type { Transport } from "../net/transport.js";
+import type { LazySummary } from "../lazy/stats.js";
+import { Control } from "./control.js";
+import { sendImages } from "./imageStream.js";
+import { MCMD, MIGRATE_VERSION, parse, type Mode, type RestoreRequest, type RestoredReply } from "./protocol.js";
+import { startPageServer } from "./pageServerHost.js";
+import { Timeline } from "./timeline.js";
+import { runPrecopy, type PrecopyResult } from "./precopy.js";
+import { summarize, type MigrateSummary } from "./summary.js";
+
+export interface MigrateOptions {
+  pid: number;
+  to: Endpoint;
+  /** how connections are made (TLS with the pre-shared key, or plain TCP on loopback) */
+  transport: Transport;
+  mode?: Mode;
+  /** downtime budget of pre-copy and hybrid, ms (default 50) */
+  maxDowntimeMs?: number;
+  maxRounds?: number;
+  /** keep the source's images here (they are removed otherwise) */
+  keepImages?: string;
+  timeline?: Timeline;
+  log?: (line: string) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * `ferry migrate`: move a process to the host where `ferry agent` listens, in one connection
+ * (plus the lazy page server's two for lazy and hybrid). Images go straight from a tmpfs
+ * directory over the connection; the source is killed only once the destination runs the process
+ * (and holds all of its memory), and is let run again here if the destination fails before that.
+ */
+export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
+  const mode = opts.mode ?? "hybrid";
+  const tl = opts.timeline ?? new Timeline();
+  tl.phase("connect");
+  const socket = await opts.transport.connect(opts.to).catch((e: Error) => {
+    throw new FerryError("FERRY_AGENT_UNREACHABLE", `no ferry agent at ${opts.to.host}:${opts.to.port} (${e.message}): start \`ferry agent --listen ADDR:PORT\` on the destination`);
+  });
+  const control = new Control(socket);
+  const images = opts.keepImages ?? fs.mkdtempSync(path.join(fs.existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir(), "ferry-migrate-"));
+  if (opts.keepImages) fs.mkdirSync(images, { recursive: true });
+  let stopped = false; // the source is frozen by us: resume it if we fail before the destination runs it
+  let delivered = false;
+  let precopy: PrecopyResult | null = null;
+  const onAbort = () => control.close();
+  opts.signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    await control.sendJson(MCMD.HELLO, { version: MIGRATE_VERSION, mode, pid: opts.pid });
+    await control.expect(MCMD.HELLO_OK, 10_000);
+    if (mode === "precopy" || mode === "hybrid") {
+      tl.phase("precopy");
+      precopy = await runPrecopy({ pid: opts.pid, control, timeline: tl, maxDowntimeMs: opts.maxDowntimeMs ?? 50, maxRounds: opts.maxRounds ?? 8, signal: opts.signal });
+    }
+    tl.phase("dump");
+    const lazyDump = mode !== "stop-copy";
+    const d = dump({ pid: opts.pid, images, lazy: lazyDump, leaveStopped: true });
+    stopped = true;
+    const inventory = new ImageDir(images).read<Inventory>("inventory.img", "Inventory");
+    tl.freezeMs = (inventory.frozenAtUs ?? 0) / 1000 - (performance.timeOrigin + tl.t0);
+    const request: RestoreRequest = {};
+    tl.phase("switch-over");
+    if (precopy) Object.assign(request, await precopy.switchOver(images, mode === "precopy"));
+    tl.phase("images");
+    let server: Awaited<ReturnType<typeof startPageServer>> | null = null;
+    if (mode === "lazy" || mode === "hybrid") {
+      server = await startPageServer(opts.pid, images, (socket.localAddress ?? "0.0.0.0").replace(/^::ffff:/, ""), opts.transport, opts.log);
+      request.pageServerPort = server.port;
+    }
+    const imageBytes = await sendImages(control, images);
+    tl.phase("restore");
+    await control.sendJson(MCMD.RESTORE, request);
+    const sampler = setInterval(() => tl.sample({ bytesSent: control.bytesOut + (server?.server.stats.bytesSent ?? 0), faults: server?.server.stats.faultRequests ?? 0, pagesArrived: server?.server.stats.pagesSent ?? 0 }), 50);
+    let restored: RestoredReply;
+    let lazy: LazySummary | null = null;
+    try {
+      restored = parse<RestoredReply>((await control.expect(MCMD.RESTORED)).payload);
+      tl.resumeMs = restored.resumedAtUs / 1000 - (performance.timeOrigin + tl.t0);
+      // it runs there now: from here on a failure leaves our copy frozen, never running twice
+      if (server) stopped = false;
+      if (server) {
+        tl.phase("lazy");
+        const [outcome, done] = await Promise.all([server.server.outcome, control.expect(MCMD.DONE)]);
+        lazy = parse<LazySummary | null>(done.payload);
+        if (!outcome.delivered) {
+          throw new FerryError("FERRY_NOT_DELIVERED", `${outcome.reason}; process ${opts.pid} is kept frozen here: \`ferry resume ${opts.pid}\` runs it here again (only if the destination's copy is dead)`);
+        }
+      } else {
+        rawSyscall(NR.kill, opts.pid, SIG.KILL);
+        stopped = false;
+      }
+      delivered = true;
+    } finally {
+      clearInterval(sampler);
+      if (!delivered && server) server.server.abandon("the migration failed");
+    }
+    tl.phase("done");
+    return summarize({ mode, pid: opts.pid, timeline: tl, dump: d, imageBytes, controlBytes: control.bytesOut, restored, lazy, precopy, pageServer: server?.server.stats ?? null });
+  } catch (e) {
+    tl.phase("failed");
+    if (stopped) rawSyscall(NR.kill, opts.pid, SIG.CONT); // the destination never ran it: it runs on here
+    throw e;
+  } finally {
+    opts.signal?.removeEventListener("abort", onAbort);
+    precopy?.close();
+    control.close();
+    if (!opts.keepImages) fs.rmSync(images, { recursive: true, force: true });
+  }
+}

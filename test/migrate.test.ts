@@ -1,0 +1,108 @@
+/**
+ * One-command migration between two hosts (network + PID + mount namespaces joined by a veth):
+ * `ferry agent` in hB, `ferry migrate` in hA, for every mode, with a victim that keeps writing a
+ * hot set of its memory (and holds a cold set) all along. The victim checks itself afterwards.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { createHosts, type TwoHosts } from "../src/hosts/hosts.js";
+import type { MigrateSummary } from "../src/migrate/summary.js";
+import { buildVictim, finishVictim } from "./harness/victims.js";
+import { lastJson, startFerryIn, startVictimIn, stateOf } from "./harness/hosts.js";
+import { FERRY_CLI } from "./harness/ferry.js";
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+let port = 7600 + (process.pid % 300);
+
+async function withHosts(fn: (hosts: TwoHosts) => Promise<void>): Promise<void> {
+  const hosts = createHosts();
+  try {
+    await fn(hosts);
+  } finally {
+    hosts.destroy();
+  }
+}
+
+/** Start the agent in hB, the victim in hA, migrate it; returns the summary and the victim's root PID at hB. */
+async function migrateVictim(hosts: TwoHosts, mode: string, victimArgs: string[], extra: string[] = []) {
+  const v = await startVictimIn(hosts.a, "migrate_hot", victimArgs);
+  const addr = `127.100.0.2:${port++}`;
+  const agent = startFerryIn(hosts.b, ["agent", "--listen", addr, "--once", "--insecure"], { statusFd: true });
+  await agent.ready;
+  await sleep(200); // it writes its hot set meanwhile
+  const run = await startFerryIn(hosts.a, ["migrate", String(v.pid), "--to", addr, "--mode", mode, "--json", "--insecure", ...extra]).done;
+  assert.equal(run.code, 0, `migrate failed: ${run.stderr}`);
+  const summary = lastJson<MigrateSummary>(run);
+  const a = await agent.done;
+  assert.equal(a.code, 0, a.stderr);
+  const pid = hosts.b.rootPid(summary.restoredPid);
+  assert.ok(pid, "the process runs in hB");
+  assert.equal(stateOf(v.rootPid), null, "the source copy is gone");
+  return { v, summary, pid };
+}
+
+function report(mode: string, s: MigrateSummary): void {
+  process.stderr.write(`# ${mode}: ${JSON.stringify({ downtimeMs: s.downtimeMs, totalMs: s.totalMs, bytesSent: s.bytesSent, rounds: s.rounds.length, faults: s.faults, pageTransfers: s.pageTransfers })}\n`);
+}
+
+test("build the migration victim", async () => {
+  await buildVictim("migrate_hot");
+});
+
+for (const mode of ["stop-copy", "lazy", "precopy", "hybrid"]) {
+  test(`--mode ${mode}: a victim writing its 4 MiB hot set (32 MiB cold) keeps running at the destination with all of its memory`, async () => {
+    await withHosts(async (hosts) => {
+      const { v, summary, pid } = await migrateVictim(hosts, mode, ["32", "4"]);
+      assert.equal(summary.mode, mode);
+      await sleep(300); // it keeps writing there (and faulting, lazily)
+      assert.equal(await finishVictim(pid, v.resultFile, 20_000), "PASS");
+      assert.ok(summary.downtimeMs > 0);
+      if (mode === "precopy" || mode === "hybrid") assert.ok(summary.rounds.length >= 1, "pre-copy rounds ran");
+      report(mode, summary);
+    });
+  });
+}
+
+test("hybrid: no page is sent twice unless it was written after it was sent (the cold set goes exactly once)", async () => {
+  await withHosts(async (hosts) => {
+    const { v, summary, pid } = await migrateVictim(hosts, "hybrid", ["32", "4"], ["--max-downtime", "1"]);
+    assert.equal(await finishVictim(pid, v.resultFile, 20_000), "PASS");
+    const t = summary.pageTransfers;
+    report("hybrid, transfers", summary);
+    assert.ok(summary.rounds.length >= 2, `several rounds with a 1 ms budget (${summary.rounds.length})`);
+    assert.ok(t.pages >= 9 * 1024, `the 36 MiB of the victim travelled (${t.pages} pages)`);
+    assert.equal(t.transfers - t.pages, t.redirtiedResends + t.faultResends, "every extra transfer is a page written after it was sent");
+    assert.equal(t.faultResends, 0, "no fault asked for a page already on its way");
+    // only the hot set (1024 pages) and the heap and stack can be dirty again: the 8192 cold pages go once
+    assert.ok(t.sentOnce >= 8192, `cold pages sent once: ${t.sentOnce}`);
+    assert.ok(t.transfers - t.pages <= summary.rounds.length * (1024 + 64), `extra transfers ${t.transfers - t.pages} within the rewritten hot set per round`);
+  });
+});
+
+test("ferry demo runs end to end, shows the counter carrying on in host B, writes the report and leaves nothing behind", async () => {
+  const dir = fs.mkdtempSync("/tmp/ferry-demo-test-");
+  try {
+    const reportFile = `${dir}/report.html`;
+    const t0 = Date.now();
+    const child = spawn(process.execPath, [FERRY_CLI, "demo", "--report", reportFile], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (out += d));
+    const code = await new Promise<number | null>((resolve) => {
+      const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+      child.on("close", (c) => (clearTimeout(timer), resolve(c)));
+    });
+    assert.equal(code, 0, out);
+    assert.ok(Date.now() - t0 < 30_000, `the demo took ${Date.now() - t0} ms`);
+    assert.match(out, /now runs in host B, kept counting \((\d+) → (\d+)\), memory checksum unchanged/);
+    const html = fs.readFileSync(reportFile, "utf8");
+    assert.match(html, /<svg id="timeline"/);
+    assert.match(html, /switch-over/);
+    const netns = execFileSync("ip", ["netns", "list"], { encoding: "utf8" });
+    assert.ok(!netns.includes(`ferry-hA-${child.pid}-`), `the demo's namespaces are gone: ${netns}`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

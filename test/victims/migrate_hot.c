@@ -1,0 +1,77 @@
+/*
+ * migrate_hot [COLD_MIB] [HOT_MIB] [PAGES_PER_TICK]: memory that keeps being written while it is
+ * migrated. A cold set (default 32 MiB) gets a distinct pattern per page and is never written
+ * again; a hot set (default 4 MiB) is rewritten all the time: each tick (about 1 ms) checks and
+ * bumps the counters of the next PAGES_PER_TICK (default 64) hot pages, whose expected values
+ * live in a heap array (written as often). Pre-copy rounds therefore keep finding the hot set
+ * dirty, and a page sent before its last write but not sent again reads wrong: the victim says
+ * so at once (FAIL in RESULTFILE and exit). On SIGTERM every page of both sets is checked.
+ */
+#include "victim.h"
+
+static unsigned char *cold, *hot;
+static uint32_t *counts; /* heap: expected counter of each hot page */
+static size_t cold_pages, hot_pages, per_tick = 64, next_page;
+
+static long hot_mismatch(size_t page)
+{
+	unsigned char *p = hot + page * VPAGE;
+	if (*(volatile uint64_t *)p != counts[page])
+		return 0;
+	long off = pattern_mismatch(p + 8, VPAGE - 8, page + 1000000);
+	return off < 0 ? -1 : off + 8;
+}
+
+static void tick(void)
+{
+	for (size_t i = 0; i < per_tick; i++, next_page = (next_page + 1) % hot_pages) {
+		long off = hot_mismatch(next_page);
+		if (off >= 0) {
+			char text[256];
+			snprintf(text, sizeof text, "FAIL: hot page %zu differs at byte %ld (counter %llu, expected %u)\n", next_page, off,
+				 (unsigned long long)*(volatile uint64_t *)(hot + next_page * VPAGE), counts[next_page]);
+			victim_write_text(victim_result, text);
+			_exit(1);
+		}
+		*(uint64_t *)(hot + next_page * VPAGE) = ++counts[next_page];
+	}
+}
+
+int main(int argc, char **argv)
+{
+	victim_init(argc, argv);
+	size_t cold_mib = argc > 2 ? strtoul(argv[2], NULL, 10) : 32;
+	size_t hot_mib = argc > 3 ? strtoul(argv[3], NULL, 10) : 4;
+	if (argc > 4)
+		per_tick = strtoul(argv[4], NULL, 10);
+	SETUP(cold_mib <= 65536 && hot_mib > 0 && hot_mib <= 4096 && per_tick > 0);
+	cold_pages = cold_mib * 256;
+	hot_pages = hot_mib * 256;
+	if (cold_pages) {
+		cold = mmap(NULL, cold_pages * VPAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		SETUP(cold != MAP_FAILED);
+	}
+	hot = mmap(NULL, hot_pages * VPAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	SETUP(hot != MAP_FAILED);
+	counts = calloc(hot_pages, sizeof *counts);
+	SETUP(counts != NULL);
+	for (size_t page = 0; page < cold_pages; page++)
+		fill_pattern(cold + page * VPAGE, VPAGE, page);
+	for (size_t page = 0; page < hot_pages; page++) {
+		fill_pattern(hot + page * VPAGE + 8, VPAGE - 8, page + 1000000);
+		*(uint64_t *)(hot + page * VPAGE) = 0;
+	}
+	victim_ready();
+
+	victim_wait(tick);
+
+	for (size_t page = 0; page < cold_pages && !failed(); page++) {
+		long off = pattern_mismatch(cold + page * VPAGE, VPAGE, page);
+		CHECK(off < 0, "cold page %zu differs at byte %ld", page, off);
+	}
+	for (size_t page = 0; page < hot_pages && !failed(); page++) {
+		long off = hot_mismatch(page);
+		CHECK(off < 0, "hot page %zu differs at byte %ld", page, off);
+	}
+	victim_finish();
+}
