@@ -16,8 +16,11 @@ const ALL_EVENTS = 0x27df;
 const F_GETFD = 1, F_DUPFD_CLOEXEC = 1030;
 /** tfd: N events: X data: Y  pos:P ino:I sdev:D (events, data, ino and sdev in hex) */
 const TFD_LINE = /^tfd:\s*(\d+)\s+events:\s*([0-9a-f]+)\s+data:\s*([0-9a-f]+)\s+pos:\s*(\d+)\s+ino:\s*([0-9a-f]+)\s+sdev:\s*([0-9a-f]+)/;
-/** Per target in `data`: u64 data (exact), i32 an fd of the process holding the target's file. */
-const RECORD = 12;
+/**
+ * `data`: u32 the PID whose fds the watches use (the process the epoll was dumped from), then per
+ * watch: u64 its data (exact), i32 the fd of that process that holds the watched file.
+ */
+const HEADER = 4, RECORD = 12;
 
 interface Watch {
   tfd: number;
@@ -61,15 +64,15 @@ function holderFd(c: DumpFdContext, w: Watch): number {
   if (holds(c.pid, w.tfd, c.fd, w)) return w.tfd;
   const other = listFds(c.pid).find((fd) => fd !== w.tfd && holds(c.pid, fd, c.fd, w));
   if (other !== undefined) return other;
-  throw new FerryError("FERRY_UNSUPPORTED", `pid ${c.pid} epoll fd ${c.fd} watches a file registered as fd ${w.tfd} (inode 0x${w.ino}, device 0x${w.sdev}) that the process no longer has open: it was closed while something else (another process, a mapping, a message in flight) keeps it alive, and ferry cannot re-register it`);
+  throw new FerryError("FERRY_UNSUPPORTED", `pid ${c.pid} epoll fd ${c.fd} watches a file registered as fd ${w.tfd} (inode 0x${w.ino}, device 0x${w.sdev}) that the process no longer has open: it was closed while something else (another process, a message in flight) keeps the file alive, and ferry cannot re-create the watch without an fd of it`);
 }
 
 /**
  * epoll: the instance comes back empty from epoll_create1 inside ferry, and finish() registers every
  * watch inside the target with its target fd number, events (EPOLLET, EPOLLONESHOT, EPOLLEXCLUSIVE
- * and EPOLLWAKEUP included; a one-shot watch that fired shows no events and stays disarmed) and data.
- * `targets` holds the watches for `ferry show`; `data` holds the exact 64-bit data words (the image
- * reader decodes 64-bit fields as JS numbers) and the fd holding each watched file.
+ * and EPOLLWAKEUP included; a one-shot watch that has fired comes back disarmed, see disarm()) and data.
+ * `targets` holds the watches; `data` holds them again as the restore needs them: the exact 64-bit
+ * data words (the image reader decodes 64-bit fields as JS numbers) and the fd holding each file.
  * Not restored: which events were already queued: level-triggered watches report again what is
  * ready, an edge-triggered watch whose file is ready reports it once more after restore.
  */
@@ -78,16 +81,17 @@ export const epoll: FileKind = {
   matches: (c) => c.link === "anon_inode:[eventpoll]",
   dump(c) {
     const watches = parseWatches(c.fdinfo.__raw ?? "");
-    const records = Buffer.alloc(watches.length * RECORD);
+    const records = Buffer.alloc(HEADER + watches.length * RECORD);
+    records.writeUInt32LE(c.pid, 0);
     const targets: EpollTargetImage[] = watches.map((w, i) => {
-      records.writeBigUInt64LE(w.data, i * RECORD);
-      records.writeInt32LE(holderFd(c, w), i * RECORD + 8);
+      records.writeBigUInt64LE(w.data, HEADER + i * RECORD);
+      records.writeInt32LE(holderFd(c, w), HEADER + i * RECORD + 8);
       return { fd: w.tfd, events: w.events, data: Number(w.data) };
     });
     return { targets, data: records };
   },
   open(obj) {
-    if (obj.data.length !== obj.targets.length * RECORD) {
+    if (obj.data.length !== HEADER + obj.targets.length * RECORD) {
       throw new FerryError("FERRY_IMAGE_CORRUPT", `files.img: epoll ${obj.id} has ${obj.targets.length} watches but ${obj.data.length} bytes of watch data`);
     }
     const fd = sys("epoll_create1", NR.epoll_create1, O.CLOEXEC);
@@ -100,14 +104,16 @@ export const epoll: FileKind = {
     return fd;
   },
   finish(obj, inj, targetFds) {
+    // Once per epoll, in the process whose fd numbers the watches use (it holds the epoll too).
+    if (inj.pid !== obj.data.readUInt32LE(0) || !targetFds.length) return;
     const epfd = targetFds[0];
     const event = (i: number, events: number) => {
       const ev = Buffer.alloc(12); // struct epoll_event is packed on x86_64
       ev.writeUInt32LE(events >>> 0, 0);
-      obj.data.copy(ev, 4, i * RECORD, i * RECORD + 8);
+      obj.data.copy(ev, 4, HEADER + i * RECORD, HEADER + i * RECORD + 8);
       return ev;
     };
-    const holder = (i: number) => obj.data.readInt32LE(i * RECORD + 8);
+    const holder = (i: number) => obj.data.readInt32LE(HEADER + i * RECORD + 8);
     // Fired one-shot watches first, while nothing else can be ready in this epoll.
     obj.targets.forEach((t, i) => {
       if ((t.events & ~EP_PRIVATE_BITS) === 0) disarm(inj, epfd, t.fd, holder(i), event(i, t.events | ALL_EVENTS), event(i, t.events));

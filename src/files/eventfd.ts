@@ -10,8 +10,8 @@ const EFD_SEMAPHORE = 1;
 /**
  * eventfd: its counter and semaphore mode come from fdinfo (`eventfd-count` is hex, and
  * `eventfd-semaphore` exists since Linux 6.6; older kernels cannot tell, we assume a plain counter).
- * The counter is a u64: `counter` holds it for `ferry show`, `data` holds it exactly (8 bytes LE),
- * since the image reader decodes 64-bit fields as JS numbers.
+ * The counter is a u64 (up to 2^64 - 2): `counter` holds it, and `data` again as 8 bytes LE, which
+ * the restore reads, since the image reader decodes 64-bit fields as JS numbers.
  * Not restored: the eventfd-id (a kernel-wide number nothing can choose).
  */
 export const eventfd: FileKind = {

@@ -72,10 +72,10 @@ function writeContent(fd: number, content: Buffer, obj: FileObjectImage): void {
 interface MemfdObject {
   /** ferry's fd of it, open until the restore is over */
   fd: number;
+  /** seals still to add: they wait until the object is mapped (F_SEAL_FUTURE_WRITE forbids that) */
   seals: number;
-  /** seals wait until the object is mapped in the target (F_SEAL_FUTURE_WRITE forbids that) */
-  sealsPending: boolean;
-  mapped: boolean;
+  /** processes whose MAP_SHARED mappings of it are still to be pointed at it */
+  unmapped: Set<number>;
 }
 
 /** Shared mappings of memfds in the images, by inode (the same inode number as the FileObject's). */
@@ -96,39 +96,43 @@ function sharedMappings(ctx: RestoreFileContext): Map<number, { pid: number; vma
   return byInode;
 }
 
-function addSeals(m: MemfdObject, obj: FileObjectImage): void {
-  sys(`fcntl(F_ADD_SEALS) on memfd ${obj.name}`, NR.fcntl, m.fd, F_ADD_SEALS, m.seals);
-  m.sealsPending = false;
+function addSeals(m: MemfdObject, name: string): void {
+  if (m.seals) sys(`fcntl(F_ADD_SEALS) on memfd ${name}`, NR.fcntl, m.fd, F_ADD_SEALS, m.seals);
+  m.seals = 0;
 }
 
 function createObject(obj: FileObjectImage, ctx: RestoreFileContext): MemfdObject {
   // A memfd made without MFD_ALLOW_SEALING reads as sealed with F_SEAL_SEAL alone.
   const sealable = obj.seals !== F_SEAL_SEAL;
   const fd = sys(`memfd_create(${obj.name})`, NR.memfd_create, cstring(obj.name), MFD_CLOEXEC | (sealable ? MFD_ALLOW_SEALING : 0));
-  const m: MemfdObject = { fd, seals: sealable ? obj.seals : 0, sealsPending: false, mapped: false };
+  const mappedBy = (sharedMappings(ctx).get(obj.inode) ?? []).map((x) => x.pid);
+  const m: MemfdObject = { fd, seals: sealable ? obj.seals : 0, unmapped: new Set(mappedBy) };
   try {
     fs.fchmodSync(fd, obj.mode & 0o7777);
     sys("ftruncate", NR.ftruncate, fd, obj.size);
     writeContent(fd, readBlob(ctx.images, obj), obj);
-    if (m.seals) {
-      m.sealsPending = sharedMappings(ctx).has(obj.inode);
-      if (!m.sealsPending) addSeals(m, obj);
-    }
+    if (!m.unmapped.size) addSeals(m, obj.name);
   } catch (e) {
     fs.closeSync(fd);
     throw e;
   }
-  ctx.cleanup.push(() => fs.closeSync(fd));
+  ctx.cleanup.push(() => {
+    try {
+      addSeals(m, obj.name); // a mapping process finish() never ran in (it has no fd at all)
+    } catch { /* the processes may run already: a late error would only hide that they do */ }
+    fs.closeSync(fd);
+  });
   return m;
 }
 
 /**
  * memfd: name, size, mode, content without its holes, seals (added after the content), status
  * flags and offset (the engine seeks). Every open file description of one memfd reopens the same
- * restored object, and finish() maps that very object where the target had it mapped MAP_SHARED
+ * restored object, and finish() maps that very object where each process had it mapped MAP_SHARED
  * (the mapping restore made a memfd of its own for it first), so writes through the fd and the
- * mapping keep meeting. Seals wait for that mapping when there is one (a writable shared mapping
- * may predate F_SEAL_FUTURE_WRITE, which forbids making it anew).
+ * mapping keep meeting. Seals wait for those mappings (a writable shared mapping may predate
+ * F_SEAL_FUTURE_WRITE, which forbids making it anew); a mapping process without any fd gets no
+ * finish() call, its mapping stays a copy and the seals come at the end of the restore.
  * Not restored: MAP_PRIVATE mappings keep a copy of their own (they see their pages as dumped, not
  * later writes to the memfd); hugetlb memfds (MFD_HUGETLB) are refused at dump.
  */
@@ -167,20 +171,27 @@ export const memfd: FileKind = {
     }
     return fd;
   },
-  finish(obj, inj, targetFds, ctx) {
+  finish(obj, inj, _targetFds, ctx) {
     const m = ctx.shared.get(`memfd:${obj.inode}`) as MemfdObject | undefined;
-    if (!m || m.mapped) return;
-    m.mapped = true;
+    if (!m?.unmapped.delete(inj.pid)) return;
     const vmas = (sharedMappings(ctx).get(obj.inode) ?? []).filter((x) => x.pid === inj.pid).map((x) => x.vma);
-    if (vmas.length) mapObject(inj, targetFds[0], vmas);
-    if (m.sealsPending) addSeals(m, obj);
+    mapObject(inj, m.fd, vmas);
+    if (!m.unmapped.size) addSeals(m, obj.name);
   },
 };
 
-/** Replace the target's shared mappings of the memfd by mappings of the restored object. */
-function mapObject(inj: Injector, fd: number, vmas: VmaImage[]): void {
-  const path = `/proc/self/fd/${fd}`;
-  const rw = inj.ok(`open ${path}`, NR.openat, -100, inj.put(0, cstring(path)), O.RDWR | O.CLOEXEC, 0);
+/**
+ * Replace the target's shared mappings of the memfd by mappings of the restored object, which the
+ * target takes from ferry itself (it may have no fd of its own of it, only the mapping).
+ */
+function mapObject(inj: Injector, ferryFd: number, vmas: VmaImage[]): void {
+  const pidfd = inj.ok("pidfd_open(ferry)", NR.pidfd_open, process.pid, 0);
+  let rw: number;
+  try {
+    rw = inj.ok("pidfd_getfd(memfd)", NR.pidfd_getfd, pidfd, ferryFd, 0);
+  } finally {
+    inj.ok("close", NR.close, pidfd);
+  }
   try {
     for (const v of vmas) {
       const at = inj.ok(`mmap 0x${v.start.toString(16)} ${v.path}`, NR.mmap, v.start, v.end - v.start, v.prot, MAP.SHARED | MAP.FIXED, rw, v.pgoff);
