@@ -23,7 +23,7 @@ import { ferry, tempDir } from "./harness/ferry.js";
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const dir = tempDir("ferry-security-");
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
-const keyA = path.join(dir, "keys", "a"), keyB = path.join(dir, "keys", "b");
+const keyA = generateKeyFile(path.join(dir, "keys", "a")).file, keyB = generateKeyFile(path.join(dir, "keys", "b")).file;
 let port = 7700 + (process.pid % 200);
 const nextPort = () => port++;
 const mode = (f: string) => fs.statSync(f).mode & 0o777;
@@ -41,19 +41,19 @@ async function serve(t: Transport) {
 }
 
 test("ferry keygen: a 256-bit key, mode 0600 in a 0700 directory; never overwrites; a key others can read is refused", async () => {
-  const r = await ferry(["keygen", "--out", keyA]);
+  const made = path.join(dir, "cli", "key");
+  const r = await ferry(["keygen", "--out", made]);
   assert.equal(r.code, 0, r.stderr);
-  assert.equal(mode(keyA), 0o600);
-  assert.equal(mode(path.dirname(keyA)), 0o700);
-  assert.equal(loadKeyFile(keyA).key.length, 32);
-  const again = await ferry(["keygen", "--out", keyA]);
+  assert.equal(mode(made), 0o600);
+  assert.equal(mode(path.dirname(made)), 0o700);
+  assert.equal(loadKeyFile(made).key.length, 32);
+  const again = await ferry(["keygen", "--out", made]);
   assert.equal(again.code, 1);
   assert.match(again.stderr, /already exists/);
-  generateKeyFile(keyB);
-  assert.notDeepEqual(loadKeyFile(keyA).key, loadKeyFile(keyB).key);
+  assert.notDeepEqual(loadKeyFile(keyA).key, loadKeyFile(made).key);
 
   const loose = path.join(dir, "loose");
-  fs.copyFileSync(keyA, loose);
+  fs.copyFileSync(made, loose);
   fs.chmodSync(loose, 0o644);
   assert.throws(() => loadKeyFile(loose), { code: "FERRY_KEY_MODE" });
   fs.writeFileSync(path.join(dir, "junk"), "not a key\n", { mode: 0o600 });
@@ -212,4 +212,69 @@ test("what encryption costs on the background stream: MB/s plain vs TLS, loopbac
   }
   process.stderr.write(`# bulk stream MB/s: ${JSON.stringify(figures)}\n`);
   for (const v of Object.values(figures)) assert.ok(v > 50, `every stream moves (${v} MB/s)`);
+});
+
+const BAD_PEER = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "harness/badPeer.js");
+
+function badPeer(host: Host, mode: string, target: string): Promise<string> {
+  const [h, p] = target.split(":");
+  const child = host.spawn([process.execPath, BAD_PEER, mode, h, p, keyA], { stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  child.stdout!.on("data", (d) => (out += d));
+  return new Promise((r) => child.on("close", () => r(`${mode}: ${out.trim()}`)));
+}
+
+test("during a lazy migration, peers that stall, send junk or claim a 4 GiB frame are dropped (the stalled one after 5 s) and the migration completes", async () => {
+  await withHosts(async (hosts, images) => {
+    const v = await startVictimIn(hosts.a, "lazy_sweep", ["64"]);
+    const listen = `127.100.0.1:${nextPort()}`;
+    const src = startFerryIn(hosts.a, ["dump", String(v.pid), "-D", images, "--lazy", "--listen", listen, "--json", "--key", keyA], { statusFd: true });
+    await src.ready;
+    const pidfile = path.join(images, "..", "pid");
+    const dst = startFerryIn(hosts.b, ["restore", "-D", images, "--lazy", "--page-server", listen, "--max-rate", "4", "--json", "--pidfile", pidfile, "--key", keyA], { statusFd: true });
+    await dst.ready;
+    const pid = hosts.b.rootPid(Number(fs.readFileSync(pidfile, "utf8")))!;
+    const peers = await Promise.all(["stall", "junk", "oversized"].map((m) => badPeer(hosts.b, m, listen)));
+    const ms = (m: string) => Number(/closed after (\d+) ms/.exec(peers.find((p) => p.startsWith(m))!)?.[1] ?? NaN);
+    assert.ok(ms("stall") >= 4500 && ms("stall") < 8000, peers.join("; "));
+    assert.ok(ms("junk") < 2000, peers.join("; "));
+    assert.ok(ms("oversized") < 2000, peers.join("; "));
+    assert.equal(await finishVictim(pid, v.resultFile, 30_000), "PASS");
+    const r = await dst.done;
+    assert.equal(r.code, 0, r.stderr);
+    const lazy = lastJson<{ lazy: LazySummary }>(r).lazy;
+    assert.equal(lazy.outcome, "complete");
+    assert.equal(lazy.reconnects ?? 0, 0, "the real link was never disturbed");
+    const s = await src.done;
+    assert.equal(s.code, 0, s.stderr);
+    assert.match(s.stderr, /no TLS handshake within 5 s/);
+    process.stderr.write(`# bad peers: ${peers.join("; ")}; migration ${lazy.allPagesMs} ms\n`);
+  });
+});
+
+test("several lazy migrations at once to one destination host: each its own daemon, all complete, every victim passes", async () => {
+  await withHosts(async (hosts, images) => {
+    const n = 8;
+    const runs = await Promise.all(Array.from({ length: n }, async (_, i) => {
+      const v = await startVictimIn(hosts.a, "lazy_sweep", ["16"], 1000 + i * 100);
+      const dirI = `${images}-${i}`;
+      const listen = `127.100.0.1:${nextPort()}`;
+      const src = startFerryIn(hosts.a, ["dump", String(v.pid), "-D", dirI, "--lazy", "--listen", listen, "--json", "--key", keyA], { statusFd: true });
+      await src.ready;
+      return { v, dirI, listen, src };
+    }));
+    const t0 = Date.now();
+    await Promise.all(runs.map(async ({ v, dirI, listen, src }) => {
+      const pidfile = `${dirI}.pid`;
+      const dst = startFerryIn(hosts.b, ["restore", "-D", dirI, "--lazy", "--page-server", listen, "--json", "--pidfile", pidfile, "--key", keyA], { statusFd: true });
+      await dst.ready;
+      const pid = hosts.b.rootPid(Number(fs.readFileSync(pidfile, "utf8")))!;
+      assert.equal(await finishVictim(pid, v.resultFile, 30_000), "PASS");
+      const r = await dst.done;
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(lastJson<{ lazy: LazySummary }>(r).lazy.outcome, "complete");
+      assert.equal((await src.done).code, 0);
+    }));
+    process.stderr.write(`# ${n} concurrent lazy migrations of 16 MiB: all done in ${Date.now() - t0} ms\n`);
+  });
 });

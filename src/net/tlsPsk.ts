@@ -3,7 +3,7 @@ import tls from "node:tls";
 import { FerryError } from "../errors.js";
 import { formatEndpoint, type Endpoint } from "./endpoint.js";
 import type { PreSharedKey } from "./keys.js";
-import type { Transport } from "./transport.js";
+import { dropIfSilent, type Transport } from "./transport.js";
 
 /**
  * TLS 1.3 with an external pre-shared key (RFC 8446 psk_dhe_ke: the key authenticates both
@@ -91,7 +91,10 @@ export function pskTransport(psk: PreSharedKey, opts: PskTransportOptions = {}):
             refused.set(socket, id.startsWith("ferry1:") ? `it holds another key (id ${id.slice(7)}, ours ${psk.id})` : "it does not speak ferry's TLS");
             return null;
           },
-        }, (socket) => onConnection(tune(socket)));
+        }, (socket) => {
+          dropIfSilent(socket, timeoutMs, opts.log);
+          onConnection(tune(socket));
+        });
         server.on("tlsClientError", (e, socket) => {
           const why = refused.get(socket) ?? (/timeout|timed out/i.test(e.message) ? `no TLS handshake within ${timeoutMs / 1000} s` : sslReason(e.message));
           refused.delete(socket);

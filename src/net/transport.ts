@@ -23,6 +23,24 @@ function tune(socket: net.Socket): net.Socket {
   return socket;
 }
 
+/** An accepted peer must say something this soon (ferry's clients send HELLO at once). */
+export const FIRST_WORD_MS = 5000;
+
+/**
+ * Drop an accepted peer that connects and says nothing (a port scanner, a stuck client): it
+ * would hold a socket forever. Counts bytes instead of reading, so the protocol still gets all.
+ */
+export function dropIfSilent(socket: net.Socket, ms = FIRST_WORD_MS, log?: (line: string) => void): void {
+  const before = socket.bytesRead;
+  const timer = setTimeout(() => {
+    if (socket.bytesRead !== before || socket.destroyed) return;
+    log?.(`dropped a connection from ${socket.remoteAddress ?? "?"}: it said nothing within ${ms / 1000} s`);
+    socket.destroy();
+  }, ms);
+  timer.unref();
+  socket.once("close", () => clearTimeout(timer));
+}
+
 /** Plain TCP, for any address: use only through openTransport({ insecure }), which checks where. */
 export const plainTcp: Transport = {
   name: "tcp",
@@ -42,7 +60,10 @@ export const plainTcp: Transport = {
   },
   listen(ep, onConnection) {
     return new Promise((resolve, reject) => {
-      const server = net.createServer((s) => onConnection(tune(s)));
+      const server = net.createServer((s) => {
+        dropIfSilent(s);
+        onConnection(tune(s));
+      });
       server.once("error", reject);
       server.listen({ host: ep.host, port: ep.port, exclusive: true }, () => {
         server.off("error", reject);
