@@ -59,28 +59,28 @@ export function stateOf(pid: number): string | null {
   }
 }
 
-/**
- * SIGKILL `pid` if it is still the process we think (its comm), then reap it if it became our child.
- * Waits up to `waitMs` for it to disappear.
- */
-export async function killProcess(pid: number, comm: string, waitMs = 2000): Promise<void> {
-  if (commOf(pid) !== comm) return;
-  try {
-    process.kill(pid, "SIGKILL");
-  } catch { /* gone */ }
-  const WNOHANG = 1, WALL = 0x40000000;
-  const deadline = performance.now() + waitMs;
-  while (performance.now() < deadline) {
-    const r = rawSyscall(NR.wait4, pid, null, WNOHANG | WALL, 0);
-    if (r === BigInt(pid)) return; // reaped: it was ours (an orphan handed to us)
-    const state = stateOf(pid);
-    if (state === null) return; // its parent reaped it
-    if (state === "Z" && r < 0n) return; // dead, and not ours to reap
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 /** Remove a directory tree; used for /dev/shm work directories. */
 export function removeDir(dir: string): void {
   fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * SIGKILL every process of `pids` that still has the name `comm`, and wait (up to `waitMs`) until
+ * each is gone: reaped by its parent, or by us when it was handed to us (we are a subreaper).
+ */
+export async function killTree(pids: readonly number[], comm: string, waitMs = 3000): Promise<void> {
+  const mine = pids.filter((pid) => commOf(pid) === comm);
+  for (const pid of mine) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch { /* gone */ }
+  }
+  const WNOHANG = 1, WALL = 0x40000000;
+  const deadline = performance.now() + waitMs;
+  let left = mine;
+  while (left.length && performance.now() < deadline) {
+    // A zombie whose parent is still there is its parent's to reap; once the parent dies, it is ours.
+    left = left.filter((pid) => rawSyscall(NR.wait4, pid, null, WNOHANG | WALL, 0) !== BigInt(pid) && stateOf(pid) !== null);
+    if (left.length) await new Promise((r) => setTimeout(r, 10));
+  }
 }

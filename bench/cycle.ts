@@ -1,15 +1,18 @@
 import fs from "node:fs";
 import path from "node:path";
 import { FerryError } from "../src/errors.js";
-import { Cleanup, killProcess, removeDir, stateOf } from "./cleanup.js";
+import { Cleanup, killTree, removeDir, stateOf } from "./cleanup.js";
 import { RunnerProcess } from "./children.js";
-import { Sweeper, SWEEPER_COMM, cpuTicks, sleep } from "./victim.js";
+import { cpuTicks, sleep, type BenchVictim } from "./victim.js";
 import type { Limits } from "./limits.js";
 import type { DumpReport, ExitReport, RestoreReport, WarmReport } from "./runner.js";
 
 /** One victim, dumped then restored, as seen by the benchmark. Times in ms, sizes in bytes. */
 export interface CycleResult {
+  /** memory the victim touched (all its processes) */
   sizeMiB: number;
+  /** processes in the victim's tree */
+  processes: number;
   dump: {
     /** the dump() call, Node start-up excluded */
     opMs: number;
@@ -49,18 +52,17 @@ export interface CycleResult {
   victim: {
     verdict: string;
     pass: boolean;
-    /** CPU ticks the restored victim used while it was left to run: > 0 proves it ran */
+    /** CPU ticks the restored victim (all its processes) used while it was left to run: > 0 proves a busy one ran */
     cpuTicksAfterRestore: number;
   };
 }
 
 export interface CycleContext {
-  sweeperBin: string;
   cpu: number;
   settleMs: number;
   /** MiB of memory to touch and free before the victim starts (0: none) */
   warmMiB: number;
-  /** bytes the physical-limit probes move, when this cycle should measure them */
+  /** bytes the physical-limit probes move, when this cycle should measure them (on a victim with a probe block) */
   limitBytes: number | null;
   /** extra node flags for a runner (profiling) */
   nodeFlags: (mode: string) => string[];
@@ -87,18 +89,22 @@ export function removeStaleWorkDirs(): string[] {
   return removed;
 }
 
-export async function runCycle(ctx: CycleContext, sizeMiB: number): Promise<{ cycle: CycleResult; limits: Limits | null }> {
+/** Starts the victim in `workDir`, its resources registered with `cleanup`. */
+export type StartVictim = (workDir: string, cpu: number, cleanup: Cleanup) => Promise<BenchVictim>;
+
+/** Start a victim, let it run, dump it, restore it, let it run, stop it and read its verdict. */
+export async function runCycle(ctx: CycleContext, label: string, sizeMiB: number, startVictim: StartVictim): Promise<{ cycle: CycleResult; limits: Limits | null }> {
   const local = new Cleanup();
-  const forget = ctx.cleanup.add(`${sizeMiB} MiB cycle`, () => local.releaseAll());
+  const forget = ctx.cleanup.add(`${label} cycle`, () => local.releaseAll());
   try {
     const workDir = fs.mkdtempSync(`${WORK_PREFIX}${process.pid}-`);
     local.add(`work dir ${workDir}`, () => removeDir(workDir));
     const images = path.join(workDir, "images");
     const warm = ctx.warmMiB ? await warmMemory(ctx, local) : null;
-    const victim = await Sweeper.start(ctx.sweeperBin, sizeMiB, workDir, ctx.cpu, local);
+    const victim = await startVictim(workDir, ctx.cpu, local);
     await sleep(ctx.settleMs);
 
-    const limits = ctx.limitBytes ? await measureLimits(ctx, victim, Math.min(ctx.limitBytes, victim.ready.bytes), workDir, local) : null;
+    const limits = ctx.limitBytes && victim.probe ? await measureLimits(ctx, victim, Math.min(ctx.limitBytes, victim.probe.bytes), workDir, local) : null;
 
     const dumper = new RunnerProcess("dump", ["--pid", String(victim.pid), "--images", images], ctx.cpu, ctx.nodeFlags("dump"));
     local.add("dump runner", () => dumper.stop());
@@ -107,15 +113,16 @@ export async function runCycle(ctx: CycleContext, sizeMiB: number): Promise<{ cy
     await withTimeout(victim.exited, 10_000, "the dumped victim did not go away");
     const imageBytes = fs.readdirSync(images).reduce((s, f) => s + fs.statSync(path.join(images, f)).size, 0);
 
-    // The restored victim is the restore runner's child, with the original PID.
+    // The restored root is the restore runner's child, with the original PID; its children are its own again.
     const restorer = new RunnerProcess("restore", ["--images", images], ctx.cpu, ctx.nodeFlags("restore"));
     local.add("restore runner", () => restorer.stop());
-    local.add(`restored sweeper ${victim.pid}`, () => killProcess(victim.pid, SWEEPER_COMM));
+    local.add(`restored ${victim.comm} ${victim.pid}`, () => killTree(victim.pids, victim.comm));
     const restored = await restorer.next<RestoreReport>("restored", OP_TIMEOUT_MS);
-    const ticks = cpuTicks(victim.pid);
+    const ticksOfTree = () => victim.pids.reduce((sum, pid) => sum + cpuTicks(pid), 0);
+    const ticks = ticksOfTree();
     await sleep(ctx.settleMs);
-    const cpuTicksAfterRestore = cpuTicks(victim.pid) - ticks;
-    process.kill(victim.pid, "SIGTERM"); // it checks all its memory, writes its verdict, exits
+    const cpuTicksAfterRestore = ticksOfTree() - ticks;
+    process.kill(victim.pid, "SIGTERM"); // it checks itself (the root its whole tree), writes its verdict, exits
     const exited = await restorer.next<ExitReport>("exited", OP_TIMEOUT_MS);
     await restorer.finished(10_000);
     const verdict = victim.verdict();
@@ -123,6 +130,7 @@ export async function runCycle(ctx: CycleContext, sizeMiB: number): Promise<{ cy
     const d = dumped.report, r = restored.report;
     const cycle: CycleResult = {
       sizeMiB,
+      processes: victim.pids.length,
       dump: {
         opMs: d.opMs, frozenMs: d.frozenMs, opCpuMs: d.opCpuMs, commandMs: dumpExitAt - dumper.startedAtMs,
         pages: d.pages, zeroPagesSkipped: d.zeroPagesSkipped, imageBytes, injectedSyscalls: d.injectedSyscalls,
@@ -139,7 +147,7 @@ export async function runCycle(ctx: CycleContext, sizeMiB: number): Promise<{ cy
       warm,
       victim: {
         verdict,
-        pass: verdict.startsWith("PASS") && exited.report.code === 0 && cpuTicksAfterRestore > 0,
+        pass: verdict.startsWith("PASS") && exited.report.code === 0 && (cpuTicksAfterRestore > 0 || !victim.busy),
         cpuTicksAfterRestore,
       },
     };
@@ -160,17 +168,17 @@ async function warmMemory(ctx: CycleContext, local: Cleanup): Promise<Omit<WarmR
 }
 
 /** Physical limits, measured while the victim is stopped so that it does not share the CPU. */
-async function measureLimits(ctx: CycleContext, victim: Sweeper, bytes: number, scratchDir: string, local: Cleanup): Promise<Limits> {
+async function measureLimits(ctx: CycleContext, victim: BenchVictim, bytes: number, scratchDir: string, local: Cleanup): Promise<Limits> {
   process.kill(victim.pid, "SIGSTOP");
   const resume = () => void process.kill(victim.pid, "SIGCONT");
   const forgetResume = local.add("SIGCONT victim", resume);
   try {
     for (let state = stateOf(victim.pid); state !== "T"; state = stateOf(victim.pid)) {
-      if (state === null || state === "Z") throw new FerryError("FERRY_BENCH_VICTIM", `sweeper ${victim.pid} died before the limits were measured`);
+      if (state === null || state === "Z") throw new FerryError("FERRY_BENCH_VICTIM", `${victim.comm} ${victim.pid} died before the limits were measured`);
       await sleep(1);
     }
     const prober = new RunnerProcess("limits", [
-      "--pid", String(victim.pid), "--addr", String(victim.ready.addr), "--bytes", String(bytes), "--scratch", scratchDir,
+      "--pid", String(victim.pid), "--addr", String(victim.probe!.addr), "--bytes", String(bytes), "--scratch", scratchDir,
     ], ctx.cpu);
     local.add("limits runner", () => prober.stop());
     const { report } = await prober.next<Limits & { event: string }>("limits", OP_TIMEOUT_MS);

@@ -3,12 +3,23 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { FerryError } from "../src/errors.js";
+import type { TreeShape } from "./victim.js";
 
 /** dist/bench -> the repository root (sources, bench/.build, bench/results live there). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
+/** single: one process per size; tree: a process tree beside one process of its memory; tcp: TCP repair. */
+export const SCENARIOS = ["single", "tree", "tcp"] as const;
+export type Scenario = (typeof SCENARIOS)[number];
+
 export interface BenchOptions {
+  scenarios: Scenario[];
+  /** sizes of the single-process victim */
   sizesMiB: number[];
+  /** the tree victim: processes × threads, MiB per process */
+  tree: TreeShape;
+  /** established TCP connections of the TCP victim */
+  connections: number;
   /** dump+restore cycles per size; the table shows medians */
   runs: number;
   quick: boolean;
@@ -25,10 +36,15 @@ export interface BenchOptions {
   json: boolean;
 }
 
-export const USAGE = `usage: node dist/bench/run.js [--sizes 256,1024] [--runs N] [--quick] [--cpu N] [--out DIR] [--profile] [--cold] [--json]
-  --sizes    victim sizes in MiB (default 256,1024)
+export const USAGE = `usage: node dist/bench/run.js [--scenarios single,tree,tcp] [--sizes 256,1024] [--tree 8x4x64] [--connections 1000]
+                         [--runs N] [--quick] [--cpu N] [--out DIR] [--profile] [--cold] [--json]
+  --scenarios  which to run (default all): single = one process of each size; tree = a process tree,
+               and one process of the tree's total memory beside it; tcp = TCP repair of many connections
+  --sizes    single-process victim sizes in MiB (default 256,1024)
+  --tree     the tree: PROCESSESxTHREADSxMIB, MiB per process (default 8x4x64)
+  --connections  established loopback TCP connections of the TCP victim (default 1000)
   --runs     dump+restore cycles per size, medians reported (default 3, 1 with --quick)
-  --quick    smoke mode: one 64 MiB cycle, small physical-limit probes
+  --quick    smoke mode: one cycle each, 64 MiB, a 2x2x8 tree, 50 connections, small physical-limit probes
   --cpu      CPU that ferry and the victim are pinned to (default: the last one)
   --out      where latest.json and latest.md go (default bench/results)
   --profile  run ferry under node --cpu-prof and print where its time goes (slows it down)
@@ -39,7 +55,10 @@ export function parseOptions(argv: string[]): BenchOptions | null {
   const { values } = parseArgs({
     args: argv,
     options: {
+      scenarios: { type: "string" },
       sizes: { type: "string" },
+      tree: { type: "string" },
+      connections: { type: "string" },
       runs: { type: "string" },
       quick: { type: "boolean", default: false },
       cpu: { type: "string" },
@@ -60,8 +79,11 @@ export function parseOptions(argv: string[]): BenchOptions | null {
   if (!Number.isInteger(cpu) || cpu < 0 || cpu >= cpus) {
     throw new FerryError("FERRY_USAGE", `--cpu ${values.cpu}: this machine has CPUs 0-${cpus - 1}`);
   }
+  const scenarios = values.scenarios ? values.scenarios.split(",").map(scenario) : [...SCENARIOS];
+  const tree = values.tree ? treeShape(values.tree) : quick ? { processes: 2, threads: 2, mib: 8 } : { processes: 8, threads: 4, mib: 64 };
+  const connections = values.connections ? positiveInt("--connections", values.connections) : quick ? 50 : 1000;
   return {
-    sizesMiB, runs, quick, cpu,
+    scenarios: SCENARIOS.filter((s) => scenarios.includes(s)), sizesMiB, tree, connections, runs, quick, cpu,
     outDir: path.resolve(values.out ?? path.join(REPO_ROOT, "bench/results")),
     profile: !!values.profile,
     settleMs: quick ? 100 : 300,
@@ -74,4 +96,17 @@ function positiveInt(flag: string, s: string): number {
   const n = Number(s);
   if (!Number.isInteger(n) || n <= 0) throw new FerryError("FERRY_USAGE", `${flag}: not a positive whole number: ${s}`);
   return n;
+}
+
+function scenario(s: string): Scenario {
+  if (!(SCENARIOS as readonly string[]).includes(s)) throw new FerryError("FERRY_USAGE", `--scenarios: no scenario ${s} (${SCENARIOS.join(", ")})`);
+  return s as Scenario;
+}
+
+function treeShape(s: string): TreeShape {
+  const parts = s.split("x");
+  if (parts.length !== 3) throw new FerryError("FERRY_USAGE", `--tree: expected PROCESSESxTHREADSxMIB (e.g. 8x4x64), got ${s}`);
+  const [processes, threads, mib] = parts.map((p) => positiveInt("--tree", p));
+  if (processes > 64 || threads > 64) throw new FerryError("FERRY_USAGE", `--tree ${s}: at most 64 processes of at most 64 threads`);
+  return { processes, threads, mib };
 }

@@ -1,6 +1,8 @@
 /**
  * `npm run bench`: dump and restore a victim of 256 MiB and 1 GiB of touched memory with images in
- * /dev/shm, and put every figure beside the physical limit measured in the same run.
+ * /dev/shm, and put every figure beside the physical limit measured in the same run; then a tree of
+ * 8 processes × 4 threads × 64 MiB beside one process of 512 MiB, and TCP repair of 1,000
+ * established connections (bench/scenarios.ts). `--scenarios` picks among them.
  * Writes <out>/latest.json and <out>/latest.md and prints the table. See bench/options.ts for flags.
  */
 import fs from "node:fs";
@@ -10,10 +12,12 @@ import { execFileSync } from "node:child_process";
 import { FerryError } from "../src/errors.js";
 import { parseOptions, USAGE, REPO_ROOT, type BenchOptions } from "./options.js";
 import { Cleanup, becomeSubreaper } from "./cleanup.js";
-import { buildSweeper } from "./victim.js";
-import { runCycle, removeStaleWorkDirs, type CycleResult } from "./cycle.js";
+import { buildVictims, Sweeper } from "./victim.js";
+import { runCycle, removeStaleWorkDirs, type CycleResult, type StartVictim } from "./cycle.js";
 import { summarize, TARGETS_1GIB, CRIU_REFERENCE, type BenchReport } from "./summary.js";
+import { runTcp, runTree, summarizeTcp, summarizeTree } from "./scenarios.js";
 import { renderTable } from "./table.js";
+import { renderTcp, renderTree } from "./scenarioTable.js";
 import { renderProfile } from "./profile.js";
 import type { Limits } from "./limits.js";
 
@@ -22,44 +26,61 @@ const LIMIT_PROBE_BYTES = 256 << 20;
 async function main(opts: BenchOptions, cleanup: Cleanup): Promise<BenchReport> {
   const startedAt = new Date().toISOString();
   const loadAtStart = os.loadavg()[0];
-  const sweeperBin = buildSweeper();
+  const bins = buildVictims();
   for (const dir of removeStaleWorkDirs()) process.stderr.write(`bench: removed /dev/shm/${dir}, left by a benchmark that was killed\n`);
   const profileDir = path.join(opts.outDir, "profiles");
   if (opts.profile) fs.mkdirSync(profileDir, { recursive: true });
 
+  // The first victim with a block of memory to probe measures the physical limits of the run.
   let limits: Limits | null = null;
+  const runOne = async (label: string, sizeMiB: number, start: StartVictim): Promise<CycleResult> => {
+    const profileName = label.replace(/[^\w.-]+/g, "-");
+    const { cycle, limits: measured } = await runCycle({
+      cpu: opts.cpu, settleMs: opts.settleMs, cleanup,
+      warmMiB: opts.warm && sizeMiB ? 3 * sizeMiB + (opts.quick ? 256 : 1024) : 0,
+      limitBytes: limits ? null : opts.quick ? 64 << 20 : LIMIT_PROBE_BYTES,
+      nodeFlags: (mode) => opts.profile
+        ? ["--cpu-prof", "--cpu-prof-interval=250", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${mode}-${profileName}.cpuprofile`]
+        : [],
+    }, label, sizeMiB, start);
+    limits ??= measured;
+    process.stderr.write(
+      `bench: ${label}: dump ${cycle.dump.opMs.toFixed(0)} ms (frozen ${cycle.dump.frozenMs.toFixed(0)}), ` +
+      `restore ${cycle.restore.opMs.toFixed(0)} ms, peak RSS ${cycle.dump.peakRssMiB.toFixed(0)}/${cycle.restore.peakRssMiB.toFixed(0)} MiB, ` +
+      `victim: ${cycle.victim.pass ? "PASS" : cycle.victim.verdict}\n`,
+    );
+    return cycle;
+  };
+
   const bySize = new Map<number, CycleResult[]>();
-  for (const sizeMiB of opts.sizesMiB) {
-    for (let run = 1; run <= opts.runs; run++) {
-      const label = `${sizeMiB}MiB-run${run}`;
-      const { cycle, limits: measured } = await runCycle({
-        sweeperBin, cpu: opts.cpu, settleMs: opts.settleMs, cleanup,
-        warmMiB: opts.warm ? 3 * sizeMiB + (opts.quick ? 256 : 1024) : 0,
-        limitBytes: limits ? null : opts.quick ? 64 << 20 : LIMIT_PROBE_BYTES,
-        nodeFlags: (mode) => opts.profile
-          ? ["--cpu-prof", "--cpu-prof-interval=250", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${mode}-${label}.cpuprofile`]
-          : [],
-      }, sizeMiB);
-      limits ??= measured;
-      bySize.set(sizeMiB, [...(bySize.get(sizeMiB) ?? []), cycle]);
-      process.stderr.write(
-        `bench: ${sizeMiB} MiB run ${run}/${opts.runs}: dump ${cycle.dump.opMs.toFixed(0)} ms (frozen ${cycle.dump.frozenMs.toFixed(0)}), ` +
-        `restore ${cycle.restore.opMs.toFixed(0)} ms, peak RSS ${cycle.dump.peakRssMiB.toFixed(0)}/${cycle.restore.peakRssMiB.toFixed(0)} MiB, ` +
-        `victim: ${cycle.victim.verdict.split(" ")[0]}\n`,
-      );
+  if (opts.scenarios.includes("single")) {
+    for (const sizeMiB of opts.sizesMiB) {
+      for (let run = 1; run <= opts.runs; run++) {
+        const cycle = await runOne(`${sizeMiB}MiB-run${run}`, sizeMiB, (dir, cpu, local) => Sweeper.start(bins.sweeper, sizeMiB, dir, cpu, local));
+        bySize.set(sizeMiB, [...(bySize.get(sizeMiB) ?? []), cycle]);
+      }
     }
   }
-  if (!limits) throw new FerryError("FERRY_BENCH", "no physical limits measured");
+  const treeCycles = opts.scenarios.includes("tree") ? await runTree(opts.tree, opts.runs, bins, runOne) : null;
+  const tcpCycles = opts.scenarios.includes("tcp") ? await runTcp(opts.connections, opts.runs, bins, runOne) : null;
+  const measured = limits as Limits | null; // assigned inside runOne: TypeScript cannot see it
+  if ((bySize.size || treeCycles) && !measured) throw new FerryError("FERRY_BENCH", "no physical limits measured");
+  const sizes = [...bySize].map(([m, cycles]) => ({ ...summarize(m, cycles, measured!), runs: cycles }));
   return {
     schema: "ferry-bench/1",
     startedAt,
     finishedAt: new Date().toISOString(),
-    options: { sizesMiB: opts.sizesMiB, runs: opts.runs, quick: opts.quick, cpu: opts.cpu, profile: opts.profile, warm: opts.warm },
+    options: {
+      scenarios: opts.scenarios, sizesMiB: opts.sizesMiB, tree: opts.tree, connections: opts.connections,
+      runs: opts.runs, quick: opts.quick, cpu: opts.cpu, profile: opts.profile, warm: opts.warm,
+    },
     host: hostInfo(),
     loadAverage: { start: loadAtStart, end: os.loadavg()[0] },
     pinnedCpu: opts.cpu,
-    limits,
-    sizes: opts.sizesMiB.map((m) => ({ ...summarize(m, bySize.get(m)!, limits!), runs: bySize.get(m)! })),
+    limits: measured,
+    sizes,
+    tree: treeCycles ? summarizeTree(treeCycles, measured!) : null,
+    tcp: tcpCycles ? summarizeTcp(tcpCycles) : null,
     targets1GiB: TARGETS_1GIB,
     reference: CRIU_REFERENCE,
   };
@@ -96,16 +117,23 @@ function hostInfo(): BenchReport["host"] {
 /** Writes latest.json and latest.md; returns both texts. */
 function save(report: BenchReport, outDir: string, profiles: string): { json: string; table: string } {
   fs.mkdirSync(outDir, { recursive: true });
-  const table = renderTable(report) + (profiles ? `\n${profiles}` : "");
+  const { limits } = report;
+  const sections = [
+    report.sizes.length && limits ? renderTable({ ...report, limits }) : "",
+    report.tree ? renderTree(report.tree, report.options.runs) : "",
+    report.tcp ? renderTcp(report.tcp, report.options.runs) : "",
+    profiles,
+  ];
+  const table = sections.filter((s) => s).join("\n");
   const json = JSON.stringify(report, null, 2) + "\n";
   fs.writeFileSync(path.join(outDir, "latest.json"), json);
   fs.writeFileSync(path.join(outDir, "latest.md"), table);
   return { json, table };
 }
 
-/** With --profile: where the dump and restore of the largest size spent their time. */
+/** With --profile: where the dump and restore of the largest single size spent their time. */
 function profileSummary(opts: BenchOptions): string {
-  if (!opts.profile) return "";
+  if (!opts.profile || !opts.scenarios.includes("single")) return "";
   const size = Math.max(...opts.sizesMiB);
   const dir = path.join(opts.outDir, "profiles");
   const ops = [
@@ -144,8 +172,8 @@ try {
   const { json, table } = save(report, opts.outDir, profileSummary(opts));
   process.stdout.write(opts.json ? json : table);
   process.stderr.write(`bench: saved ${path.join(opts.outDir, "latest.json")} and latest.md\n`);
-  if (report.sizes.some((s) => s.verdict !== "PASS")) {
-    process.stderr.write("bench: a restored victim found its memory wrong (see the verdicts in latest.json)\n");
+  if (report.sizes.some((s) => s.verdict !== "PASS") || (report.tree && report.tree.verdict !== "PASS") || (report.tcp && report.tcp.verdict !== "PASS")) {
+    process.stderr.write("bench: a restored victim found itself wrong, or did not run (see the verdicts in latest.json)\n");
     process.exitCode = 1;
   }
 } catch (e) {

@@ -1,5 +1,7 @@
 import type { CycleResult } from "./cycle.js";
 import type { Limits } from "./limits.js";
+import type { Scenario } from "./options.js";
+import type { TcpReport, TreeReport } from "./scenarios.js";
 
 /** Medians over the cycles of one size, with the floors the physical limits allow. Times in ms. */
 export interface SizeSummary {
@@ -96,14 +98,23 @@ export interface BenchReport {
   schema: "ferry-bench/1";
   startedAt: string;
   finishedAt: string;
-  options: { sizesMiB: number[]; runs: number; quick: boolean; cpu: number; profile: boolean; warm: boolean };
+  options: {
+    scenarios: Scenario[]; sizesMiB: number[]; tree: { processes: number; threads: number; mib: number }; connections: number;
+    runs: number; quick: boolean; cpu: number; profile: boolean; warm: boolean;
+  };
   host: { kernel: string; cpuModel: string; cpus: number; node: string; thp: string; ferryCommit: string };
   /** /proc/loadavg (1 minute) when the run started and ended: other work on the machine skews timings */
   loadAverage: { start: number; end: number };
   /** pinning: ferry's processes and the victim share this one CPU */
   pinnedCpu: number;
-  limits: Limits;
+  /** measured on the first single process of the run (of the single or the tree scenario); null when neither ran */
+  limits: Limits | null;
+  /** the single scenario: one process per size (empty when not selected) */
   sizes: (SizeSummary & { runs: CycleResult[] })[];
+  /** the tree scenario, or null when not selected */
+  tree: TreeReport | null;
+  /** the TCP scenario, or null when not selected */
+  tcp: TcpReport | null;
   targets1GiB: typeof TARGETS_1GIB;
   reference: typeof CRIU_REFERENCE;
 }

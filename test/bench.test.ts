@@ -1,7 +1,9 @@
 /**
- * The benchmark itself works: in --quick mode it dumps and restores a 64 MiB sweeper, the victim
- * finds every page right after the restore, and latest.json holds every figure with a positive
- * value. A smoke test of the benchmark, not a timing assertion.
+ * The benchmark itself works: in --quick mode it dumps and restores a 64 MiB sweeper, a tree of
+ * 2 processes × 2 threads × 8 MiB beside a 16 MiB sweeper, and a process holding 50 established TCP
+ * connections beside the same process with its listener only; every victim finds itself right after
+ * the restore, and latest.json holds every figure with a positive value. A smoke test of the
+ * benchmark, not a timing assertion.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -35,7 +37,14 @@ function assertPositive(obj: Record<string, unknown>, keys: string[], where: str
 
 const shmDirs = () => new Set(fs.readdirSync("/dev/shm").filter((f) => f.startsWith("ferry-bench-")));
 
-test("npm run bench --quick: a 64 MiB victim survives dump and restore, and the report has every figure", { timeout: 180_000 }, async () => {
+const SIZE_FIELDS = [
+  "dumpMs", "dumpFrozenMs", "dumpCommandMs", "restoreMs", "restoreCommandMs", "downtimeMs", "downtimeEndToEndMs",
+  "dumpGBps", "restoreGBps", "dumpFloorMs", "restoreFloorMs", "dumpPeakRssMiB", "restorePeakRssMiB", "baselineRssMiB", "imageBytes",
+];
+
+const VICTIMS = ["bench/.build/sweeper", "bench/.build/treesweeper", "bench/.build/tcpconns"];
+
+test("npm run bench --quick: a 64 MiB victim, a process tree and 50 TCP connections survive dump and restore, and the report has every figure", { timeout: 240_000 }, async () => {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-bench-test-"));
   const before = shmDirs();
   try {
@@ -45,6 +54,8 @@ test("npm run bench --quick: a 64 MiB victim survives dump and restore, and the 
     const report = JSON.parse(fs.readFileSync(path.join(out, "latest.json"), "utf8")) as BenchReport;
     assert.equal(report.schema, "ferry-bench/1");
     assert.deepEqual(report.options.sizesMiB, [64]);
+    assert.deepEqual(report.options.scenarios, ["single", "tree", "tcp"]);
+    assert.ok(report.limits);
     assertPositive(report.limits as unknown as Record<string, unknown>, [
       "bytes", "memcpyGBps", "vmReadvGBps", "vmReadvToMemoryGBps", "shmWriteGBps", "shmReadGBps",
       "vmWritevColdGBps", "memcpyColdGBps", "uffdCopyColdGBps", "crc32GBps",
@@ -54,10 +65,7 @@ test("npm run bench --quick: a 64 MiB victim survives dump and restore, and the 
     const size = report.sizes[0];
     assert.equal(size.sizeMiB, 64);
     assert.equal(size.verdict, "PASS");
-    assertPositive(size as unknown as Record<string, unknown>, [
-      "dumpMs", "dumpFrozenMs", "dumpCommandMs", "restoreMs", "restoreCommandMs", "downtimeMs", "downtimeEndToEndMs",
-      "dumpGBps", "restoreGBps", "dumpFloorMs", "restoreFloorMs", "dumpPeakRssMiB", "restorePeakRssMiB", "baselineRssMiB", "imageBytes",
-    ], "sizes[0]");
+    assertPositive(size as unknown as Record<string, unknown>, SIZE_FIELDS, "sizes[0]");
 
     const [cycle] = size.runs;
     assert.match(cycle.victim.verdict, /^PASS pages=16384 /);
@@ -66,23 +74,59 @@ test("npm run bench --quick: a 64 MiB victim survives dump and restore, and the 
     assert.ok(cycle.restore.bytes >= 64 * 2 ** 20);
     assert.ok(cycle.downtime.frozenPlusRestoreMs >= cycle.dump.frozenMs);
 
+    // The tree: 2 processes × 2 threads × 8 MiB, every process checked, beside one process of 16 MiB.
+    const tree = report.tree;
+    assert.ok(tree, "the report has no tree scenario");
+    assert.deepEqual(tree.shape, { processes: 2, threadsPerProcess: 2, mibPerProcess: 8, totalMiB: 16 });
+    assert.equal(tree.verdict, "PASS");
+    assertPositive(tree.tree as unknown as Record<string, unknown>, SIZE_FIELDS, "tree.tree");
+    assertPositive(tree.single as unknown as Record<string, unknown>, SIZE_FIELDS, "tree.single");
+    assertPositive(tree.ratio, ["dump", "dumpFrozen", "restore", "downtime"], "tree.ratio");
+    const [treeCycle] = tree.tree.runs;
+    assert.equal(treeCycle.processes, 2);
+    assert.match(treeCycle.victim.verdict, /^PASS procs=2 threads=4 pages=4096 /);
+    assert.ok(treeCycle.victim.cpuTicksAfterRestore > 0, "the restored tree used no CPU: did it run?");
+    assert.ok(treeCycle.dump.pages >= 4096, `the dump holds ${treeCycle.dump.pages} pages, the tree touched 4096`);
+    assert.match(tree.single.runs[0].victim.verdict, /^PASS pages=4096 /);
+
+    // TCP: 50 connections (101 sockets) come back, each carrying data both ways.
+    const tcp = report.tcp;
+    assert.ok(tcp, "the report has no tcp scenario");
+    assert.equal(tcp.connections, 50);
+    assert.equal(tcp.sockets, 101);
+    assert.ok(tcp.queuedConnections > 0, "no connection had bytes queued");
+    assert.equal(tcp.verdict, "PASS");
+    const tcpFields = ["dumpMs", "dumpFrozenMs", "dumpCommandMs", "restoreMs", "restoreCommandMs", "downtimeMs", "downtimeEndToEndMs", "dumpPeakRssMiB", "restorePeakRssMiB", "imageBytes"];
+    assertPositive(tcp.loaded as unknown as Record<string, unknown>, tcpFields, "tcp.loaded");
+    assertPositive(tcp.baseline as unknown as Record<string, unknown>, tcpFields, "tcp.baseline");
+    assertPositive(tcp.perConnectionMs, ["dump", "dumpFrozen", "restore", "downtime"], "tcp.perConnectionMs");
+    for (const k of ["dumpAdded", "dumpFrozenAdded", "restoreAdded", "downtimeAdded"] as const) {
+      assert.ok(Number.isFinite(tcp.perConnectionMs[k]), `tcp.perConnectionMs.${k} is ${tcp.perConnectionMs[k]}`); // a difference: may be noise around 0
+    }
+    assert.match(tcp.loaded.runs[0].victim.verdict, /^PASS connections=50 queued=\d+ both_ways=50$/);
+    assert.match(tcp.baseline.runs[0].victim.verdict, /^PASS connections=0 /);
+    assert.ok(tcp.loaded.imageBytes > tcp.baseline.imageBytes, "50 connections take no room in the images");
+
     const table = fs.readFileSync(path.join(out, "latest.md"), "utf8");
     assert.ok(stdout.includes(table), "the table is printed as saved");
     assert.match(table, /CRIU 4\.2/);
     assert.match(table, /process_vm_readv/);
     assert.match(table, /memcpy/);
+    assert.match(table, /tree: 2 processes × 2 threads × 8 MiB/);
+    assert.match(table, /TCP repair of 50 established connections/);
   } finally {
     fs.rmSync(out, { recursive: true, force: true });
   }
-  // Nothing left behind: no work directory in /dev/shm, no sweeper.
+  // Nothing left behind: no work directory in /dev/shm, no victim.
   const left = [...shmDirs()].filter((d) => !before.has(d));
   assert.deepEqual(left, [], "the benchmark left /dev/shm directories behind");
-  const sweepers = fs.readdirSync("/proc").filter((p) => /^\d+$/.test(p)).filter((p) => {
+  const victims = fs.readdirSync("/proc").filter((p) => /^\d+$/.test(p)).filter((p) => {
     try {
-      return fs.readFileSync(`/proc/${p}/cmdline`, "utf8").includes("bench/.build/sweeper");
+      const cmdline = fs.readFileSync(`/proc/${p}/cmdline`, "utf8");
+      return VICTIMS.some((v) => cmdline.includes(v));
     } catch {
       return false;
     }
   });
-  assert.deepEqual(sweepers, [], "the benchmark left sweepers running");
+  assert.deepEqual(victims, [], "the benchmark left victims running");
 });

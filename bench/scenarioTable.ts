@@ -1,0 +1,77 @@
+import type { TcpReport, TreeReport } from "./scenarios.js";
+
+const sec = (ms: number) => `${(ms / 1000).toFixed(3)} s`;
+const ms = (v: number) => `${v.toFixed(v < 1 ? 3 : 1)} ms`;
+const mib = (m: number) => `${m.toFixed(0)} MiB`;
+const times = (x: number) => `× ${x.toFixed(2)}`;
+const row = (cells: string[]) => `| ${cells.join(" | ")} |`;
+
+/** The process tree beside one process of the same memory, measured in alternation in the same run. */
+export function renderTree(t: TreeReport, runs: number): string {
+  const { shape } = t;
+  const head = ["", `tree: ${shape.processes} processes × ${shape.threadsPerProcess} threads × ${shape.mibPerProcess} MiB`, `single process, ${shape.totalMiB} MiB`, "tree ÷ single"];
+  const line = (label: string, cell: (s: TreeReport["tree"]) => string, ratio = "") => row([label, cell(t.tree), cell(t.single), ratio]);
+  const injected = (s: TreeReport["tree"]) => `${s.runs[0].dump.injectedSyscalls} / ${s.runs[0].restore.injectedSyscalls}`;
+  const children = shape.processes - 1;
+  return [
+    `## ferry: a process tree against one process of the same memory (${shape.totalMiB} MiB)`,
+    "",
+    `Medians of ${runs} run(s) each, the single process and the tree in alternation, pinned to the same CPU as above. ` +
+      `Tree victim: bench/victims/treesweeper.c (the root forks ${children} ${children === 1 ? "child" : "children"}; in every process ${shape.threadsPerProcess} threads sweep their own slice of its ${shape.mibPerProcess} MiB; ` +
+      "after the restore each process checks every page, its threads' TIDs and its parent). Single: bench/victims/sweeper.c.",
+    "",
+    row(head),
+    row(head.map(() => "---")),
+    line("dump (dump() call), median (best)", (s) => `${sec(s.dumpMs)} (${sec(s.dumpBestMs)})`, times(t.ratio.dump)),
+    line("  of which frozen", (s) => sec(s.dumpFrozenMs), times(t.ratio.dumpFrozen)),
+    line("  before the freeze: seizing, the victim's threads still running on the CPU ¹", (s) => sec(s.dumpMs - s.dumpFrozenMs)),
+    line("  floor: process_vm_readv + /dev/shm write", (s) => sec(s.dumpFloorMs)),
+    line("  dump, whole command (Node start-up incl.)", (s) => sec(s.dumpCommandMs)),
+    line("restore (restore() call, until all of it runs), median (best)", (s) => `${sec(s.restoreMs)} (${sec(s.restoreBestMs)})`, times(t.ratio.restore)),
+    line("  floor: /dev/shm read + process_vm_writev into fresh memory", (s) => sec(s.restoreFloorMs)),
+    line("  restore, whole command (Node start-up incl.)", (s) => sec(s.restoreCommandMs)),
+    line("downtime = dump frozen + restore", (s) => sec(s.downtimeMs), times(t.ratio.downtime)),
+    line("  freeze → running, end to end here", (s) => sec(s.downtimeEndToEndMs)),
+    line("ferry CPU time ÷ wall time, dump / restore ²", (s) => `${s.dumpCpuShare.toFixed(2)} / ${s.restoreCpuShare.toFixed(2)}`),
+    line("ferry peak RSS, dump / restore", (s) => `${mib(s.dumpPeakRssMiB)} / ${mib(s.restorePeakRssMiB)}`),
+    line("image size", (s) => `${(s.imageBytes / 2 ** 20).toFixed(1)} MiB`),
+    line("injected system calls, dump / restore (first run)", injected),
+    line("victim after restore", (s) => s.verdict),
+    "",
+    `¹ Medians, so dump − frozen is approximate. Until every thread is stopped, ferry shares its CPU with ${shape.processes * shape.threadsPerProcess} sweeping threads ` +
+      "(the single process has one): each stop it waits for costs it a turn behind all of them. The dump command's Node start-up pays the same way.",
+    "² Below ~0.9 the operation's process waited: for the CPU (the victim's threads, other work on this machine) or for the process it works on.",
+    "",
+  ].join("\n");
+}
+
+/** TCP repair: the victim with its connections beside the same victim with its listener only. */
+export function renderTcp(t: TcpReport, runs: number): string {
+  const p = t.perConnectionMs;
+  const head = ["", `${t.connections} connections (${t.sockets} sockets)`, "listener only", "per connection: whole ÷ N", "per connection: added ¹"];
+  const line = (label: string, pick: (s: TcpReport["loaded"]) => number, per?: number, added?: number) =>
+    row([label, sec(pick(t.loaded)), sec(pick(t.baseline)), per === undefined ? "" : ms(per), added === undefined ? "" : ms(added)]);
+  return [
+    `## ferry: TCP repair of ${t.connections} established connections`,
+    "",
+    `Medians of ${runs} run(s) each, in alternation, pinned to the same CPU as above. Victim: bench/victims/tcpconns.c — ${t.connections} loopback connections to its own ` +
+      `listener, both ends in the one process, ${t.queuedConnections} of them with a few bytes queued; after the restore it checks every connection's addresses and queued bytes, ` +
+      "sends a message both ways on every one, and connects once more to the listener.",
+    "",
+    row(head),
+    row(head.map(() => "---")),
+    line("dump (dump() call)", (s) => s.dumpMs, p.dump, p.dumpAdded),
+    line("  of which frozen", (s) => s.dumpFrozenMs, p.dumpFrozen, p.dumpFrozenAdded),
+    line("  dump, whole command (Node start-up incl.)", (s) => s.dumpCommandMs),
+    line("restore (restore() call, until it runs)", (s) => s.restoreMs, p.restore, p.restoreAdded),
+    line("  restore, whole command (Node start-up incl.)", (s) => s.restoreCommandMs),
+    line("downtime = dump frozen + restore", (s) => s.downtimeMs, p.downtime, p.downtimeAdded),
+    line("  freeze → running, end to end here", (s) => s.downtimeEndToEndMs),
+    row(["ferry peak RSS, dump / restore", `${mib(t.loaded.dumpPeakRssMiB)} / ${mib(t.loaded.restorePeakRssMiB)}`, `${mib(t.baseline.dumpPeakRssMiB)} / ${mib(t.baseline.restorePeakRssMiB)}`, "", ""]),
+    row(["image size", `${(t.loaded.imageBytes / 2 ** 10).toFixed(0)} KiB`, `${(t.baseline.imageBytes / 2 ** 10).toFixed(0)} KiB`, "", ""]),
+    row(["victim after restore (every connection both ways)", t.loaded.verdict, t.baseline.verdict, "", ""]),
+    "",
+    "¹ (with connections − listener only) ÷ connections: what the connections themselves cost, the process's own dump and restore taken out.",
+    "",
+  ].join("\n");
+}
