@@ -105,6 +105,7 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
       receiver.close();
     }
     const precopiedPages = store.size;
+    const tRestore = performance.now();
     let installed = 0;
     const install = (t: TargetUffd) => {
       installed = store.install(t.fd, req.keep ?? []);
@@ -137,6 +138,7 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
       restored = restore({ images: dir });
       resumedAtUs = nowUs();
     }
+    if (process.env.FERRY_DEBUG) opts.log?.(`restore ${(performance.now() - tRestore).toFixed(1)} ms (restore() ${restored.durationMs.toFixed(1)} ms, ${installed} pages installed)`);
     const reply: RestoredReply = { pid: restored.pid, resumedAtUs, restoreMs: restored.durationMs, installedPages: installed };
     await control.sendJson(MCMD.RESTORED, reply);
     let lazy: LazySummary | null = null;

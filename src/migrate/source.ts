@@ -52,6 +52,9 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
   let stopped = false; // the source is frozen by us: resume it if we fail before the destination runs it
   let delivered = false;
   let precopy: PrecopyResult | null = null;
+  let server: Awaited<ReturnType<typeof startPageServer>> | null = null;
+  const sample = () => tl.sample({ bytesSent: control.bytesOut + (server?.server.stats.bytesSent ?? 0), faults: server?.server.stats.faultRequests ?? 0, pagesArrived: server?.server.stats.pagesSent ?? 0 });
+  const sampler = setInterval(sample, 20);
   const onAbort = () => control.close();
   opts.signal?.addEventListener("abort", onAbort, { once: true });
   try {
@@ -71,7 +74,6 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
     tl.phase("switch-over");
     if (precopy) Object.assign(request, await precopy.switchOver(images, mode === "precopy"));
     tl.phase("images");
-    let server: Awaited<ReturnType<typeof startPageServer>> | null = null;
     if (mode === "lazy" || mode === "hybrid") {
       server = await startPageServer(opts.pid, images, (socket.localAddress ?? "0.0.0.0").replace(/^::ffff:/, ""), opts.transport, opts.log);
       request.pageServerPort = server.port;
@@ -79,7 +81,6 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
     const imageBytes = await sendImages(control, images);
     tl.phase("restore");
     await control.sendJson(MCMD.RESTORE, request);
-    const sampler = setInterval(() => tl.sample({ bytesSent: control.bytesOut + (server?.server.stats.bytesSent ?? 0), faults: server?.server.stats.faultRequests ?? 0, pagesArrived: server?.server.stats.pagesSent ?? 0 }), 50);
     let restored: RestoredReply;
     let lazy: LazySummary | null = null;
     try {
@@ -100,9 +101,9 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
       }
       delivered = true;
     } finally {
-      clearInterval(sampler);
       if (!delivered && server) server.server.abandon("the migration failed");
     }
+    sample();
     tl.phase("done");
     return summarize({ mode, pid: opts.pid, timeline: tl, dump: d, imageBytes, controlBytes: control.bytesOut, restored, lazy, precopy, pageServer: server?.server.stats ?? null });
   } catch (e) {
@@ -110,6 +111,7 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
     if (stopped) rawSyscall(NR.kill, opts.pid, SIG.CONT); // the destination never ran it: it runs on here
     throw e;
   } finally {
+    clearInterval(sampler);
     opts.signal?.removeEventListener("abort", onAbort);
     precopy?.close();
     control.close();

@@ -58,6 +58,7 @@ export function summarize(o: {
     else if (c === 2) twice++;
     else if (c > 2) more++;
   }
+  if (!o.pageServer && !o.precopy) lazyPages = o.dump.pages; // stop-copy: every page once, in the images
   once += Math.max(0, lazyPages); // plain lazy: every page once (the page server counts them)
   transfers += Math.max(0, lazyPages) + (o.pageServer?.pagesResent ?? 0);
   return {
