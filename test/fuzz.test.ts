@@ -18,6 +18,9 @@ import { CMD, MAX_PAYLOAD, PROTOCOL_VERSION, decodeRanges, encodeRanges, payload
 import { PageIndex } from "../src/lazy/pageIndex.js";
 import { PageServer } from "../src/lazy/pageServer.js";
 import type { FrozenProcess } from "../src/lazy/frozen.js";
+import { LazyPagesDaemon } from "../src/lazy/daemon.js";
+import type { LazyImages } from "../src/lazy/images.js";
+import { openTransport } from "../src/net/transport.js";
 import { tempDir } from "./harness/ferry.js";
 
 const dir = tempDir("ferry-fuzz-");
@@ -247,5 +250,28 @@ test("the page server takes random HELLOs and frames: refuses or closes, never t
       s.onFrame(ch, f);
     }
     if (!frames.some((f) => f.cmd === CMD.DONE)) assert.equal(killed.length, 0, "the source is killed only on DONE");
+  }), { numRuns: RUNS });
+});
+
+test("the lazy-pages daemon takes random PAGES frames: installs what is well-formed, refuses the rest with FERRY_PROTOCOL", () => {
+  const index = new PageIndex([{ vaddr: 0x10000, nrPages: 8 }, { vaddr: 0x100000, nrPages: 300 }]);
+  const images = { dir, pid: 1, index, vmas: [], imageBytes: 0, inventory: {} } as unknown as LazyImages;
+  const daemon = new LazyPagesDaemon({ images, pageServer: { host: "127.0.0.1", port: 9 }, transport: openTransport({ insecure: true }), retryForMs: 0, log: () => {} });
+  const d = daemon as unknown as { onPages(f: Frame, fromBulk: boolean): void };
+  const pages = fc.record({
+    vaddr: fc.oneof(fc.constantFrom(0x10000, 0x12000, 0x100000, 0x1000, 0x17000), fc.nat()),
+    nrPages: fc.oneof(fc.integer({ min: 0, max: 300 }), fc.constant(0xffffffff)),
+    flags: fc.integer({ min: 0, max: 7 }),
+    bitmap: fc.uint8Array({ maxLength: 40 }),
+    dataPages: fc.integer({ min: 0, max: 3 }),
+    fromBulk: fc.boolean(),
+  });
+  fc.assert(fc.property(pages, ({ vaddr, nrPages, flags, bitmap, dataPages, fromBulk }) => {
+    const payload = Buffer.concat([Buffer.from(bitmap), Buffer.alloc(dataPages * 4096, 0x11)]);
+    try {
+      d.onPages({ cmd: CMD.PAGES, flags, nrPages, vaddr, id: 1, payload }, fromBulk);
+    } catch (e) {
+      assert.ok(e instanceof FerryError && e.code === "FERRY_PROTOCOL", `only FERRY_PROTOCOL: ${(e as Error).stack}`);
+    }
   }), { numRuns: RUNS });
 });
