@@ -39,20 +39,6 @@ export async function sendPages(control: Control, pid: number, ranges: Range[], 
   return bytes;
 }
 
-/** The agent's side: each page of a PAGES frame, its data or null for a zero page. */
-export function decodePages(vaddr: number, nrPages: number, payload: Buffer, each: (addr: number, page: Buffer | null) => void): void {
-  let off = bitmapBytes(nrPages);
-  for (let k = 0; k < nrPages; k++) {
-    const zero = (payload[k >> 3] & (1 << (k & 7))) !== 0;
-    if (zero) each(vaddr + k * PAGE_SIZE, null);
-    else {
-      if (off + PAGE_SIZE > payload.length) throw new FerryError("FERRY_PROTOCOL", "a PAGES frame is shorter than its bitmap says");
-      each(vaddr + k * PAGE_SIZE, payload.subarray(off, off + PAGE_SIZE));
-      off += PAGE_SIZE;
-    }
-  }
-}
-
 /** Merge sorted page addresses into ranges. */
 export function toRanges(pages: Iterable<number>): Range[] {
   const out: Range[] = [];
