@@ -31,6 +31,7 @@ export function renderTree(t: TreeReport, runs: number): string {
     line("  floor: /dev/shm read + process_vm_writev into fresh memory", (s) => sec(s.restoreFloorMs)),
     line("  restore, whole command (Node start-up incl.)", (s) => sec(s.restoreCommandMs)),
     line("downtime = dump frozen + restore", (s) => sec(s.downtimeMs), times(t.ratio.downtime)),
+    row(["  the root's, restore starting at once: up to the whole dump() call + restore ³", sec(t.rootDowntimeMs.tree), sec(t.rootDowntimeMs.single), times(t.ratio.rootDowntime)]),
     line("  freeze → running, end to end here", (s) => sec(s.downtimeEndToEndMs)),
     line("ferry CPU time ÷ wall time, dump / restore ²", (s) => `${s.dumpCpuShare.toFixed(2)} / ${s.restoreCpuShare.toFixed(2)}`),
     line("ferry peak RSS, dump / restore", (s) => `${mib(s.dumpPeakRssMiB)} / ${mib(s.restorePeakRssMiB)}`),
@@ -41,6 +42,8 @@ export function renderTree(t: TreeReport, runs: number): string {
     `¹ Medians, so dump − frozen is approximate. Until every thread is stopped, ferry shares its CPU with ${shape.processes * shape.threadsPerProcess} sweeping threads ` +
       "(the single process has one): each stop it waits for costs it a turn behind all of them. The dump command's Node start-up pays the same way.",
     "² Below ~0.9 the operation's process waited: for the CPU (the victim's threads, other work on this machine) or for the process it works on.",
+    "³ ferry freezes the tree one thread, then one process, after another, root first (src/dump/tree.ts, seize.ts); \"frozen\" counts from the last one. " +
+      "The root stops at the start of the dump() call, so its downtime lies between the two downtime rows.",
     "",
   ].join("\n");
 }

@@ -38,8 +38,14 @@ export interface TreeReport {
   tree: SizeSummary & { runs: CycleResult[] };
   /** one sweeper of the tree's total memory, measured in alternation with the tree */
   single: SizeSummary & { runs: CycleResult[] };
+  /**
+   * Medians of the whole dump() call + restore, ms: the most any process of the victim was stopped.
+   * ferry freezes a tree one thread and one process after another, root first, and its frozen time
+   * counts from the last one; the root stops at the start of the call, the others later.
+   */
+  rootDowntimeMs: { tree: number; single: number };
   /** tree ÷ single process, of the medians */
-  ratio: { dump: number; dumpFrozen: number; restore: number; downtime: number };
+  ratio: { dump: number; dumpFrozen: number; restore: number; downtime: number; rootDowntime: number };
   verdict: "PASS" | "FAIL";
 }
 
@@ -47,14 +53,17 @@ export function summarizeTree(c: TreeCycles, limits: Limits): TreeReport {
   const totalMiB = c.shape.processes * c.shape.mib;
   const tree = { ...summarize(totalMiB, c.tree, limits), runs: c.tree };
   const single = { ...summarize(totalMiB, c.single, limits), runs: c.single };
+  const rootDowntime = (cycles: CycleResult[]) => median(cycles.map((r) => r.dump.opMs + r.restore.opMs));
+  const rootDowntimeMs = { tree: rootDowntime(c.tree), single: rootDowntime(c.single) };
   return {
     shape: { processes: c.shape.processes, threadsPerProcess: c.shape.threads, mibPerProcess: c.shape.mib, totalMiB },
-    tree, single,
+    tree, single, rootDowntimeMs,
     ratio: {
       dump: tree.dumpMs / single.dumpMs,
       dumpFrozen: tree.dumpFrozenMs / single.dumpFrozenMs,
       restore: tree.restoreMs / single.restoreMs,
       downtime: tree.downtimeMs / single.downtimeMs,
+      rootDowntime: rootDowntimeMs.tree / rootDowntimeMs.single,
     },
     verdict: tree.verdict === "PASS" && single.verdict === "PASS" ? "PASS" : "FAIL",
   };

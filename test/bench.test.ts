@@ -81,7 +81,9 @@ test("npm run bench --quick: a 64 MiB victim, a process tree and 50 TCP connecti
     assert.equal(tree.verdict, "PASS");
     assertPositive(tree.tree as unknown as Record<string, unknown>, SIZE_FIELDS, "tree.tree");
     assertPositive(tree.single as unknown as Record<string, unknown>, SIZE_FIELDS, "tree.single");
-    assertPositive(tree.ratio, ["dump", "dumpFrozen", "restore", "downtime"], "tree.ratio");
+    assertPositive(tree.ratio, ["dump", "dumpFrozen", "restore", "downtime", "rootDowntime"], "tree.ratio");
+    assertPositive(tree.rootDowntimeMs, ["tree", "single"], "tree.rootDowntimeMs");
+    assert.ok(tree.rootDowntimeMs.tree >= tree.tree.downtimeMs, "the root's downtime bound is below the frozen + restore time");
     const [treeCycle] = tree.tree.runs;
     assert.equal(treeCycle.processes, 2);
     assert.match(treeCycle.victim.verdict, /^PASS procs=2 threads=4 pages=4096 /);
