@@ -27,6 +27,9 @@ export function registerAgent(program: Command): void {
           onReady: () => {
             if (o.statusFd !== undefined) signalStatusFd(o.statusFd);
           },
+          onFailed: () => {
+            process.exitCode = 1;
+          },
           onMigrated: (r) => {
             if (!process.stdout.isTTY) process.stdout.write(JSON.stringify(r) + "\n");
             else process.stderr.write(`ferry agent: process ${r.pid} arrived (${r.mode}) and runs here\n`);

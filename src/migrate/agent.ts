@@ -5,6 +5,7 @@ import type net from "node:net";
 import { FerryError } from "../errors.js";
 import { restore, type Restored } from "../restore/index.js";
 import { uffdUnregister } from "../kernel/uffd.js";
+import { processExists } from "../kernel/procfs.js";
 import type { Endpoint } from "../net/endpoint.js";
 import type { Transport } from "../net/transport.js";
 import { restoreLazyWithServer } from "../lazy/destination.js";
@@ -25,6 +26,7 @@ export interface AgentOptions {
   log?: (line: string) => void;
   onReady?: (address: net.AddressInfo) => void;
   onMigrated?: (r: AgentSessionResult) => void;
+  onFailed?: (e: Error) => void;
   signal?: AbortSignal;
 }
 
@@ -47,6 +49,7 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
         const r = await agentSession(socket, opts);
         opts.onMigrated?.(r);
       } catch (e) {
+        opts.onFailed?.(e as Error);
         opts.log?.(`migration from ${socket.remoteAddress} failed: ${process.env.FERRY_DEBUG ? (e as Error).stack : (e as Error).message}`);
       }
       if (opts.once) finish();
@@ -85,6 +88,7 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
     const hello = parse<Hello>((await control.expect(MCMD.HELLO, 10_000)).payload);
     if (hello.version !== MIGRATE_VERSION) throw new FerryError("FERRY_VERSION", `the source speaks migration protocol ${hello.version}, this agent ${MIGRATE_VERSION}`);
     if (!MODES.includes(hello.mode)) throw new FerryError("FERRY_USAGE", `unknown mode ${hello.mode}`);
+    if (processExists(hello.pid)) throw new FerryError("FERRY_PID_TAKEN", `PID ${hello.pid} is taken on the destination: it cannot come here with its PID`);
     dir = opts.keepImages ? path.join(opts.keepImages, `${hello.pid}-${Date.now()}`) : fs.mkdtempSync(path.join(fs.existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir(), "ferry-agent-"));
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     await control.sendJson(MCMD.HELLO_OK, { version: MIGRATE_VERSION });

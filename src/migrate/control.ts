@@ -66,7 +66,17 @@ export class Control {
 
   async send(cmd: number, payload?: Buffer, h: { vaddr?: number; nrPages?: number; flags?: number } = {}): Promise<void> {
     this.ch.send({ cmd, flags: h.flags ?? 0, nrPages: h.nrPages ?? 0, vaddr: h.vaddr ?? 0, id: 0 }, payload);
-    if (this.ch.needsDrain) await new Promise<void>((r) => this.socket.once("drain", r));
+    if (!this.ch.needsDrain) return;
+    await new Promise<void>((resolve, reject) => {
+      const done = () => {
+        this.socket.off("drain", done);
+        this.socket.off("close", done);
+        if (this.closedWhy || !this.ch.isOpen) reject(new FerryError("FERRY_PEER_GONE", `the other side closed the connection (${this.closedWhy ?? "closed"})`));
+        else resolve();
+      };
+      this.socket.once("drain", done);
+      this.socket.once("close", done);
+    });
   }
 
   sendJson(cmd: number, o: unknown): Promise<void> {

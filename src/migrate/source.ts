@@ -3,6 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { FerryError } from "../errors.js";
 import { dump } from "../dump/index.js";
+import { childrenOf } from "../dump/tree.js";
 import { ImageDir } from "../images/store.js";
 import type { Inventory } from "../images/types.js";
 import { NR, SIG, rawSyscall } from "../kernel/sys.js";
@@ -42,6 +43,9 @@ export interface MigrateOptions {
 export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
   const mode = opts.mode ?? "hybrid";
   const tl = opts.timeline ?? new Timeline();
+  if (mode !== "stop-copy" && childrenOf(opts.pid).length) {
+    throw new FerryError("FERRY_UNSUPPORTED", `process ${opts.pid} has child processes: only --mode stop-copy moves process trees so far`);
+  }
   tl.phase("connect");
   const socket = await opts.transport.connect(opts.to).catch((e: Error) => {
     throw new FerryError("FERRY_AGENT_UNREACHABLE", `no ferry agent at ${opts.to.host}:${opts.to.port} (${e.message}): start \`ferry agent --listen ADDR:PORT\` on the destination`);
