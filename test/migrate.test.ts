@@ -9,6 +9,7 @@ import fs from "node:fs";
 import { execFileSync, spawn } from "node:child_process";
 import { createHosts, type TwoHosts } from "../src/hosts/hosts.js";
 import type { MigrateSummary } from "../src/migrate/summary.js";
+import { SWITCH_COST_MS, anotherRound, predictDowntimeMs } from "../src/migrate/policy.js";
 import { buildVictim, finishVictim } from "./harness/victims.js";
 import { lastJson, startFerryIn, startVictimIn, stateOf } from "./harness/hosts.js";
 import { FERRY_CLI } from "./harness/ferry.js";
@@ -46,6 +47,16 @@ async function migrateVictim(hosts: TwoHosts, mode: string, victimArgs: string[]
 function report(mode: string, s: MigrateSummary): void {
   process.stderr.write(`# ${mode}: ${JSON.stringify({ downtimeMs: s.downtimeMs, totalMs: s.totalMs, bytesSent: s.bytesSent, rounds: s.rounds.length, faults: s.faults, pageTransfers: s.pageTransfers })}\n`);
 }
+
+test("the round policy: more rounds only while they pay off", () => {
+  const bw = 100e6; // 100 MB/s: 1000 pages take about 41 ms
+  assert.deepEqual(anotherRound({ round: 1, dirtyPages: 20_000, lastPages: 60_000, bandwidth: bw }, 50, 8), { go: true, why: "" });
+  assert.equal(anotherRound({ round: 1, dirtyPages: 500, lastPages: 60_000, bandwidth: bw }, 50, 8).why, "predicted downtime fits the budget");
+  assert.equal(anotherRound({ round: 3, dirtyPages: 20_000, lastPages: 20_500, bandwidth: bw }, 50, 8).why, "dirty set stopped shrinking");
+  assert.equal(anotherRound({ round: 8, dirtyPages: 20_000, lastPages: 60_000, bandwidth: bw }, 50, 8).why, "8 rounds");
+  assert.equal(anotherRound({ round: 2, dirtyPages: 10, lastPages: 60_000, bandwidth: 1 }, 50, 8).why, "dirty set under 64 pages");
+  assert.ok(Math.abs(predictDowntimeMs(1000, bw) - (SWITCH_COST_MS + 40.96)) < 0.01);
+});
 
 test("build the migration victim", async () => {
   await buildVictim("migrate_hot");
