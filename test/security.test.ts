@@ -179,6 +179,25 @@ test("lazy migration between two hosts: a destination with another key is refuse
   });
 });
 
+test("an --insecure destination against a secure source fails at once with one clear line; the source refuses it and keeps its process", async () => {
+  await withHosts(async (hosts, images) => {
+    const v = await startVictimIn(hosts.a, "lazy_sweep", ["1"]);
+    const listen = `127.100.0.1:${nextPort()}`;
+    const src = startFerryIn(hosts.a, ["dump", String(v.pid), "-D", images, "--lazy", "--listen", listen, "--json", "--key", keyA], { statusFd: true });
+    await src.ready;
+    const t0 = Date.now();
+    const plain = await startFerryIn(hosts.b, ["restore", "-D", images, "--lazy", "--page-server", listen, "--insecure"]).done;
+    assert.equal(plain.code, 1);
+    assert.ok(Date.now() - t0 < 5000, "no waiting out --retry-for");
+    assert.match(plain.stderr.trim(), /^ferry: the page server at 127\.100\.0\.1:\d+ hung up without answering \(does it expect a key/);
+    process.kill(src.ferryPid()!, "SIGTERM");
+    const s = await src.done;
+    assert.equal(s.code, 1);
+    assert.match(s.stderr, /refused a connection from 127\.100\.0\.2 before anything was sent: .*wrong version number/);
+    assert.equal(stateOf(v.rootPid), "T", "the source keeps its process, stopped");
+  });
+});
+
 const STREAM = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "harness/stream.js");
 
 /** MB/s of the bulk stream from `from` to `to` (a server on `to`, listening on `host`). */

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { FerryError } from "../errors.js";
 import { FrameChannel } from "../net/channel.js";
 import type { Frame } from "../net/framing.js";
 import { formatEndpoint, type Endpoint } from "../net/endpoint.js";
@@ -179,8 +180,10 @@ export class PageLink {
         this.onFrame(f, role);
       }, (_c, why) => {
         clearTimeout(timer);
-        if (!ready) reject(new Error(why));
-        else this.lost(ch, why);
+        if (ready) this.lost(ch, why);
+        else if (ch.bytesIn) reject(new Error(why));
+        // hung up on our HELLO without a word: a secure page server refusing plain TCP, or one serving another process
+        else reject(new FerryError("FERRY_AUTH", `the page server at ${formatEndpoint(this.endpoint)} hung up without answering (does it expect a key while this side has --insecure, or serve another process?)`));
       });
       const hello: Hello = { version: PROTOCOL_VERSION, role, pid: this.pid, session: this.session, maxRate: this.maxRate };
       ch.send({ cmd: CMD.HELLO, flags: 0, nrPages: 0, vaddr: 0, id: 0 }, Buffer.from(JSON.stringify(hello)));

@@ -64,7 +64,10 @@ export function pskTransport(psk: PreSharedKey, opts: PskTransportOptions = {}):
           pskCallback: () => ({ psk: psk.key, identity }),
           checkServerIdentity: () => undefined, // the key is the identity: there is no certificate
         });
-        const timer = setTimeout(() => fail(new Error(`no TLS handshake within ${timeoutMs / 1000} s`)), timeoutMs);
+        // counted from the TCP connection: a slow network is the retry logic's business, a peer
+        // that accepts and then does not speak TLS is not ferry with our key
+        let timer: NodeJS.Timeout | undefined;
+        socket.once("connect", () => (timer = setTimeout(() => fail(new Error(`no TLS handshake within ${timeoutMs / 1000} s`)), timeoutMs)));
         const fail = (e: Error) => {
           clearTimeout(timer);
           socket.destroy();
