@@ -114,14 +114,16 @@ function pagesIn(ranges: Range[]): number {
 }
 
 /**
- * Each lazy page of the frozen process: kept (the agent's copy is current: sent, not written
- * since, not zapped or moved), needed (sent again: written since, or never sent), or neither
- * (zero: never written, or given back to the kernel).
+ * Each lazy page of the frozen process: kept (the agent's copy is current), needed (sent now or
+ * lazily: the source's copy is the one), or neither (zeros). In a tracked mapping a page still
+ * write-protected and present was not written since it was sent; one not present any more was
+ * zapped (MADV_DONTNEED: the marker reads as swapped) or swapped out: the source sends what it
+ * holds (zeros or the data); one on the shared zero page was zapped, then read. Moved or
+ * remapped memory lost its protection, so it shows as written, or as untracked at its new place.
  */
 function decide(lazyRuns: { vaddr: number; nrPages: number }[], tracker: DirtyTracker, counts: Map<number, number>): { keep: number[]; needed: number[] } {
   const regions = tracker.categories();
   const keep: number[] = [], needed: number[] = [];
-  const inside = (rs: Range[], a: number) => rs.some((r) => a >= r.start && a < r.end);
   let g = 0;
   for (const run of [...lazyRuns].sort((a, b) => a.vaddr - b.vaddr)) {
     for (let k = 0; k < run.nrPages; k++) {
@@ -129,12 +131,14 @@ function decide(lazyRuns: { vaddr: number; nrPages: number }[], tracker: DirtyTr
       while (g < regions.length && regions[g].end <= a) g++;
       const cat = g < regions.length && regions[g].start <= a ? regions[g].categories : -1;
       const hasData = cat < 0 ? true : ((cat & (PAGE_IS.PRESENT | PAGE_IS.SWAPPED)) !== 0 && (cat & PAGE_IS.PFNZERO) === 0);
-      const tracked = tracker.covered(a, a + PAGE_SIZE) && !inside(tracker.tainted, a);
-      if (!tracked) {
+      if (!tracker.covered(a, a + PAGE_SIZE)) {
         if (hasData) needed.push(a);
       } else if (cat < 0) continue; // tracked and never written: zeros
       else if (cat & PAGE_IS.WRITTEN) needed.push(a);
-      else if (counts.has(a)) keep.push(a);
+      else if (!counts.has(a)) continue; // never sent, never written: the protection's marker on untouched memory
+      else if (cat & PAGE_IS.PRESENT) {
+        if (!(cat & PAGE_IS.PFNZERO)) keep.push(a);
+      } else if (cat & PAGE_IS.SWAPPED) needed.push(a);
     }
   }
   return { keep, needed };
