@@ -198,6 +198,28 @@ test("an --insecure destination against a secure source fails at once with one c
   });
 });
 
+test("ferry migrate to an agent, TLS by default: another key is refused before anything is sent and the process runs on at the source; the right key moves it (hybrid)", async () => {
+  await withHosts(async (hosts) => {
+    const v = await startVictimIn(hosts.a, "migrate_hot", ["32", "4"]);
+    const addr = `127.100.0.2:${nextPort()}`;
+    const agent = startFerryIn(hosts.b, ["agent", "--listen", addr, "--once", "--key", keyA], { statusFd: true });
+    await agent.ready;
+    const wrong = await startFerryIn(hosts.a, ["migrate", String(v.pid), "--to", addr, "--json", "--key", keyB]).done;
+    assert.equal(wrong.code, 1);
+    assert.equal(wrong.stderr.trim().split("\n").filter((l) => l.startsWith("ferry:")).length, 1, wrong.stderr);
+    assert.match(wrong.stderr, /does not hold our key/);
+    assert.match(stateOf(v.rootPid) ?? "gone", /^[RS]$/, "the process runs on at the source");
+
+    const run = await startFerryIn(hosts.a, ["migrate", String(v.pid), "--to", addr, "--json", "--key", keyA]).done;
+    assert.equal(run.code, 0, run.stderr);
+    const pid = hosts.b.rootPid(lastJson<{ restoredPid: number }>(run).restoredPid)!;
+    assert.equal(await finishVictim(pid, v.resultFile, 20_000), "PASS");
+    const a = await agent.done;
+    assert.equal(a.code, 0, a.stderr);
+    assert.match(a.stderr, /refused a connection from 127\.100\.0\.1 before anything was sent: it holds another key/);
+  });
+});
+
 const STREAM = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "harness/stream.js");
 
 /** MB/s of the bulk stream from `from` to `to` (a server on `to`, listening on `host`). */
