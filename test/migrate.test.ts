@@ -93,6 +93,29 @@ test("hybrid: no page is sent twice unless it was written after it was sent (the
   });
 });
 
+for (const mode of ["precopy", "hybrid"]) {
+  test(`--mode ${mode}: memory given back (MADV_DONTNEED) and rewritten while the rounds run reads as the process left it`, async () => {
+    await withHosts(async (hosts) => {
+      const v = await startVictimIn(hosts.a, "migrate_hot", ["32", "4"]);
+      const addr = `127.100.0.2:${port++}`;
+      const agent = startFerryIn(hosts.b, ["agent", "--listen", addr, "--once", "--insecure"], { statusFd: true });
+      await agent.ready;
+      const migrate = startFerryIn(hosts.a, ["migrate", String(v.pid), "--to", addr, "--mode", mode, "--max-downtime", "1", "--json", "--insecure"]);
+      for (let i = 0; i < 400 && !fs.existsSync(`${v.resultFile}.zapped`); i++) {
+        if (i % 10 === 0 && i >= 10) process.kill(v.rootPid, "SIGUSR1"); // after round 0 has begun
+        await sleep(5);
+      }
+      const run = await migrate.done;
+      assert.equal(run.code, 0, run.stderr);
+      assert.ok(fs.existsSync(`${v.resultFile}.zapped`), "the victim zapped and rewrote its memory during the migration");
+      const summary = lastJson<MigrateSummary>(run);
+      assert.equal((await agent.done).code, 0);
+      const pid = hosts.b.rootPid(summary.restoredPid)!;
+      assert.equal(await finishVictim(pid, v.resultFile, 20_000), "PASS");
+    });
+  });
+}
+
 test("ferry demo runs end to end, shows the counter carrying on in host B, writes the report and leaves nothing behind", async () => {
   const dir = fs.mkdtempSync("/tmp/ferry-demo-test-");
   try {

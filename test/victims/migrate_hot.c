@@ -6,12 +6,41 @@
  * live in a heap array (written as often). Pre-copy rounds therefore keep finding the hot set
  * dirty, and a page sent before its last write but not sent again reads wrong: the victim says
  * so at once (FAIL in RESULTFILE and exit). On SIGTERM every page of both sets is checked.
+ * SIGUSR1 gives the first MiB of the cold set back to the kernel (MADV_DONTNEED), which must
+ * then read as zeros, and writes a new pattern over the second MiB.
  */
 #include "victim.h"
 
 static unsigned char *cold, *hot;
 static uint32_t *counts; /* heap: expected counter of each hot page */
 static size_t cold_pages, hot_pages, per_tick = 64, next_page;
+static volatile sig_atomic_t zap_asked;
+static char victim_zapped_file[PATH_MAX + 16];
+static int zapped;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	zap_asked = 1;
+}
+
+/* The first 256 cold pages become zeros, the next 256 get the pattern of seed page + 777. */
+static uint64_t cold_seed(size_t page)
+{
+	return zapped && page >= 256 && page < 512 ? page + 777 : page;
+}
+
+static long cold_mismatch(size_t page)
+{
+	unsigned char *p = cold + page * VPAGE;
+	if (zapped && page < 256) {
+		for (size_t i = 0; i < VPAGE; i++)
+			if (p[i])
+				return (long)i;
+		return -1;
+	}
+	return pattern_mismatch(p, VPAGE, cold_seed(page));
+}
 
 static long hot_mismatch(size_t page)
 {
@@ -24,6 +53,14 @@ static long hot_mismatch(size_t page)
 
 static void tick(void)
 {
+	if (zap_asked && !zapped && cold_pages >= 512) {
+		if (madvise(cold, 256 * VPAGE, MADV_DONTNEED))
+			fail("madvise: %s", err());
+		zapped = 1;
+		for (size_t page = 256; page < 512; page++)
+			fill_pattern(cold + page * VPAGE, VPAGE, cold_seed(page));
+		victim_write_text(victim_zapped_file, "zapped\n");
+	}
 	for (size_t i = 0; i < per_tick; i++, next_page = (next_page + 1) % hot_pages) {
 		long off = hot_mismatch(next_page);
 		if (off >= 0) {
@@ -40,6 +77,8 @@ static void tick(void)
 int main(int argc, char **argv)
 {
 	victim_init(argc, argv);
+	snprintf(victim_zapped_file, sizeof victim_zapped_file, "%s.zapped", victim_result);
+	SETUP(signal(SIGUSR1, on_usr1) != SIG_ERR);
 	size_t cold_mib = argc > 2 ? strtoul(argv[2], NULL, 10) : 32;
 	size_t hot_mib = argc > 3 ? strtoul(argv[3], NULL, 10) : 4;
 	if (argc > 4)
@@ -66,7 +105,7 @@ int main(int argc, char **argv)
 	victim_wait(tick);
 
 	for (size_t page = 0; page < cold_pages && !failed(); page++) {
-		long off = pattern_mismatch(cold + page * VPAGE, VPAGE, page);
+		long off = cold_mismatch(page);
 		CHECK(off < 0, "cold page %zu differs at byte %ld", page, off);
 	}
 	for (size_t page = 0; page < hot_pages && !failed(); page++) {
