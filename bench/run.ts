@@ -160,8 +160,10 @@ if (!opts) {
 }
 
 const cleanup = new Cleanup();
+let interrupted = false;
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
   process.once(sig, () => {
+    interrupted = true;
     process.stderr.write(`bench: ${sig}, cleaning up\n`);
     void cleanup.releaseAll().finally(() => process.exit(130));
   });
@@ -169,6 +171,8 @@ for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
 becomeSubreaper();
 try {
   const report = await main(opts, cleanup);
+  // The cleanup killed the victims under a running cycle: its figures and verdicts are not real.
+  if (interrupted) throw new FerryError("FERRY_BENCH_INTERRUPTED", "interrupted: no report saved");
   const { json, table } = save(report, opts.outDir, profileSummary(opts));
   process.stdout.write(opts.json ? json : table);
   process.stderr.write(`bench: saved ${path.join(opts.outDir, "latest.json")} and latest.md\n`);
