@@ -81,7 +81,10 @@ async function launch<Ready extends { pid?: number; pids?: number[] }>(
   });
   const deadline = performance.now() + timeoutMs;
   while (!fs.existsSync(readyFile)) {
-    if (!running()) throw new FerryError("FERRY_BENCH_VICTIM", `${comm} ended (${child.exitCode ?? child.signalCode}) before it was ready`);
+    if (!running()) {
+      const why = fs.existsSync(resultFile) ? `: ${readVerdict(resultFile)}` : "";
+      throw new FerryError("FERRY_BENCH_VICTIM", `${comm} ended (${child.exitCode ?? child.signalCode}) before it was ready${why}`);
+    }
     if (performance.now() > deadline) throw new FerryError("FERRY_BENCH_TIMEOUT", `${comm} not ready within ${timeoutMs} ms`);
     await sleep(5);
   }
