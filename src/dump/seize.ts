@@ -28,22 +28,30 @@ export function validateTarget(pid: number): void {
 }
 
 /**
- * Freeze every thread of a process. Threads may be created while ferry seizes the others: read
- * the task list again until it holds no thread that is not frozen yet.
+ * Freeze many tasks at once: PTRACE_SEIZE and PTRACE_INTERRUPT all of them first, then wait for
+ * each stop, so the stops overlap instead of adding up (a busy thread stops at its next turn on
+ * a CPU). A task that ended meanwhile is skipped. Returns the tasks frozen.
  */
-export function seizeProcess(pid: number): number[] {
-  const frozen: number[] = [];
+export function seizeTasks(tids: number[]): number[] {
+  const seized: number[] = [];
   try {
-    for (;;) {
-      const fresh = listTasks(pid).filter((t) => !frozen.includes(t));
-      if (!fresh.length) return frozen.sort((a, b) => (a === pid ? -1 : b === pid ? 1 : a - b));
-      for (const tid of fresh) {
-        seizeTask(tid);
-        frozen.push(tid);
+    for (const tid of tids) {
+      try {
+        ptrace(PTRACE.SEIZE, tid, 0, PTRACE_O.TRACESYSGOOD);
+      } catch (e) {
+        if (e instanceof SyscallError && e.code === "ESRCH") continue; // gone
+        if (e instanceof SyscallError && e.code === "EPERM") {
+          throw new FerryError("FERRY_SEIZE", `cannot trace PID ${tid}: it is already traced (by a debugger?) or ferry lacks CAP_SYS_PTRACE`);
+        }
+        throw e;
       }
+      seized.push(tid);
     }
+    for (const tid of seized) ptrace(PTRACE.INTERRUPT, tid);
+    for (const tid of seized) waitInterruptStop(tid);
+    return seized;
   } catch (e) {
-    for (const tid of frozen) {
+    for (const tid of seized) {
       try {
         detachTask(tid);
       } catch { /* gone */ }
@@ -52,26 +60,18 @@ export function seizeProcess(pid: number): number[] {
   }
 }
 
-/**
- * Freeze a task: PTRACE_SEIZE + PTRACE_INTERRUPT, wait for the interrupt stop. A signal that
- * arrives meanwhile is delivered, not lost.
- */
-export function seizeTask(tid: number): void {
-  try {
-    ptrace(PTRACE.SEIZE, tid, 0, PTRACE_O.TRACESYSGOOD);
-  } catch (e) {
-    if (e instanceof SyscallError && e.code === "EPERM") {
-      throw new FerryError("FERRY_SEIZE", `cannot trace PID ${tid}: it is already traced (by a debugger?) or ferry lacks CAP_SYS_PTRACE`);
-    }
-    throw e;
-  }
-  ptrace(PTRACE.INTERRUPT, tid);
+function waitInterruptStop(tid: number): void {
   for (;;) {
     const st = waitStop(tid);
     if (st.event === PTRACE_EVENT_STOP) return;
     // A signal-delivery stop: hand the signal back to the task; the interrupt is still pending.
     ptrace(PTRACE.CONT, tid, 0, st.stopSig);
   }
+}
+
+/** Freeze one task; a signal that arrives meanwhile is delivered, not lost. */
+export function seizeTask(tid: number): void {
+  if (!seizeTasks([tid]).length) throw new FerryError("FERRY_NO_PROCESS", `no process with PID ${tid}`);
 }
 
 export function detachTask(tid: number, signal = 0): void {

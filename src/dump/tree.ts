@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import { listTasks, readStat, statField } from "../kernel/procfs.js";
 import { getSigmask, setRegs, setSigmask } from "../kernel/ptrace.js";
-import { seizeProcess, detachTask, validateTarget } from "./seize.js";
+import { seizeTasks, detachTask, validateTarget } from "./seize.js";
 import { threadRegs } from "./core.js";
 import type { Regs } from "../kernel/ptrace.js";
 
@@ -28,11 +28,6 @@ export interface FrozenProcess {
   zombie?: { ppid: number; pgid: number; sid: number; comm: string; exitStatus: number };
 }
 
-function freeze(pid: number): FrozenProcess {
-  const tids = seizeProcess(pid);
-  return { pid, threads: tids.map((tid) => ({ tid, ...threadRegs(tid), sigmask: getSigmask(tid) })), children: [] };
-}
-
 /** Let a frozen process go exactly as it was (a failed dump must not hurt it). */
 export function release(p: FrozenProcess, signalMain = 0): void {
   for (const t of p.threads) {
@@ -45,33 +40,57 @@ export function release(p: FrozenProcess, signalMain = 0): void {
 }
 
 /**
- * Freeze a process and every process below it, parents before children. A child forked while
- * its parent was being frozen is found on the next pass: the tree is read until it is stable.
+ * Freeze a process and every process below it, all at once: every thread of the tree is
+ * interrupted before ferry waits for any (see seizeTasks). Processes and threads created
+ * meanwhile are found on the next pass; the tree is read until it is stable. Parents come
+ * before their children in the result.
  */
 export function freezeTree(root: number): FrozenProcess[] {
-  const frozen: FrozenProcess[] = [];
+  const byPid = new Map<number, FrozenProcess>();
+  const order: number[] = [];
+  const frozenTids = new Set<number>();
   try {
-    frozen.push(freeze(root));
-    for (let i = 0; i < frozen.length; i++) {
-      frozen[i].children = childrenOf(frozen[i].pid);
-      for (const child of frozen[i].children) {
-        if (frozen.some((p) => p.pid === child)) continue;
-        const stat = readStat(child);
-        if (statField(stat, 3) === "Z") {
-          const field = (n: number) => Number(statField(stat, n));
-          frozen.push({
-            pid: child, threads: [], children: [],
-            zombie: { ppid: field(4), pgid: field(5), sid: field(6), comm: stat.comm, exitStatus: field(52) },
-          });
-          continue;
+    for (;;) {
+      const fresh: number[] = [];
+      const owner = new Map<number, FrozenProcess>();
+      for (let queue = [root]; queue.length; ) {
+        const pid = queue.shift()!;
+        let p = byPid.get(pid);
+        if (!p) {
+          const stat = readStat(pid);
+          if (statField(stat, 3) === "Z" && pid !== root) {
+            const field = (n: number) => Number(statField(stat, n));
+            p = { pid, threads: [], children: [], zombie: { ppid: field(4), pgid: field(5), sid: field(6), comm: stat.comm, exitStatus: field(52) } };
+          } else {
+            if (pid !== root) validateTarget(pid);
+            p = { pid, threads: [], children: [] };
+          }
+          byPid.set(pid, p);
+          order.push(pid);
         }
-        validateTarget(child);
-        frozen.push(freeze(child));
+        if (p.zombie) continue;
+        for (const tid of listTasks(pid)) {
+          if (!frozenTids.has(tid)) {
+            fresh.push(tid);
+            owner.set(tid, p);
+          }
+        }
+        queue.push(...childrenOf(pid));
+      }
+      if (!fresh.length) break;
+      for (const tid of seizeTasks(fresh)) {
+        frozenTids.add(tid);
+        owner.get(tid)!.threads.push({ tid, ...threadRegs(tid), sigmask: getSigmask(tid) });
       }
     }
-    return frozen;
+    const tree = order.map((pid) => byPid.get(pid)!).filter((p) => p.zombie || p.threads.length);
+    for (const p of tree) {
+      p.children = p.zombie ? [] : childrenOf(p.pid);
+      p.threads.sort((a, b) => (a.tid === p.pid ? -1 : b.tid === p.pid ? 1 : a.tid - b.tid));
+    }
+    return tree;
   } catch (e) {
-    for (const p of frozen) release(p);
+    for (const p of byPid.values()) release(p);
     throw e;
   }
 }
