@@ -16,10 +16,11 @@ import { memfd } from "./memfd.js";
 import { inetSocket } from "./inet.js";
 import { unixSocket } from "./unix.js";
 import { inotify } from "./inotify.js";
+import { netlinkSocket } from "./netlink.js";
 import { getsockoptInt, SOL_SOCKET, SO } from "./sockopt.js";
 
 /** Every kind of file ferry knows, asked in order; adding a kind means adding it here. */
-export const FILE_KINDS: FileKind[] = [pipe, fifo, charDevice, eventfd, signalfd, timerfd, epoll, memfd, inetSocket, unixSocket, inotify, regularFile];
+export const FILE_KINDS: FileKind[] = [pipe, fifo, charDevice, eventfd, signalfd, timerfd, epoll, memfd, inetSocket, unixSocket, netlinkSocket, inotify, regularFile];
 
 export function kindByName(kind: string): FileKind {
   const k = FILE_KINDS.find((x) => x.kind === kind);

@@ -3,7 +3,7 @@ import { NR, sys, rawSyscall, SyscallError } from "../kernel/sys.js";
 export const SOL_SOCKET = 1;
 export const SOL_TCP = 6;
 export const SO = { REUSEADDR: 2, TYPE: 3, SNDBUF: 7, RCVBUF: 8, KEEPALIVE: 9, PEEK_OFF: 42, PROTOCOL: 38, DOMAIN: 39, ACCEPTCONN: 30 } as const;
-export const AF = { UNIX: 1, INET: 2, INET6: 10 } as const;
+export const AF = { UNIX: 1, INET: 2, INET6: 10, NETLINK: 16 } as const;
 
 export function getsockoptInt(fd: number, level: number, opt: number): number {
   const v = Buffer.alloc(4);
