@@ -1,8 +1,8 @@
 import fs from "node:fs";
 import { FerryError } from "../errors.js";
-import { crc32, createImageFile } from "./store.js";
+import { crc32, crc32At, createImageFile } from "./store.js";
 import type { PageRunImage } from "./types.js";
-import { PAGE_SIZE } from "../kernel/sys.js";
+import { MAP, NR, PAGE_SIZE, PROT, sys, sysBig } from "../kernel/sys.js";
 
 /** Longest run written as one checksummed chunk: a bad byte is located within 1 MiB. */
 export const MAX_RUN_PAGES = 256;
@@ -49,57 +49,72 @@ export class PagesWriter {
   }
 }
 
+/** Pages of one run, verified, mapped read-only in ferry's memory at `at` until the sink returns. */
+export interface MappedRun {
+  vaddr: number;
+  len: number;
+  at: bigint;
+}
+
+/** Runs contiguous in the file are mapped together, up to this many bytes at a time. */
+const WINDOW = 16 << 20;
+
 /**
- * Reads runs back, verifying each checksum before the data is used. `batch` groups adjacent runs
- * into one read of at most `maxBytes`.
+ * Reads runs back without copying them: windows of the page file are mapped into ferry's memory
+ * (page cache, read-only), and every run's checksum is verified before the data is handed on.
  */
 export class PagesReader {
   private fd: number;
-  private buf: Buffer;
+  private size: number;
 
-  constructor(readonly file: string, maxBytes = 4 << 20) {
+  constructor(readonly file: string) {
     try {
       this.fd = fs.openSync(file, "r");
     } catch {
       throw new FerryError("FERRY_IMAGE_MISSING", `${file}: missing page data`);
     }
-    this.buf = Buffer.allocUnsafe(Math.max(maxBytes, MAX_RUN_PAGES * PAGE_SIZE));
+    this.size = fs.fstatSync(this.fd).size;
   }
 
-  /** Calls `sink(vaddr, data)` for every run, in file order, in batches of contiguous runs. */
-  forEach(runs: PageRunImage[], sink: (pieces: { vaddr: number; data: Buffer }[]) => void): void {
-    const whole = (n: number) => Number.isSafeInteger(n) && n >= 0 && n % PAGE_SIZE === 0;
-    runs.forEach((run, i) => {
-      if (!Number.isInteger(run.nrPages) || run.nrPages < 1 || run.nrPages > MAX_RUN_PAGES || !whole(run.offset) || !whole(run.vaddr)) {
-        throw new FerryError("FERRY_IMAGE_CORRUPT", `${this.file}: page run ${i} is not a valid run (${run.nrPages} pages at offset ${run.offset})`);
-      }
-    });
+  /**
+   * Calls `sink` with the runs of each window, in file order, all of them verified. A bad run
+   * stops everything before `sink` sees any run of its window.
+   */
+  forEach(runs: PageRunImage[], sink: (runs: MappedRun[]) => void): void {
+    runs.forEach((r, i) => this.check(r, i)); // whole and inside the file: mapping past its end would SIGBUS
     let i = 0;
     while (i < runs.length) {
       let j = i, bytes = 0;
-      while (j < runs.length && runs[j].offset === runs[i].offset + bytes && bytes + runs[j].nrPages * PAGE_SIZE <= this.buf.length) {
+      while (j < runs.length && runs[j].offset === runs[i].offset + bytes && bytes + runs[j].nrPages * PAGE_SIZE <= WINDOW) {
         bytes += runs[j].nrPages * PAGE_SIZE;
         j++;
       }
-      if (j === i) throw new FerryError("FERRY_IMAGE_CORRUPT", `${this.file}: page run ${i} is larger than any valid run`);
-      let got = 0;
-      while (got < bytes) {
-        const n = fs.readSync(this.fd, this.buf, got, bytes - got, runs[i].offset + got);
-        if (n === 0) throw new FerryError("FERRY_IMAGE_CORRUPT", `${this.file}: truncated at offset ${runs[i].offset + got}`);
-        got += n;
-      }
-      const pieces: { vaddr: number; data: Buffer }[] = [];
-      let off = 0;
-      for (let k = i; k < j; k++) {
-        const data = this.buf.subarray(off, off + runs[k].nrPages * PAGE_SIZE);
-        if (crc32(data) !== runs[k].crc32) {
-          throw new FerryError("FERRY_IMAGE_CORRUPT", `${this.file}: checksum mismatch at offset ${runs[k].offset} (pages at 0x${runs[k].vaddr.toString(16)})`);
+      const base = sysBig(`mmap ${this.file}`, NR.mmap, 0, bytes, PROT.READ, MAP.SHARED, this.fd, runs[i].offset);
+      try {
+        const mapped: MappedRun[] = [];
+        for (let k = i, off = 0; k < j; k++) {
+          const run = runs[k], len = run.nrPages * PAGE_SIZE, at = base + BigInt(off);
+          if (crc32At(at, len) !== run.crc32) {
+            throw new FerryError("FERRY_IMAGE_CORRUPT", `${this.file}: checksum mismatch at offset ${run.offset} (pages at 0x${run.vaddr.toString(16)})`);
+          }
+          mapped.push({ vaddr: run.vaddr, len, at });
+          off += len;
         }
-        pieces.push({ vaddr: runs[k].vaddr, data });
-        off += data.length;
+        sink(mapped);
+      } finally {
+        sys("munmap", NR.munmap, base, bytes);
       }
-      sink(pieces);
       i = j;
+    }
+  }
+
+  private check(run: PageRunImage, i: number): void {
+    const whole = (n: number) => Number.isSafeInteger(n) && n >= 0 && n % PAGE_SIZE === 0;
+    if (!Number.isInteger(run.nrPages) || run.nrPages < 1 || run.nrPages > MAX_RUN_PAGES || !whole(run.offset) || !whole(run.vaddr)) {
+      throw new FerryError("FERRY_IMAGE_CORRUPT", `${this.file}: page run ${i} is not a valid run (${run.nrPages} pages at offset ${run.offset})`);
+    }
+    if (run.offset + run.nrPages * PAGE_SIZE > this.size) {
+      throw new FerryError("FERRY_IMAGE_CORRUPT", `${this.file}: truncated at offset ${this.size} (page run ${i} ends at ${run.offset + run.nrPages * PAGE_SIZE})`);
     }
   }
 

@@ -28,6 +28,11 @@ export function crc32(data: Buffer | Uint8Array, seed = 0): number {
   return crcAccelerated ? native.crc32(seed, data) : zlib.crc32(data, seed) >>> 0;
 }
 
+/** The same CRC of `length` bytes at an address of ours (a mapped window of a file). */
+export function crc32At(address: bigint, length: number): number {
+  return native.crc32(0, address, length);
+}
+
 /** Image files hold memory: only their owner may read them. */
 export const IMAGE_MODE = 0o600;
 

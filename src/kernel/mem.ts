@@ -19,18 +19,22 @@ function iovecs(parts: { addr: number | bigint; len: number }[]): Buffer {
  * Returns the number of bytes copied (less than asked when a range is not mapped).
  */
 export function vmRead(pid: number, local: Buffer, remote: { addr: number; len: number }[]): number {
-  return vmTransfer(NR.process_vm_readv, pid, local, remote);
+  return vmTransfer(NR.process_vm_readv, pid, native.addressOf(local), remote);
 }
 export function vmWrite(pid: number, local: Buffer, remote: { addr: number; len: number }[]): number {
+  return vmTransfer(NR.process_vm_writev, pid, native.addressOf(local), remote);
+}
+/** vmWrite from an address of ours that is no Buffer (a mapped window of a file). */
+export function vmWriteFrom(pid: number, local: bigint, remote: { addr: number; len: number }[]): number {
   return vmTransfer(NR.process_vm_writev, pid, local, remote);
 }
 
-function vmTransfer(nr: number, pid: number, local: Buffer, remote: { addr: number; len: number }[]): number {
+function vmTransfer(nr: number, pid: number, local: bigint, remote: { addr: number; len: number }[]): number {
   let done = 0;
   for (let i = 0; i < remote.length; i += IOV_MAX) {
     const part = remote.slice(i, i + IOV_MAX);
     const len = part.reduce((s, p) => s + p.len, 0);
-    const liov = iovecs([{ addr: native.addressOf(local) + BigInt(done), len }]);
+    const liov = iovecs([{ addr: local + BigInt(done), len }]);
     const riov = iovecs(part);
     const r = rawSyscall(nr, pid, liov, 1, riov, part.length, 0);
     if (r < 0n) throw new SyscallError(nr === NR.process_vm_readv ? `process_vm_readv(${pid})` : `process_vm_writev(${pid})`, Number(-r));

@@ -57,6 +57,16 @@ export function createTargetUffd(inj: Injector): { fd: number; features: number 
   if (missing) {
     throw new FerryError("FERRY_UFFD_FEATURES", `this kernel's userfaultfd lacks ${featureNames(missing).join(", ")}: lazy restore would lose memory, use a plain restore`);
   }
+  const features = WANTED & supported;
+  return { fd: takeUffdFromInside(inj, features), features };
+}
+
+/**
+ * A userfaultfd made inside the stopped process by an injected userfaultfd() (so it is bound to
+ * the process's mm), taken over with pidfd_getfd, the process's own fd closed again; the
+ * UFFDIO_API handshake is done with `features`. Returns ferry's copy (non-blocking, cloexec).
+ */
+export function takeUffdFromInside(inj: Injector, features: number): number {
   const inside = inj.ok("userfaultfd", NR.userfaultfd, O.CLOEXEC | O.NONBLOCK);
   let fd = -1;
   try {
@@ -70,23 +80,28 @@ export function createTargetUffd(inj: Injector): { fd: number; features: number 
     inj.ok("close userfaultfd", NR.close, inside);
   }
   try {
-    const features = WANTED & supported;
     uffdApi(fd, features);
-    return { fd, features };
+    return fd;
   } catch (e) {
     fs.closeSync(fd);
     throw e;
   }
 }
 
-/** Register the lazy mappings of the image (MISSING mode). */
-export function registerLazyRanges(pid: number, uffd: { fd: number; features: number }, vmas: VmaImage[]): TargetUffd {
+/** Register `vmas` (MISSING mode), adjacent ones as one range; returns the ranges. */
+export function registerRanges(fd: number, vmas: VmaImage[]): { start: number; end: number }[] {
   const ranges: { start: number; end: number }[] = [];
-  for (const v of [...vmas].filter((v) => v.lazy).sort((a, b) => a.start - b.start)) {
+  for (const v of [...vmas].sort((a, b) => a.start - b.start)) {
     const last = ranges[ranges.length - 1];
     if (last && last.end === v.start) last.end = v.end;
     else ranges.push({ start: v.start, end: v.end });
   }
-  for (const r of ranges) uffdRegister(uffd.fd, r.start, r.end - r.start, UFFDIO_REGISTER_MODE.MISSING);
+  for (const r of ranges) uffdRegister(fd, r.start, r.end - r.start, UFFDIO_REGISTER_MODE.MISSING);
+  return ranges;
+}
+
+/** Register the lazy mappings of the image (MISSING mode). */
+export function registerLazyRanges(pid: number, uffd: { fd: number; features: number }, vmas: VmaImage[]): TargetUffd {
+  const ranges = registerRanges(uffd.fd, vmas.filter((v) => v.lazy));
   return { fd: uffd.fd, pid, features: uffd.features, ranges };
 }

@@ -2,11 +2,9 @@ import fs from "node:fs";
 import { attachSysv } from "./sysv.js";
 import { FerryError } from "../errors.js";
 import { NR, MAP, PROT, O, PAGE_SIZE, cstring } from "../kernel/sys.js";
-import { vmWrite } from "../kernel/mem.js";
 import { readVmas, type Vma } from "../kernel/procfs.js";
 import { vdsoBlock, SCRATCH_SIZE, type Injector } from "../kernel/inject.js";
 import type { MmImage, PageMapImage, VmaImage } from "../images/types.js";
-import { PagesReader } from "../images/pages.js";
 
 const TASK_END = 0x7ffffffff000;
 const MADVISE: Record<string, number> = { dc: 10, dd: 16, hg: 14, nh: 15, mg: 12, wf: 18 };
@@ -145,25 +143,7 @@ function openMapFiles(inj: Injector, at: { pid: number; vma: VmaImage }): number
   return inj.ok(`open ${name}`, NR.openat, -100, inj.put(0, cstring(name)), O.RDWR | O.CLOEXEC, 0);
 }
 
-/** Copy the page data into the task (checksums checked first), then set the real protections. */
-export function fillPages(inj: Injector, mm: MmImage, pagemap: PageMapImage, pagesFile: string, fill: Set<VmaImage>): number {
-  const reader = new PagesReader(pagesFile);
-  let bytes = 0;
-  try {
-    reader.forEach(pagemap.runs, (pieces) => {
-      const len = pieces.reduce((s, p) => s + p.data.length, 0);
-      const first = pieces[0].data;
-      const local = Buffer.from(first.buffer, first.byteOffset, len);
-      const n = vmWrite(inj.pid, local, pieces.map((p) => ({ addr: p.vaddr, len: p.data.length })));
-      if (n !== len) throw new FerryError("FERRY_IMAGE_CORRUPT", `${pagesFile}: pages at 0x${pieces[0].vaddr.toString(16)} fall outside the image's mappings`);
-      bytes += len;
-    });
-  } finally {
-    reader.close();
-  }
-  for (const v of fill) if (v.prot !== (v.prot | PROT.READ | PROT.WRITE)) inj.ok("mprotect", NR.mprotect, v.start, v.end - v.start, v.prot);
-  return bytes;
-}
+export { fillPages } from "./fill.js";
 
 /** prctl(PR_SET_MM, PR_SET_MM_MAP): code/data/brk/stack/args/env/auxv and the exe link at once. */
 export function setMmFields(inj: Injector, mm: MmImage): void {
