@@ -35,10 +35,11 @@ export function fillPages(inj: Injector, mm: MmImage, pagemap: PageMapImage, pag
   try {
     reader.forEach(pagemap.runs, (runs) => {
       for (const piece of pieces(runs, target)) {
-        const done = piece.registered && target ? uffdFill(target.fd, piece) : 0;
-        if (done < piece.len && target) {
+        const uffd = piece.registered ? target : null;
+        const done = uffd ? uffdFill(uffd.fd, piece) : 0;
+        if (uffd && done < piece.len) {
           // UFFDIO_COPY failed: let the rest of the registered ranges be plain memory again
-          closeCopyTarget(target);
+          closeCopyTarget(uffd);
           target = null;
         }
         if (done < piece.len) writeIn(inj.pid, pagesFile, { vaddr: piece.vaddr + done, len: piece.len - done, at: piece.at + BigInt(done) });
