@@ -73,12 +73,25 @@ export interface FerryInHost {
 
 /** Run `ferry ARGS` inside a host, like startFerry() does on this one. */
 export function startFerryIn(host: Host, args: string[], opts: { statusFd?: boolean; timeoutMs?: number } = {}): FerryInHost {
+  const ferryPid = (): number | null => {
+    try {
+      const kids = fs.readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim();
+      return kids ? Number(kids.split(" ")[0]) : null;
+    } catch {
+      return null;
+    }
+  };
   const fullArgs = opts.statusFd ? [...args, "--status-fd", "3"] : args;
   const child = host.spawn([process.execPath, FERRY_CLI, ...fullArgs], { stdio: ["ignore", "pipe", "pipe", opts.statusFd ? "pipe" : "ignore"] });
   let stdout = "", stderr = "";
   child.stdout!.on("data", (d) => (stdout += d));
   child.stderr!.on("data", (d) => (stderr += d));
-  const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 60_000);
+  // on timeout, ferry itself too: killing nsenter alone leaves it running (and our pipes open)
+  const timer = setTimeout(() => {
+    const pid = ferryPid();
+    if (pid) process.kill(pid, "SIGKILL");
+    child.kill("SIGKILL");
+  }, opts.timeoutMs ?? 60_000);
   const done = new Promise<FerryRun>((resolve) => {
     child.on("close", (code, signal) => {
       clearTimeout(timer);
@@ -91,17 +104,7 @@ export function startFerryIn(host: Host, args: string[], opts: { statusFd?: bool
     done.then((r) => reject(new Error(`ferry ${args.join(" ")} in ${host.name} ended (code ${r.code}) before it was ready: ${r.stderr.trim()}`)));
   });
   ready.catch(() => {});
-  return {
-    child, ready, done,
-    ferryPid() {
-      try {
-        const kids = fs.readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim();
-        return kids ? Number(kids.split(" ")[0]) : null;
-      } catch {
-        return null;
-      }
-    },
-  };
+  return { child, ready, done, ferryPid };
 }
 
 /** The last line of a command's stdout, parsed as JSON. */
