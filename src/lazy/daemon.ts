@@ -37,6 +37,14 @@ export interface DaemonOptions {
   maxRate?: number;
   log: (line: string) => void;
   progress?: ProgressLine;
+  /** pages this host already holds (a hybrid migration's pre-copied ones): installed from here, never asked for */
+  local?: LocalPages;
+}
+
+/** Pages held at the destination, by source address, in the PAGES layout (offsets -1: a zero page). */
+export interface LocalPages {
+  has(src: number): boolean;
+  read(src: number, nrPages: number): { payload: Buffer; offsets: Int32Array };
 }
 
 /**
@@ -69,11 +77,15 @@ export class LazyPagesDaemon {
   readonly stats = new DaemonStats();
   readonly finished: Promise<LazySummary>;
   private readonly filler = new UffdFiller();
+  /** per page: 1 = held here (opts.local), not installed yet */
+  private readonly local: Uint8Array | null;
 
   constructor(private readonly opts: DaemonOptions) {
     const { index } = opts.images;
     this.requested = new Uint8Array(index.total);
     this.stats.pagesTotal = index.total;
+    this.local = opts.local ? new Uint8Array(index.total) : null;
+    if (this.local) for (let i = 0; i < index.total; i++) this.local[i] = opts.local!.has(index.addrOf(i)) ? 1 : 0;
     this.finished = new Promise((resolve) => (this.finish = resolve));
     this.link = new PageLink(opts.pageServer, opts.images.pid, opts.retryForMs, {
       onPages: (f, fromBulk) => this.guard(() => this.onPages(f, fromBulk)),
@@ -109,6 +121,29 @@ export class LazyPagesDaemon {
       if (mm.alive && !this.ended && !this.completing) this.uffdGuard = UffdGuard.start(mm.uffd, t.pid);
     });
     if (this.link.up) this.link.pending(this.pendingRanges());
+    if (this.local) setImmediate(() => this.fillLocal(0));
+    this.checkComplete();
+  }
+
+  /** Install what is held here in the background, 1 MiB per turn of the event loop. */
+  private fillLocal(from: number): void {
+    if (this.ended || this.completing || !this.local) return;
+    const i = this.local.indexOf(1, from);
+    if (i < 0) return;
+    this.guard(() => this.installLocal(i, MAX_FRAME_PAGES));
+    setImmediate(() => this.fillLocal(i));
+  }
+
+  /** Pages [i, i+max) held here (as many as are contiguous), into every address space missing them. */
+  private installLocal(i: number, max: number): void {
+    const { index } = this.opts.images;
+    let n = 1;
+    const limit = Math.min(max, index.contiguousFrom(i));
+    while (n < limit && this.local![i + n]) n++;
+    const { payload, offsets } = this.opts.local!.read(index.addrOf(i), n);
+    this.local!.fill(0, i, i + n);
+    for (let k = 0; k < n; k++) if (this.mms.some((mm) => mm.pending[i + k])) this.stats.pagesInstalled++;
+    for (const mm of [...this.mms]) if (mm.alive) this.install(mm, i, n, payload, offsets);
     this.checkComplete();
   }
 
@@ -183,6 +218,7 @@ export class LazyPagesDaemon {
 
   /** Ask for page i and the missing neighbours after it, on the fault channel. */
   private request(mm: LazyMm, i: number): void {
+    if (this.local?.[i]) return this.installLocal(i, PREFETCH_PAGES);
     const { index } = this.opts.images;
     const max = Math.min(PREFETCH_PAGES, index.contiguousFrom(i));
     let n = 1;
@@ -369,9 +405,10 @@ export class LazyPagesDaemon {
   /** Every page still missing somewhere, as source ranges. */
   private pendingRanges(): PageRange[] {
     const { index } = this.opts.images;
-    if (this.mms.length === 1) return index.ranges(this.mms[0].pending);
+    if (this.mms.length === 1 && !this.local) return index.ranges(this.mms[0].pending);
     const union = new Uint8Array(index.total);
     for (const mm of this.mms) for (let i = 0; i < union.length; i++) union[i] |= mm.pending[i];
+    if (this.local) for (let i = 0; i < union.length; i++) union[i] &= this.local[i] ^ 1; // never asked of the source
     return index.ranges(union);
   }
 

@@ -1,11 +1,9 @@
-import fs from "node:fs";
 import { FerryError } from "../errors.js";
 import { restore, type Restored } from "../restore/index.js";
 import type { Endpoint } from "../net/endpoint.js";
 import type { Transport } from "../net/transport.js";
-import { LazyPagesDaemon } from "./daemon.js";
+import { LazyPagesDaemon, type LocalPages } from "./daemon.js";
 import { HandoffListener, handOffUffd } from "./handoff.js";
-import type { TargetUffd } from "./attach.js";
 import { loadLazyImages } from "./images.js";
 import type { LazySummary, ProgressLine } from "./stats.js";
 
@@ -19,12 +17,15 @@ export interface LazyDaemonOptions {
   transport?: Transport;
   log?: (line: string) => void;
   progress?: ProgressLine;
+  /** pages already here (hybrid migration): installed locally after the resume, never fetched */
+  local?: LocalPages;
 }
 
 function daemonFor(opts: LazyDaemonOptions): LazyPagesDaemon {
   return new LazyPagesDaemon({
     images: loadLazyImages(opts.images), pageServer: opts.pageServer, transport: opts.transport,
     retryForMs: opts.retryForMs ?? 10_000, maxRate: opts.maxRate, log: opts.log ?? (() => {}), progress: opts.progress,
+    local: opts.local,
   });
 }
 
@@ -62,25 +63,12 @@ export function restoreLazy(opts: { images: string; shellJob?: boolean }): Resto
  * `ferry restore --lazy --page-server ADDR:PORT`: daemon and restore in one process. Resolves
  * with the restored process once it runs; `transfer` with the summary when all pages arrived.
  */
-export async function restoreLazyWithServer(opts: LazyDaemonOptions & {
-  shellJob?: boolean;
-  /** runs before the process resumes, its uffd registered (hybrid migration installs its pre-copied pages) */
-  beforeResume?: (t: TargetUffd) => void;
-}): Promise<{ restored: Restored; transfer: Promise<LazySummary> }> {
+export async function restoreLazyWithServer(opts: LazyDaemonOptions & { shellJob?: boolean }): Promise<{ restored: Restored; transfer: Promise<LazySummary> }> {
   const daemon = daemonFor(opts);
   await daemon.connect();
   let restored: Restored;
-  const adopt = (t: TargetUffd) => {
-    try {
-      opts.beforeResume?.(t);
-    } catch (e) {
-      fs.closeSync(t.fd);
-      throw e;
-    }
-    daemon.adopt(t);
-  };
   try {
-    restored = restore({ images: opts.images, shellJob: opts.shellJob, lazy: adopt });
+    restored = restore({ images: opts.images, shellJob: opts.shellJob, lazy: (t) => daemon.adopt(t) });
   } catch (e) {
     daemon.emergency(`restore failed: ${(e as Error).message}`);
     throw e;

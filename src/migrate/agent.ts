@@ -120,7 +120,7 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
     if (req.pageServerPort) {
       const r = await restoreLazyWithServer({
         images: dir, pageServer: { host: socket.remoteAddress!.replace(/^::ffff:/, ""), port: req.pageServerPort }, retryForMs: 10_000, transport: opts.transport,
-        log: (l) => opts.log?.(l), beforeResume: install,
+        log: (l) => opts.log?.(l), local: store.localPages(req.keep ?? []),
       });
       resumedAtUs = nowUs();
       restored = r.restored;

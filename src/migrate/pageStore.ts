@@ -2,6 +2,7 @@ import { PAGE_SIZE, SyscallError } from "../kernel/sys.js";
 import { native } from "../kernel/native.js";
 import { uffdCopy } from "../kernel/uffd.js";
 import { bitmapBytes } from "./protocol.js";
+import type { LocalPages } from "../lazy/daemon.js";
 
 interface StoredFrame {
   vaddr: number;
@@ -18,18 +19,51 @@ interface StoredFrame {
  */
 export class PageStore {
   private readonly frames: StoredFrame[] = [];
-  private readonly pages = new Set<number>();
+  /** the newest copy of each page: its frame's payload and offset (-1: a zero page) */
+  private readonly latest = new Map<number, { payload: Buffer; off: number }>();
   bytes = 0;
 
   add(vaddr: number, nrPages: number, payload: Buffer): void {
     this.frames.push({ vaddr, nrPages, payload });
-    for (let k = 0; k < nrPages; k++) this.pages.add(vaddr + k * PAGE_SIZE);
+    let off = bitmapBytes(nrPages);
+    for (let k = 0; k < nrPages; k++) {
+      const zero = (payload[k >> 3] & (1 << (k & 7))) !== 0;
+      this.latest.set(vaddr + k * PAGE_SIZE, { payload, off: zero ? -1 : off });
+      if (!zero) off += PAGE_SIZE;
+    }
     this.bytes += payload.length;
   }
 
   /** distinct pages received */
   get size(): number {
-    return this.pages.size;
+    return this.latest.size;
+  }
+
+  /**
+   * The kept pages as the lazy-pages daemon's local source (hybrid): it installs them after the
+   * resume, in the background or when the process touches one first.
+   */
+  localPages(keep: [number, number][]): LocalPages {
+    const isKept = keptTest(keep);
+    return {
+      has: (src) => isKept(src) && this.latest.has(src),
+      read: (src, n) => {
+        const payload = Buffer.allocUnsafe(n * PAGE_SIZE);
+        const offsets = new Int32Array(n);
+        let out = 0;
+        for (let k = 0; k < n; k++) {
+          const p = this.latest.get(src + k * PAGE_SIZE);
+          if (!p || p.off < 0) {
+            offsets[k] = -1;
+            continue;
+          }
+          p.payload.copy(payload, out, p.off, p.off + PAGE_SIZE);
+          offsets[k] = out;
+          out += PAGE_SIZE;
+        }
+        return { payload, offsets };
+      },
+    };
   }
 
   /**
@@ -37,17 +71,7 @@ export class PageStore {
    * Zero pages are left missing: they read as zeros either way. Returns the pages installed.
    */
   install(uffd: number, keep: [number, number][]): number {
-    const kept = keep.map(([start, n]) => ({ start, end: start + n * PAGE_SIZE })).sort((a, b) => a.start - b.start);
-    const isKept = (addr: number) => {
-      let lo = 0, hi = kept.length - 1;
-      while (lo <= hi) {
-        const mid = (lo + hi) >> 1;
-        if (addr < kept[mid].start) hi = mid - 1;
-        else if (addr >= kept[mid].end) lo = mid + 1;
-        else return true;
-      }
-      return false;
-    };
+    const isKept = keptTest(keep);
     let installed = 0;
     for (let f = this.frames.length - 1; f >= 0; f--) {
       const { vaddr, nrPages, payload } = this.frames[f];
@@ -69,9 +93,24 @@ export class PageStore {
       }
     }
     this.frames.length = 0;
-    this.pages.clear();
+    this.latest.clear();
     return installed;
   }
+}
+
+/** Is a page inside the (start, nrPages) ranges? */
+function keptTest(keep: [number, number][]): (addr: number) => boolean {
+  const kept = keep.map(([start, n]) => ({ start, end: start + n * PAGE_SIZE })).sort((a, b) => a.start - b.start);
+  return (addr) => {
+    let lo = 0, hi = kept.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (addr < kept[mid].start) hi = mid - 1;
+      else if (addr >= kept[mid].end) lo = mid + 1;
+      else return true;
+    }
+    return false;
+  };
 }
 
 /** UFFDIO_COPY of n pages, skipping those already there (EEXIST: a newer copy, or the images'). */

@@ -102,8 +102,10 @@ export async function runPrecopy(o: PrecopyOptions): Promise<PrecopyResult> {
         keep = [...plan.keep, ...plan.needed].sort((a, b) => a - b);
         needed = [];
       } else needed = plan.needed;
-      const runs = toRanges(needed).map((r) => ({ vaddr: r.start, nrPages: (r.end - r.start) / PAGE_SIZE }));
-      dir.write(file, "PageMap", { ...pagemap, lazyRuns: runs, lazyPages: needed.length });
+      // hybrid: the lazy index holds every page, those kept here are installed locally by the agent's daemon
+      const lazy = eager ? [] : [...plan.keep, ...plan.needed].sort((a, b) => a - b);
+      const runs = toRanges(lazy).map((r) => ({ vaddr: r.start, nrPages: (r.end - r.start) / PAGE_SIZE }));
+      dir.write(file, "PageMap", { ...pagemap, lazyRuns: runs, lazyPages: lazy.length });
       return { keep: toRanges(keep).map((r) => [r.start, (r.end - r.start) / PAGE_SIZE]) };
     },
   };
