@@ -12,6 +12,7 @@ import type { MigrateSummary } from "../src/migrate/summary.js";
 import { SWITCH_COST_MS, anotherRound, predictDowntimeMs } from "../src/migrate/policy.js";
 import { buildVictim, finishVictim } from "./harness/victims.js";
 import { lastJson, startFerryIn, startVictimIn, stateOf } from "./harness/hosts.js";
+import { screenshot, countColour } from "./harness/chromium.js";
 import { FERRY_CLI } from "./harness/ferry.js";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -135,6 +136,11 @@ test("ferry demo runs end to end, shows the counter carrying on in host B, write
     const html = fs.readFileSync(reportFile, "utf8");
     assert.match(html, /<svg id="timeline"/);
     assert.match(html, /switch-over/);
+    // The page as a person sees it: headless Chromium draws the timeline's bars.
+    const shot = screenshot(reportFile);
+    assert.ok(countColour(shot, "#dd3333") >= 40, "the downtime bar (red) is drawn");
+    assert.ok(countColour(shot, "#dd6633") + countColour(shot, "#3377cc") + countColour(shot, "#33aa77") >= 200, "the phase bars are drawn");
+    assert.ok(countColour(shot, "#3377cc", 10) + countColour(shot, "#cc7700", 10) >= 20, "the bytes and faults curves are drawn");
     const netns = execFileSync("ip", ["netns", "list"], { encoding: "utf8" });
     assert.ok(!netns.includes(`ferry-hA-${child.pid}-`), `the demo's namespaces are gone: ${netns}`);
   } finally {
