@@ -25,7 +25,7 @@ export class RunnerProcess {
   private stderr = "";
   private closed = false;
 
-  constructor(readonly mode: string, args: string[], cpu: number, nodeFlags: string[] = []) {
+  constructor(readonly mode: string, args: string[], cpu: number | string, nodeFlags: string[] = []) {
     this.startedAtMs = performance.now();
     this.child = spawn("taskset", ["-c", String(cpu), process.execPath, ...nodeFlags, RUNNER, mode, ...args], {
       stdio: ["pipe", "pipe", "pipe"],

@@ -59,6 +59,8 @@ export interface CycleResult {
 
 export interface CycleContext {
   cpu: number;
+  /** CPUs for the dump and restore runners (taskset list) */
+  ferryCpus: string;
   settleMs: number;
   /** MiB of memory to touch and free before the victim starts (0: none) */
   warmMiB: number;
@@ -106,7 +108,7 @@ export async function runCycle(ctx: CycleContext, label: string, sizeMiB: number
 
     const limits = ctx.limitBytes && victim.probe ? await measureLimits(ctx, victim, Math.min(ctx.limitBytes, victim.probe.bytes), workDir, local) : null;
 
-    const dumper = new RunnerProcess("dump", ["--pid", String(victim.pid), "--images", images], ctx.cpu, ctx.nodeFlags("dump"));
+    const dumper = new RunnerProcess("dump", ["--pid", String(victim.pid), "--images", images], ctx.ferryCpus, ctx.nodeFlags("dump"));
     local.add("dump runner", () => dumper.stop());
     const dumped = await dumper.next<DumpReport>("dumped", OP_TIMEOUT_MS);
     const dumpExitAt = await dumper.finished(OP_TIMEOUT_MS);
@@ -114,7 +116,7 @@ export async function runCycle(ctx: CycleContext, label: string, sizeMiB: number
     const imageBytes = fs.readdirSync(images).reduce((s, f) => s + fs.statSync(path.join(images, f)).size, 0);
 
     // The restored root is the restore runner's child, with the original PID; its children are its own again.
-    const restorer = new RunnerProcess("restore", ["--images", images], ctx.cpu, ctx.nodeFlags("restore"));
+    const restorer = new RunnerProcess("restore", ["--images", images], ctx.ferryCpus, ctx.nodeFlags("restore"));
     local.add("restore runner", () => restorer.stop());
     local.add(`restored ${victim.comm} ${victim.pid}`, () => killTree(victim.pids, victim.comm));
     const restored = await restorer.next<RestoreReport>("restored", OP_TIMEOUT_MS);

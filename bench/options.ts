@@ -25,6 +25,8 @@ export interface BenchOptions {
   quick: boolean;
   /** the CPU that ferry and the victim share (latency runs are pinned to one CPU) */
   cpu: number;
+  /** CPUs the dump and restore runners may use (taskset list): --cpu alone by default, so its page helper thread stays off */
+  ferryCpus: string;
   outDir: string;
   /** run ferry under `node --cpu-prof` and summarize where its time goes (timings get slower) */
   profile: boolean;
@@ -37,7 +39,7 @@ export interface BenchOptions {
 }
 
 export const USAGE = `usage: node dist/bench/run.js [--scenarios single,tree,tcp] [--sizes 256,1024] [--tree 8x4x64] [--connections 1000]
-                         [--runs N] [--quick] [--cpu N] [--out DIR] [--profile] [--cold] [--json]
+                         [--runs N] [--quick] [--cpu N] [--ferry-cpus LIST] [--out DIR] [--profile] [--cold] [--json]
   --scenarios  which to run (default all): single = one process of each size; tree = a process tree,
                and one process of the tree's total memory beside it; tcp = TCP repair of many connections
   --sizes    single-process victim sizes in MiB (default 256,1024)
@@ -46,6 +48,8 @@ export const USAGE = `usage: node dist/bench/run.js [--scenarios single,tree,tcp
   --runs     dump+restore cycles per size, medians reported (default 3, 1 with --quick)
   --quick    smoke mode: one cycle each, 64 MiB, a 2x2x8 tree, 50 connections, small physical-limit probes
   --cpu      CPU that ferry and the victim are pinned to (default: the last one)
+  --ferry-cpus  CPUs ferry's dump and restore may use, e.g. 1,0 (default: --cpu only); with two, ferry
+               writes (dump) and verifies checksums (restore) on a helper thread
   --out      where latest.json and latest.md go (default bench/results)
   --profile  run ferry under node --cpu-prof and print where its time goes (slows it down)
   --cold     do not warm guest memory before each cycle (see bench/runner.ts, runWarm)
@@ -62,6 +66,7 @@ export function parseOptions(argv: string[]): BenchOptions | null {
       runs: { type: "string" },
       quick: { type: "boolean", default: false },
       cpu: { type: "string" },
+      "ferry-cpus": { type: "string" },
       out: { type: "string" },
       profile: { type: "boolean", default: false },
       cold: { type: "boolean", default: false },
@@ -84,6 +89,7 @@ export function parseOptions(argv: string[]): BenchOptions | null {
   const connections = values.connections ? positiveInt("--connections", values.connections) : quick ? 50 : 1000;
   return {
     scenarios: SCENARIOS.filter((s) => scenarios.includes(s)), sizesMiB, tree, connections, runs, quick, cpu,
+    ferryCpus: values["ferry-cpus"] ?? String(cpu),
     outDir: path.resolve(values.out ?? path.join(REPO_ROOT, "bench/results")),
     profile: !!values.profile,
     settleMs: quick ? 100 : 300,

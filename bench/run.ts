@@ -36,7 +36,7 @@ async function main(opts: BenchOptions, cleanup: Cleanup): Promise<BenchReport> 
   const runOne = async (label: string, sizeMiB: number, start: StartVictim): Promise<CycleResult> => {
     const profileName = label.replace(/[^\w.-]+/g, "-");
     const { cycle, limits: measured } = await runCycle({
-      cpu: opts.cpu, settleMs: opts.settleMs, cleanup,
+      cpu: opts.cpu, ferryCpus: opts.ferryCpus, settleMs: opts.settleMs, cleanup,
       warmMiB: opts.warm && sizeMiB ? 3 * sizeMiB + (opts.quick ? 256 : 1024) : 0,
       limitBytes: limits ? null : opts.quick ? 64 << 20 : LIMIT_PROBE_BYTES,
       nodeFlags: (mode) => opts.profile
@@ -77,6 +77,7 @@ async function main(opts: BenchOptions, cleanup: Cleanup): Promise<BenchReport> 
     host: hostInfo(),
     loadAverage: { start: loadAtStart, end: os.loadavg()[0] },
     pinnedCpu: opts.cpu,
+    ferryCpus: opts.ferryCpus,
     limits: measured,
     sizes,
     tree: treeCycles ? summarizeTree(treeCycles, measured!) : null,

@@ -107,6 +107,8 @@ export interface BenchReport {
   loadAverage: { start: number; end: number };
   /** pinning: ferry's processes and the victim share this one CPU */
   pinnedCpu: number;
+  /** CPUs the dump and restore runners could use (taskset list); absent in older reports: pinnedCpu */
+  ferryCpus?: string;
   /** measured on the first single process of the run (of the single or the tree scenario); null when neither ran */
   limits: Limits | null;
   /** the single scenario: one process per size (empty when not selected) */

@@ -39,7 +39,8 @@ export function renderTable(r: BenchReport & { limits: Limits }): string {
   out.push(`## ferry: plain dump and restore, images in /dev/shm`);
   out.push("");
   out.push(`${r.startedAt} · load average ${r.loadAverage.start.toFixed(2)} → ${r.loadAverage.end.toFixed(2)} · kernel ${r.host.kernel} · ${r.host.cpuModel} (${r.host.cpus} CPUs) · Node ${r.host.node} · ferry ${r.host.ferryCommit}${r.options.profile ? " · **under --cpu-prof: times inflated**" : ""}`);
-  out.push(`ferry and the victim pinned to CPU ${r.pinnedCpu}; medians of ${r.options.runs} run(s) per size; victim: bench/victims/sweeper.c (every page its own content, rewritten in a loop).`);
+  const ferryCpus = r.ferryCpus ?? String(r.pinnedCpu);
+  out.push(`${ferryCpus === String(r.pinnedCpu) ? `ferry and the victim pinned to CPU ${r.pinnedCpu}` : `victim pinned to CPU ${r.pinnedCpu}, ferry to CPUs ${ferryCpus} (its page helper thread takes the second)`}; medians of ${r.options.runs} run(s) per size; victim: bench/victims/sweeper.c (every page its own content, rewritten in a loop).`);
   out.push(warmNote(r));
   out.push("");
   out.push(row(head));

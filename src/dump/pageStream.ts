@@ -5,6 +5,7 @@ import { PAGE_IS, pagemapScanAll } from "../kernel/pagemapScan.js";
 import { FerryError } from "../errors.js";
 import type { VmaImage } from "../images/types.js";
 import type { PagesWriter } from "../images/pages.js";
+import { PageHelper } from "../images/pageHelper.js";
 
 /** Bytes read from the process and written out at once: few calls, and the buffer stays in cache (2 MiB measured best of 1-8). */
 const BATCH = 2 << 20;
@@ -12,14 +13,25 @@ const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
 
 type Range = { addr: number; len: number };
 
+/** With a helper thread, batches in flight: one being read while the helper writes the others. */
+const SLOTS = 3;
+/** Below this much mapped memory to dump, no helper thread (it takes ~30 ms to start). */
+const HELPER_MIN_BYTES = 64 << 20;
+
 /**
  * Stream the pages of `vmas` that must travel into `pages`: PAGEMAP_SCAN says which are there,
  * process_vm_readv reads them in batches of up to 2 MiB, and pages of zeros are left out where a
- * fresh mapping reads zeros anyway. Returns the number of zero pages skipped.
+ * fresh mapping reads zeros anyway. Where a second CPU is free, a helper thread writes each batch
+ * to the page file while the next one is read. Returns the number of zero pages skipped.
  */
 export function dumpPages(pid: number, vmas: VmaImage[], pages: PagesWriter): number {
+  const mapped = vmas.reduce((s, v) => s + (v.hasPages ? v.end - v.start : 0), 0);
+  const helper = mapped >= HELPER_MIN_BYTES ? PageHelper.start() : null;
+  // The helper writes straight from the batch buffers: they are shared, and one is reused only once written.
+  const ring = helper ? Buffer.from(new SharedArrayBuffer(SLOTS * BATCH)) : Buffer.allocUnsafe(BATCH);
+  const writing = new Array<number>(SLOTS).fill(0);
+  let slot = 0;
   const pagemapFd = fs.openSync(`/proc/${pid}/pagemap`, "r");
-  const buf = Buffer.allocUnsafe(BATCH);
   let zero = 0;
   try {
     for (const v of vmas) {
@@ -27,31 +39,42 @@ export function dumpPages(pid: number, vmas: VmaImage[], pages: PagesWriter): nu
       // A private file mapping shows the file where a page is missing: its zero pages must travel.
       const skipZero = v.kind !== "file";
       for (const batch of batches(wantedPages(pagemapFd, v))) {
+        if (helper) {
+          slot = (slot + 1) % SLOTS;
+          if (writing[slot]) helper.waitFor(writing[slot]);
+        }
         const len = batch.reduce((s, r) => s + r.len, 0);
-        const data = buf.subarray(0, len);
-        if (v.prot & PROT.READ) {
-          const got = vmRead(pid, data, batch);
-          if (got !== len) throw new FerryError("FERRY_DUMP_MEMORY", `process ${pid}: could read only ${got} of ${len} bytes at 0x${batch[0].addr.toString(16)}`);
-        } else {
-          let off = 0;
-          for (const r of batch) {
-            peekMem(pid, r.addr, r.len).copy(data, off);
-            off += r.len;
-          }
-        }
-        if (!skipZero) {
-          pages.addBatch(data, batch);
-          continue;
-        }
-        const kept = dropZeroPages(data, batch);
+        const data = ring.subarray(slot * BATCH, slot * BATCH + len);
+        readBatch(pid, v, batch, data);
+        const kept = skipZero ? dropZeroPages(data, batch) : { bytes: len, ranges: batch };
         zero += (len - kept.bytes) / PAGE_SIZE;
-        if (kept.bytes) pages.addBatch(data.subarray(0, kept.bytes), kept.ranges);
+        if (kept.bytes) writing[slot] = pages.addBatch(data.subarray(0, kept.bytes), kept.ranges, helper);
       }
     }
+    helper?.waitFor();
   } finally {
     fs.closeSync(pagemapFd);
+    if (helper) {
+      try {
+        helper.waitFor(); // the page file must not be closed under a write
+      } catch { /* the first error is on its way already */ }
+      helper.close();
+    }
   }
   return zero;
+}
+
+function readBatch(pid: number, v: VmaImage, batch: Range[], data: Buffer): void {
+  if (v.prot & PROT.READ) {
+    const got = vmRead(pid, data, batch);
+    if (got !== data.length) throw new FerryError("FERRY_DUMP_MEMORY", `process ${pid}: could read only ${got} of ${data.length} bytes at 0x${batch[0].addr.toString(16)}`);
+    return;
+  }
+  let off = 0;
+  for (const r of batch) {
+    peekMem(pid, r.addr, r.len).copy(data, off);
+    off += r.len;
+  }
 }
 
 /** Ranges of pages of one VMA that hold data of the process's own. */

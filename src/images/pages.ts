@@ -2,6 +2,7 @@ import fs from "node:fs";
 import { FerryError } from "../errors.js";
 import { crc32, crc32At, createImageFile } from "./store.js";
 import type { PageRunImage } from "./types.js";
+import type { PageHelper } from "./pageHelper.js";
 import { MAP, NR, PAGE_SIZE, PROT, sys, sysBig } from "../kernel/sys.js";
 
 /** Longest run written as one checksummed chunk: a bad byte is located within 1 MiB. */
@@ -26,9 +27,11 @@ export class PagesWriter {
 
   /**
    * `data` holds the pages of `ranges`, one range after the other: one write for all of them,
-   * and one checksummed run per range (per MAX_RUN_PAGES of it).
+   * and one checksummed run per range (per MAX_RUN_PAGES of it). With a helper and `data` in a
+   * SharedArrayBuffer, the helper writes it: returns the job to wait for before `data` is
+   * reused, and before the writer is closed (0: written already).
    */
-  addBatch(data: Buffer, ranges: { addr: number; len: number }[]): void {
+  addBatch(data: Buffer, ranges: { addr: number; len: number }[], helper: PageHelper | null = null): number {
     let off = 0;
     for (const r of ranges) {
       for (let done = 0; done < r.len; done += MAX_RUN_BYTES) {
@@ -38,10 +41,16 @@ export class PagesWriter {
       }
     }
     if (off !== data.length) throw new RangeError(`addBatch: ${data.length} bytes of data for ${off} bytes of pages`);
-    let done = 0;
-    while (done < data.length) done += fs.writeSync(this.fd, data, done, data.length - done, this.offset + done);
+    let job = 0;
+    if (helper && data.buffer instanceof SharedArrayBuffer) {
+      job = helper.post({ kind: "write", file: this.file, fd: this.fd, data: data.buffer, start: data.byteOffset, len: data.length, position: this.offset });
+    } else {
+      let done = 0;
+      while (done < data.length) done += fs.writeSync(this.fd, data, done, data.length - done, this.offset + done);
+    }
     this.offset += data.length;
     this.pages += data.length / PAGE_SIZE;
+    return job;
   }
 
   close(): void {
@@ -77,10 +86,12 @@ export class PagesReader {
   }
 
   /**
-   * Calls `sink` with the runs of each window, in file order, all of them verified. A bad run
-   * stops everything before `sink` sees any run of its window.
+   * Calls `sink` with the runs of each window, in file order. Without a helper every run is
+   * verified before `sink` sees its window. With one, the helper verifies a window while `sink`
+   * uses it (the caller must not let the process run before forEach has returned), and a bad
+   * run throws once `sink` is done with its window.
    */
-  forEach(runs: PageRunImage[], sink: (runs: MappedRun[]) => void): void {
+  forEach(runs: PageRunImage[], sink: (runs: MappedRun[]) => void, helper: PageHelper | null = null): void {
     runs.forEach((r, i) => this.check(r, i)); // whole and inside the file: mapping past its end would SIGBUS
     let i = 0;
     while (i < runs.length) {
@@ -90,21 +101,33 @@ export class PagesReader {
         j++;
       }
       const base = sysBig(`mmap ${this.file}`, NR.mmap, 0, bytes, PROT.READ, MAP.SHARED, this.fd, runs[i].offset);
+      let job = 0;
       try {
-        const mapped: MappedRun[] = [];
-        for (let k = i, off = 0; k < j; k++) {
-          const run = runs[k], len = run.nrPages * PAGE_SIZE, at = base + BigInt(off);
-          if (crc32At(at, len) !== run.crc32) {
-            throw new FerryError("FERRY_IMAGE_CORRUPT", `${this.file}: checksum mismatch at offset ${run.offset} (pages at 0x${run.vaddr.toString(16)})`);
-          }
-          mapped.push({ vaddr: run.vaddr, len, at });
+        let off = 0;
+        const window = runs.slice(i, j).map((run) => {
+          const len = run.nrPages * PAGE_SIZE, at = base + BigInt(off);
           off += len;
-        }
-        sink(mapped);
+          return { ...run, len, at };
+        });
+        if (helper) job = helper.post({ kind: "verify", file: this.file, runs: window });
+        else for (const run of window) this.verify(run);
+        sink(window.map(({ vaddr, len, at }) => ({ vaddr, len, at })));
+        if (job) helper!.waitFor(job);
       } finally {
+        if (job) {
+          try {
+            helper!.waitFor(job); // the helper may still read the window
+          } catch { /* reported above, or the sink's own error wins */ }
+        }
         sys("munmap", NR.munmap, base, bytes);
       }
       i = j;
+    }
+  }
+
+  private verify(run: PageRunImage & { at: bigint; len: number }): void {
+    if (crc32At(run.at, run.len) !== run.crc32) {
+      throw new FerryError("FERRY_IMAGE_CORRUPT", `${this.file}: checksum mismatch at offset ${run.offset} (pages at 0x${run.vaddr.toString(16)})`);
     }
   }
 
