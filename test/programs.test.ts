@@ -86,7 +86,11 @@ test("node serving HTTP keeps its keep-alive client connection across dump and r
   fs.writeFileSync(server, `
 const http = require("http");
 let hits = 0;
-http.createServer((req, res) => { hits++; res.end("hits " + hits); }).listen(Number(process.argv[2]), "127.0.0.1", () => {
+// Idle keep-alive connections live 60 s (Node's default is 5 s: a slow dump and restore on a
+// loaded machine would let the server close it, rightly, before the client uses it again).
+const server = http.createServer((req, res) => { hits++; res.end("hits " + hits); });
+server.keepAliveTimeout = 60000;
+server.listen(Number(process.argv[2]), "127.0.0.1", () => {
   require("fs").writeFileSync(process.argv[3], "ready");
 });
 `);
