@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import { workerData, parentPort, type MessagePort } from "node:worker_threads";
-import { native } from "../kernel/native.js";
+import { crc32At } from "./checksum.js";
 import type { PageJob, PageJobFault } from "./pageHelper.js";
 
 /** The helper thread of pageHelper.ts: runs page jobs in order, counts them done, reports failures. */
@@ -10,7 +10,7 @@ let jobs = 0;
 function run(job: PageJob): void {
   if (job.kind === "verify") {
     for (const r of job.runs) {
-      if (native.crc32(0, r.at, r.len) !== r.crc32) {
+      if (crc32At(r.at, r.len) !== r.crc32) {
         throw Object.assign(new Error(`${job.file}: checksum mismatch at offset ${r.offset} (pages at 0x${r.vaddr.toString(16)})`), { code: "FERRY_IMAGE_CORRUPT" });
       }
     }

@@ -21,17 +21,8 @@ function type(name: MessageName): protobuf.Type {
   return root.lookupType(`ferry.${name}`);
 }
 
-const crcAccelerated = native.crc32Accelerated();
-
-/** zlib's CRC-32, folded with PCLMULQDQ where the CPU has it (3x zlib.crc32 on this machine). */
-export function crc32(data: Buffer | Uint8Array, seed = 0): number {
-  return crcAccelerated ? native.crc32(seed, data) : zlib.crc32(data, seed) >>> 0;
-}
-
-/** The same CRC of `length` bytes at an address of ours (a mapped window of a file). */
-export function crc32At(address: bigint, length: number): number {
-  return native.crc32(0, address, length);
-}
+import { crc32 } from "./checksum.js";
+export { crc32, crc32At } from "./checksum.js";
 
 /** Image files hold memory: only their owner may read them. */
 export const IMAGE_MODE = 0o600;

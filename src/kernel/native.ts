@@ -9,10 +9,8 @@ export interface Native {
   spawnStub(setTid: number[] | null, flags: number | bigint): number;
   pollStart(fd: number, events: number, cb: (status: number, events: number) => void): object;
   pollStop(handle: object): void;
-  /** zlib's CRC-32 of a buffer, or of `length` bytes at an address of ours (see crc32.c) */
-  crc32(seed: number, data: Buffer | ArrayBufferView | number | bigint, length?: number): number;
-  /** does this CPU fold CRCs with PCLMULQDQ (else zlib.crc32 is faster) */
-  crc32Accelerated(): boolean;
+  /** the bytes of a mapping ferry made itself (mmap through syscall), without a copy */
+  memoryView(address: number | bigint, length: number): ArrayBuffer;
 }
 export type Arg = number | bigint | Buffer | ArrayBufferView | null | undefined | boolean;
 

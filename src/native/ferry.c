@@ -9,7 +9,8 @@
  *                                stops itself; it runs raw syscalls only
  *   pollStart(fd, events, cb)    watch an fd with libuv (uv_poll), cb(status, events)
  *   pollStop(handle)             stop watching
- *   crc32(seed, data[, length])  the page checksum, at memory speed (crc32.c)
+ *   memoryView(address, length)  an ArrayBuffer over memory ferry mapped itself (mmap through
+ *                                syscall()), so TypeScript can read a mapped file without a copy
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -23,7 +24,6 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "crc32.h"
 
 #define CHECK(call)                                                         \
   do {                                                                      \
@@ -263,6 +263,22 @@ static napi_value js_poll_stop(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* memoryView(address, length): the bytes of a mapping ferry made (mmap via syscall) as an
+ * ArrayBuffer. It does not own the memory: whoever mapped it unmaps it, after the last use. */
+static napi_value js_memory_view(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint64_t address, length;
+  if (argc < 2 || to_word(env, argv[0], &address) != 0 || to_word(env, argv[1], &length) != 0) {
+    napi_throw_type_error(env, "FERRY_NATIVE", "memoryView(address, length)");
+    return NULL;
+  }
+  napi_value out;
+  CHECK(napi_create_external_arraybuffer(env, (void *)(uintptr_t)address, (size_t)length, NULL, NULL, &out));
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"syscall", NULL, js_syscall, NULL, NULL, NULL, napi_default, NULL},
@@ -270,10 +286,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"spawnStub", NULL, js_spawn_stub, NULL, NULL, NULL, napi_default, NULL},
       {"pollStart", NULL, js_poll_start, NULL, NULL, NULL, napi_default, NULL},
       {"pollStop", NULL, js_poll_stop, NULL, NULL, NULL, napi_default, NULL},
-      {"crc32", NULL, js_crc32, NULL, NULL, NULL, napi_default, NULL},
-      {"crc32Accelerated", NULL, js_crc32_accelerated, NULL, NULL, NULL, napi_default, NULL},
+      {"memoryView", NULL, js_memory_view, NULL, NULL, NULL, napi_default, NULL},
   };
-  crc32_init();
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
 }
