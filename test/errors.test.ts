@@ -158,3 +158,21 @@ test("an fd ferry cannot move is named precisely, and the process keeps running"
     child.kill("SIGKILL");
   }
 });
+
+test("file descriptors in flight in a unix socket are refused by name, never dropped", async () => {
+  const dir = tempDir();
+  const script = `import array, os, socket, time
+a, b = socket.socketpair()
+r, w = os.pipe()
+a.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [r]))])
+open("${dir}/ready", "w").close()
+time.sleep(60)`;
+  const child = spawn("python3", ["-c", script], { detached: true, stdio: "ignore" });
+  try {
+    while (!fs.existsSync(`${dir}/ready`)) await new Promise((r) => setTimeout(r, 10));
+    oneLineError(await ferry(["dump", String(child.pid), "-D", path.join(dir, "img")]), /pid \d+ fd \d+: unix socket .* has file descriptors in flight \(SCM_RIGHTS\): not supported yet/);
+    assert.ok(fs.existsSync(`/proc/${child.pid}`), "the process runs on after the refused dump");
+  } finally {
+    child.kill("SIGKILL");
+  }
+});

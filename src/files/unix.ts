@@ -5,19 +5,54 @@ import type { DumpFdContext, FileKind, RestoreFileContext } from "./kind.js";
 import type { FileObjectImage } from "../images/types.js";
 import { socketImage } from "./inet.js";
 import { unixDiag } from "./unixDiag.js";
-import { AF, SO, SOL_SOCKET, describeAddr, getsockoptInt, ioctlInt, peekBytes, sendAll, setsockoptInt, sockName } from "./sockopt.js";
+import { AF, SO, SOL_SOCKET, describeAddr, getsockoptInt, ioctlInt, sendAll, setsockoptInt, sockName } from "./sockopt.js";
+import { native } from "../kernel/native.js";
 
 const SOCK_STREAM = 1;
 const STATE = { ESTABLISHED: 1, CLOSE: 7, LISTEN: 10 } as const;
 const SIOCINQ = 0x541b, F_SETFL = 4;
 
+/**
+ * Peek at what waits in a unix socket (MSG_PEEK) with room for ancillary data: file descriptors
+ * in flight (SCM_RIGHTS) cannot be carried yet and must not be dropped silently. The kernel hands
+ * ferry copies of them on a peek; they are closed at once.
+ */
+function peekUnix(c: DumpFdContext, max: number): Buffer {
+  const MSG_PEEK = 2, MSG_DONTWAIT = 0x40, SCM_RIGHTS = 1;
+  const data = Buffer.alloc(Math.max(1, max));
+  const control = Buffer.alloc(4096);
+  const iov = Buffer.alloc(16);
+  iov.writeBigUInt64LE(native.addressOf(data), 0);
+  iov.writeBigUInt64LE(BigInt(max), 8);
+  const msg = Buffer.alloc(56);
+  msg.writeBigUInt64LE(native.addressOf(iov), 16);
+  msg.writeBigUInt64LE(1n, 24);
+  msg.writeBigUInt64LE(native.addressOf(control), 32);
+  msg.writeBigUInt64LE(BigInt(control.length), 40);
+  const r = rawSyscall(NR.recvmsg, c.localFd, msg, MSG_PEEK | MSG_DONTWAIT);
+  if (r === -11n) return Buffer.alloc(0);
+  if (r < 0n) throw new SyscallError("recvmsg(MSG_PEEK)", Number(-r));
+  const controlLen = Number(msg.readBigUInt64LE(40));
+  for (let off = 0; off + 16 <= controlLen; ) {
+    const len = Number(control.readBigUInt64LE(off));
+    if (len < 16) break;
+    if (control.readInt32LE(off + 8) === SOL_SOCKET && control.readInt32LE(off + 12) === SCM_RIGHTS) {
+      for (let i = off + 16; i + 4 <= off + len; i += 4) fs.closeSync(control.readInt32LE(i));
+      throw new FerryError("FERRY_UNSUPPORTED", `pid ${c.pid} fd ${c.fd}: unix socket ${describeAddr(sockName(c.localFd, false))} has file descriptors in flight (SCM_RIGHTS): not supported yet`);
+    }
+    off += (len + 7) & ~7;
+  }
+  return Buffer.from(data.subarray(0, Number(r)));
+}
+
 /** Datagrams and seqpackets waiting, in order, read with MSG_PEEK at a moving peek offset. */
-function peekMessages(fd: number): Buffer[] {
+function peekMessages(c: DumpFdContext): Buffer[] {
+  const fd = c.localFd;
   const out: Buffer[] = [];
   setsockoptInt(fd, SOL_SOCKET, SO.PEEK_OFF, 0);
   try {
     for (let i = 0; i < 100_000; i++) {
-      const msg = peekBytes(fd, 1 << 17);
+      const msg = peekUnix(c, 1 << 17);
       if (!msg.length) {
         // an empty datagram is a message too; EAGAIN is the end
         const r = rawSyscall(NR.recvfrom, fd, Buffer.alloc(1), 1, 2 /* MSG_PEEK */ | 0x40 | 0x20 /* MSG_TRUNC */, 0, 0);
@@ -40,8 +75,8 @@ function dumpUnix(c: DumpFdContext): Partial<FileObjectImage> {
   if (diag.state === STATE.LISTEN) return { inode: c.stat.ino, socket: socketImage({ ...base, backlog: 4096 }) };
   // A connected socket's other end must be in the dump too: the restore checks it (files.img).
   const queued = type === SOCK_STREAM
-    ? { recvQueue: peekBytes(fd, ioctlInt(fd, SIOCINQ)) }
-    : { messages: peekMessages(fd) };
+    ? { recvQueue: peekUnix(c, ioctlInt(fd, SIOCINQ)) }
+    : { messages: peekMessages(c) };
   return { inode: c.stat.ino, socket: socketImage({ ...base, ...queued }) };
 }
 
