@@ -1,11 +1,10 @@
-import fs from "node:fs";
 import { NR, O, sys, rawSyscall } from "../kernel/sys.js";
 import { listFds } from "../kernel/procfs.js";
 import type { Injector } from "../kernel/inject.js";
 import { FerryError } from "../errors.js";
 import type { EpollTargetImage } from "../images/types.js";
 import type { DumpFdContext, FileKind } from "./kind.js";
-import { setStatusFlags } from "./util.js";
+import { withStatusFlags } from "./util.js";
 
 const KCMP_EPOLL_TFD = 7;
 const EPOLL_CTL_ADD = 1, EPOLL_CTL_MOD = 3;
@@ -95,13 +94,7 @@ export const epoll: FileKind = {
       throw new FerryError("FERRY_IMAGE_CORRUPT", `files.img: epoll ${obj.id} has ${obj.targets.length} watches but ${obj.data.length} bytes of watch data`);
     }
     const fd = sys("epoll_create1", NR.epoll_create1, O.CLOEXEC);
-    try {
-      setStatusFlags(fd, obj.flags);
-    } catch (e) {
-      fs.closeSync(fd);
-      throw e;
-    }
-    return fd;
+    return withStatusFlags(fd, obj.flags);
   },
   finish(obj, inj, targetFds) {
     // Once per epoll, in the process whose fd numbers the watches use (it holds the epoll too).

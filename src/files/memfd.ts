@@ -6,7 +6,7 @@ import type { FileObjectImage, Inventory, MmImage, VmaImage } from "../images/ty
 import { adviseVma } from "../restore/mm.js";
 import type { DumpFdContext, FileKind, RestoreFileContext } from "./kind.js";
 import { writeBlob, readBlob } from "./content.js";
-import { setStatusFlags } from "./util.js";
+import { withStatusFlags } from "./util.js";
 
 const F_ADD_SEALS = 1033, F_GET_SEALS = 1034, F_SEAL_SEAL = 1;
 const MFD_CLOEXEC = 1, MFD_ALLOW_SEALING = 2;
@@ -163,13 +163,7 @@ export const memfd: FileKind = {
     }
     // Each open file description is its own open of the object, with its own access mode.
     const fd = fs.openSync(`/proc/self/fd/${m.fd}`, (obj.flags & O.ACCMODE) | O.CLOEXEC);
-    try {
-      setStatusFlags(fd, obj.flags);
-    } catch (e) {
-      fs.closeSync(fd);
-      throw e;
-    }
-    return fd;
+    return withStatusFlags(fd, obj.flags);
   },
   finish(obj, inj, _targetFds, ctx) {
     const m = ctx.shared.get(`memfd:${obj.inode}`) as MemfdObject | undefined;

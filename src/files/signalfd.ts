@@ -1,9 +1,8 @@
-import fs from "node:fs";
 import { NR, O, sys } from "../kernel/sys.js";
 import { FerryError } from "../errors.js";
 import { u64le } from "../images/types.js";
 import type { FileKind } from "./kind.js";
-import { setStatusFlags } from "./util.js";
+import { withStatusFlags } from "./util.js";
 
 /**
  * signalfd: only its mask is state (fdinfo `sigmask:`, hex, bit N-1 for signal N). The signals it
@@ -23,12 +22,6 @@ export const signalfd: FileKind = {
   open(obj) {
     if (obj.sigmask.length !== 8) throw new FerryError("FERRY_IMAGE_CORRUPT", `files.img: signalfd ${obj.id} has a ${obj.sigmask.length}-byte mask, expected 8`);
     const fd = sys("signalfd4", NR.signalfd4, -1, obj.sigmask, 8, O.CLOEXEC);
-    try {
-      setStatusFlags(fd, obj.flags);
-    } catch (e) {
-      fs.closeSync(fd);
-      throw e;
-    }
-    return fd;
+    return withStatusFlags(fd, obj.flags);
   },
 };

@@ -1,3 +1,4 @@
+import fs from "node:fs";
 import { NR, O, sys } from "../kernel/sys.js";
 
 const F_SETFL = 4;
@@ -8,4 +9,15 @@ const F_SETFL = 4;
  */
 export function setStatusFlags(fd: number, flags: number): void {
   sys("fcntl(F_SETFL)", NR.fcntl, fd, F_SETFL, flags & ~O.ACCMODE);
+}
+
+/** The same for a freshly made fd, which is closed (not leaked) when it fails. */
+export function withStatusFlags(fd: number, flags: number): number {
+  try {
+    setStatusFlags(fd, flags);
+  } catch (e) {
+    fs.closeSync(fd);
+    throw e;
+  }
+  return fd;
 }
