@@ -15,6 +15,13 @@ import { PageHelper } from "../src/images/pageHelper.js";
 import { crc32At } from "../src/images/store.js";
 
 const oneCpu = os.availableParallelism() < 2;
+
+/** A helper thread that is up (the engine does the work itself until then). */
+async function startedHelper(): Promise<PageHelper> {
+  const helper = PageHelper.start()!;
+  while (!helper.ready) await new Promise((r) => setTimeout(r, 5));
+  return helper;
+}
 const MiB = 1 << 20;
 
 /** 24 MiB of pages, each its own content, in three ranges. */
@@ -24,13 +31,13 @@ function pagesData(): { data: Buffer; ranges: { addr: number; len: number }[] } 
   return { data, ranges: [{ addr: 0x10000000, len: 8 * MiB }, { addr: 0x20000000, len: 12 * MiB }, { addr: 0x30000000, len: 4 * MiB }] };
 }
 
-test("the helper writes the same page file and index as a write in ferry's own thread", { skip: oneCpu }, () => {
+test("the helper writes the same page file and index as a write in ferry's own thread", { skip: oneCpu }, async () => {
   const dir = tempDir();
   const { data, ranges } = pagesData();
   const plain = new PagesWriter(path.join(dir, "plain.img"));
   plain.addBatch(Buffer.from(data), ranges);
   plain.close();
-  const helper = PageHelper.start()!;
+  const helper = await startedHelper();
   const helped = new PagesWriter(path.join(dir, "helped.img"));
   try {
     helper.waitFor(helped.addBatch(data, ranges, helper));
@@ -42,14 +49,14 @@ test("the helper writes the same page file and index as a write in ferry's own t
   assert.ok(fs.readFileSync(path.join(dir, "helped.img")).equals(fs.readFileSync(path.join(dir, "plain.img"))));
 });
 
-test("with the helper verifying, every run arrives whole, and a flipped byte is refused by file and offset", { skip: oneCpu }, () => {
+test("with the helper verifying, every run arrives whole, and a flipped byte is refused by file and offset", { skip: oneCpu }, async () => {
   const dir = tempDir();
   const file = path.join(dir, "pages.img");
   const { data, ranges } = pagesData();
   const w = new PagesWriter(file);
   w.addBatch(data, ranges);
   w.close();
-  const helper = PageHelper.start()!;
+  const helper = await startedHelper();
   try {
     const seen: MappedRun[] = [];
     const r = new PagesReader(file);

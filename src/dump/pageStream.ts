@@ -48,7 +48,7 @@ export function dumpPages(pid: number, vmas: VmaImage[], pages: PagesWriter): nu
         readBatch(pid, v, batch, data);
         const kept = skipZero ? dropZeroPages(data, batch) : { bytes: len, ranges: batch };
         zero += (len - kept.bytes) / PAGE_SIZE;
-        if (kept.bytes) writing[slot] = pages.addBatch(data.subarray(0, kept.bytes), kept.ranges, helper);
+        if (kept.bytes) writing[slot] = pages.addBatch(data.subarray(0, kept.bytes), kept.ranges, helper?.ready ? helper : null);
       }
     }
     helper?.waitFor();

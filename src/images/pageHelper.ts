@@ -42,6 +42,7 @@ export class PageHelper {
   private posted = 0;
   private fault: PageJobFault | null = null;
 
+  /** [0]: jobs done, [1]: 1 once the thread runs (Node takes tens of ms to start one) */
   private constructor(private worker: Worker, private done: Int32Array, private faults: MessagePort) {}
 
   /**
@@ -50,13 +51,21 @@ export class PageHelper {
    */
   static start(): PageHelper | null {
     if (os.availableParallelism() < 2) return null;
-    const done = new Int32Array(new SharedArrayBuffer(4));
+    const done = new Int32Array(new SharedArrayBuffer(8));
     const { port1, port2 } = new MessageChannel();
     const worker = new Worker(new URL("./pageHelperThread.js", import.meta.url), {
       workerData: { done, faults: port2 }, transferList: [port2],
     });
     worker.unref();
     return new PageHelper(worker, done, port1);
+  }
+
+  /**
+   * Is the thread up? Until it is, the engine does the work itself rather than wait for it: a
+   * small dump or restore is over before the thread would have helped.
+   */
+  get ready(): boolean {
+    return Atomics.load(this.done, 1) === 1;
   }
 
   /** Queue a job; returns its number, for waitFor. */

@@ -6,6 +6,7 @@ import type { PageJob, PageJobFault } from "./pageHelper.js";
 /** The helper thread of pageHelper.ts: runs page jobs in order, counts them done, reports failures. */
 const { done, faults } = workerData as { done: Int32Array; faults: MessagePort };
 let jobs = 0;
+Atomics.store(done, 1, 1); // up: see PageHelper.ready
 
 function run(job: PageJob): void {
   if (job.kind === "verify") {

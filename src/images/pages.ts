@@ -87,7 +87,7 @@ export class PagesReader {
 
   /**
    * Calls `sink` with the runs of each window, in file order. Without a helper every run is
-   * verified before `sink` sees its window. With one, the helper verifies a window while `sink`
+   * verified before `sink` sees its window. With one (once it is up), the helper verifies a window while `sink`
    * uses it (the caller must not let the process run before forEach has returned), and a bad
    * run throws once `sink` is done with its window.
    */
@@ -109,7 +109,7 @@ export class PagesReader {
           off += len;
           return { ...run, len, at };
         });
-        if (helper) job = helper.post({ kind: "verify", file: this.file, runs: window });
+        if (helper?.ready) job = helper.post({ kind: "verify", file: this.file, runs: window });
         else for (const run of window) this.verify(run);
         sink(window.map(({ vaddr, len, at }) => ({ vaddr, len, at })));
         if (job) helper!.waitFor(job);
