@@ -17,14 +17,15 @@ import type { BenchReport } from "../bench/summary.js";
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const RUN = path.join(ROOT, "dist/bench/run.js");
 
-function runBench(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runBench(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string; pid: number }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [RUN, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    const pid = child.pid!;
     let stdout = "", stderr = "";
     child.stdout.setEncoding("utf8").on("data", (s: string) => (stdout += s));
     child.stderr.setEncoding("utf8").on("data", (s: string) => (stderr += s));
     child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
+    child.on("close", (code) => resolve({ code, stdout, stderr, pid }));
   });
 }
 
@@ -47,8 +48,10 @@ const VICTIMS = ["bench/.build/sweeper", "bench/.build/treesweeper", "bench/.bui
 test("npm run bench --quick: a 64 MiB victim, a process tree and 50 TCP connections survive dump and restore, and the report has every figure", { timeout: 240_000 }, async () => {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-bench-test-"));
   const before = shmDirs();
+  let runner = 0;
   try {
-    const { code, stdout, stderr } = await runBench(["--quick", "--out", out]);
+    const { code, stdout, stderr, pid } = await runBench(["--quick", "--out", out]);
+    runner = pid;
     assert.equal(code, 0, `the benchmark failed:\n${stderr}`);
 
     const report = JSON.parse(fs.readFileSync(path.join(out, "latest.json"), "utf8")) as BenchReport;
@@ -119,8 +122,9 @@ test("npm run bench --quick: a 64 MiB victim, a process tree and 50 TCP connecti
   } finally {
     fs.rmSync(out, { recursive: true, force: true });
   }
-  // Nothing left behind: no work directory in /dev/shm, no victim.
-  const left = [...shmDirs()].filter((d) => !before.has(d));
+  // Nothing left behind: no work directory of this run in /dev/shm (named after its runner's
+  // PID: another benchmark on the machine has its own), no victim.
+  const left = [...shmDirs()].filter((d) => !before.has(d) && d.startsWith(`ferry-bench-${runner}-`));
   assert.deepEqual(left, [], "the benchmark left /dev/shm directories behind");
   const victims = fs.readdirSync("/proc").filter((p) => /^\d+$/.test(p)).filter((p) => {
     try {
