@@ -37,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_victim.h"
+
 struct conn {
   int client, server;
   unsigned short client_port; /* network order, as getsockname gives it */
@@ -53,22 +55,6 @@ static char first_problem[512];
 static void on_term(int sig) {
   (void)sig;
   stop_requested = 1;
-}
-
-static double now_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void write_file(const char *path, const char *text) {
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  FILE *f = fopen(tmp, "w");
-  if (!f) _exit(3);
-  fputs(text, f);
-  if (fclose(f) != 0) _exit(3);
-  if (rename(tmp, path) != 0) _exit(3);
 }
 
 static void problem(const char *fmt, ...) {

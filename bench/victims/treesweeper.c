@@ -39,6 +39,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_victim.h"
+
 #define PAGE 4096
 #define WORDS (PAGE / 8)
 #define MAX_PROCS 64
@@ -77,22 +79,6 @@ static int page_ok(const uint64_t *page, uint64_t p, uint32_t g) {
   for (uint64_t w = 0; w < WORDS; w++)
     if (page[w] != expected(base, w)) return 0;
   return 1;
-}
-
-static double now_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void write_file(const char *path, const char *text) {
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  FILE *f = fopen(tmp, "w");
-  if (!f) _exit(3);
-  fputs(text, f);
-  if (fclose(f) != 0) _exit(3);
-  if (rename(tmp, path) != 0) _exit(3);
 }
 
 /* One thread's slice: pages [first, first + count) of the tree, at mem. */
