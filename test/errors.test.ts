@@ -146,11 +146,14 @@ test("a tree whose restore fails half-way leaves none of its processes behind", 
 test("an fd ferry cannot move is named precisely, and the process keeps running", async () => {
   // python3 holds a packet socket; ferry does not move AF_PACKET sockets.
   const dir = tempDir();
-  const child = spawn("python3", ["-c", "import socket, time; s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0); time.sleep(60)"], { detached: true, stdio: "ignore" });
+  // A ready file, not a scan of /proc/PID/fd: fds python opens while it starts come and go under a scan.
+  const script = `import socket, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+open("${dir}/ready", "w").close()
+time.sleep(60)`;
+  const child = spawn("python3", ["-c", script], { detached: true, stdio: "ignore" });
   try {
-    for (let i = 0; i < 200 && !fs.readdirSync(`/proc/${child.pid}/fd`).some((f) => fs.readlinkSync(`/proc/${child.pid}/fd/${f}`).startsWith("socket:")); i++) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    while (!fs.existsSync(`${dir}/ready`)) await new Promise((r) => setTimeout(r, 10));
     const real = fs.readlinkSync(`/proc/${child.pid}/exe`);
     oneLineError(await ferry(["dump", String(child.pid), "-D", path.join(dir, "img")]), new RegExp(`pid \\d+ fd \\d+: socket AF_PACKET \\(socket:\\[\\d+\\]\\) is not supported`));
     assert.equal(fs.readlinkSync(`/proc/${child.pid}/exe`), real, "the process runs on after the failed dump");
