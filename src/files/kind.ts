@@ -47,6 +47,12 @@ export interface FileKind {
   /** open the object inside ferry; the fd returned is passed into the target, then closed */
   open(obj: FileObjectImage, ctx: RestoreFileContext): number;
   /**
+   * True when the object can only be opened once the target's other fds are in place (a /proc file
+   * of the restored process itself, such as its own fdinfo): open() is then called during
+   * installation, after the target's other fds.
+   */
+  late?(obj: FileObjectImage): boolean;
+  /**
    * After every fd is in place in the target (epoll registrations use target fd numbers); ferry's
    * own copies of the objects are still open, and `ctx` is the one open() was given.
    */

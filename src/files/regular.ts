@@ -23,6 +23,8 @@ export const regularFile: FileKind = {
     if (deleted) return { ...obj, ...writeBlob(c.images, `deleted-${c.pid}-${c.fd}`, readAll(c.localFd, c.stat.size)) };
     return obj;
   },
+  // /proc/PID/... of a restored process (its fdinfo, maps) exists only once the process and its fds do.
+  late: (obj) => !obj.deleted && obj.path.startsWith("/proc/"),
   open(obj, ctx) {
     const flags = obj.flags & ~(O.CREAT | O.EXCL | O.TRUNC | O.NOCTTY);
     if (obj.deleted) return recreateDeleted(obj.path, obj.mode, flags, readBlob(ctx.images, obj));
@@ -33,7 +35,8 @@ export const regularFile: FileKind = {
       throw new FerryError("FERRY_FILE", `cannot reopen ${obj.path}: ${(e as NodeJS.ErrnoException).code}`);
     }
     const st = fs.fstatSync(fd);
-    if (st.isFile() && st.size < obj.pos) {
+    // (files of /proc have no size: their content is made as they are read)
+    if (st.isFile() && st.size < obj.pos && !obj.path.startsWith("/proc/")) {
       fs.closeSync(fd);
       throw new FerryError("FERRY_FILE", `${obj.path} is now ${st.size} bytes, shorter than its dumped offset ${obj.pos}: it changed since the dump`);
     }

@@ -16,15 +16,27 @@ export class OpenedFiles {
     this.ctx = { images, files: files.files, shared: new Map(), cleanup: [] };
   }
 
+  /** Every object but the late ones (see FileKind.late), which open when their fd is installed. */
   openAll(): void {
-    for (const obj of this.files.files) {
-      const fd = kindByName(obj.kind).open(obj, this.ctx);
-      this.byId.set(obj.id, fd);
-      if (obj.pos > 0) {
-        const r = rawSyscall(NR.lseek, fd, obj.pos, SEEK_SET);
-        if (r < 0n && r !== -29n /* ESPIPE */) sys(`lseek ${obj.path}`, NR.lseek, fd, obj.pos, SEEK_SET);
-      }
+    for (const obj of this.files.files) if (!isLate(obj)) this.open(obj);
+  }
+
+  /** ferry's fd of the object with this id, opening a late object now. */
+  fdOf(id: number): number | undefined {
+    const fd = this.byId.get(id);
+    if (fd !== undefined) return fd;
+    const obj = this.files.files.find((o) => o.id === id);
+    return obj && isLate(obj) ? this.open(obj) : undefined;
+  }
+
+  private open(obj: FileObjectImage): number {
+    const fd = kindByName(obj.kind).open(obj, this.ctx);
+    this.byId.set(obj.id, fd);
+    if (obj.pos > 0) {
+      const r = rawSyscall(NR.lseek, fd, obj.pos, SEEK_SET);
+      if (r < 0n && r !== -29n /* ESPIPE */) sys(`lseek ${obj.path}`, NR.lseek, fd, obj.pos, SEEK_SET);
     }
+    return fd;
   }
 
   close(): void {
@@ -44,8 +56,10 @@ export function installFds(inj: Injector, table: FdTableImage, opened: OpenedFil
   const first = inj.ok("pidfd_open(ferry)", NR.pidfd_open, process.pid, 0);
   const pidfd = inj.ok("fcntl(F_DUPFD_CLOEXEC)", NR.fcntl, first, F_DUPFD_CLOEXEC, maxFd + 1);
   inj.ok("close", NR.close, first);
-  for (const f of [...table.fds].sort((a, b) => a.fd - b.fd)) {
-    const local = opened.byId.get(f.fileId);
+  const late = new Set(opened.files.files.filter(isLate).map((o) => o.id));
+  const order = [...table.fds].sort((a, b) => Number(late.has(a.fileId)) - Number(late.has(b.fileId)) || a.fd - b.fd);
+  for (const f of order) {
+    const local = opened.fdOf(f.fileId);
     if (local === undefined) throw new Error(`fd ${f.fd}: file ${f.fileId} missing from files.img`);
     const n = inj.ok(`pidfd_getfd(fd ${f.fd})`, NR.pidfd_getfd, pidfd, local, 0);
     if (n !== f.fd) {
@@ -60,6 +74,10 @@ export function installFds(inj: Injector, table: FdTableImage, opened: OpenedFil
     const kind = kindByName(obj.kind);
     if (kind.finish) kind.finish(obj, inj, fdsOf(table, obj), opened.ctx);
   }
+}
+
+function isLate(obj: FileObjectImage): boolean {
+  return kindByName(obj.kind).late?.(obj) ?? false;
 }
 
 function fdsOf(table: FdTableImage, obj: FileObjectImage): number[] {

@@ -99,6 +99,7 @@ export const VICTIM_SPECS: readonly VictimSpec[] = [
   { name: "eventfd", checks: "counter and EFD_SEMAPHORE eventfds: fdinfo counts, flags, reads" },
   { name: "signalfd", checks: "signalfd mask, pending SIGUSR2 and queued SIGRTMIN+4 with value read through it" },
   { name: "timerfd", checks: "periodic timerfd keeps expiring with exact interval; one-hour CLOCK_BOOTTIME timerfd keeps counting down" },
+  { name: "procfs_self", checks: "its own /proc files held open (a pipe's fdinfo, status read part way): same process, offset, flags" },
   { name: "epoll", checks: "epoll set of 4 fds: fdinfo registrations, epoll_wait events and data.u64" },
   // threads
   { name: "threads", checks: "4 threads: TIDs, names, TLS, masks; futex wait, read, nanosleep and a busy loop carry on; pthread_join works" },
