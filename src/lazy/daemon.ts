@@ -39,6 +39,8 @@ export interface DaemonOptions {
   progress?: ProgressLine;
   /** pages this host already holds (a hybrid migration's pre-copied ones): installed from here, never asked for */
   local?: LocalPages;
+  /** a guard prepared ahead (its start costs milliseconds); else the daemon prepares its own now */
+  guard?: UffdGuard;
 }
 
 /** Pages held at the destination, by source address, in the PAGES layout (offsets -1: a zero page). */
@@ -67,7 +69,7 @@ export class LazyPagesDaemon {
   private waiting = 0;
   private main: LazyMm | null = null;
   private pidWatch: { fd: number; poll: object } | null = null;
-  private uffdGuard: UffdGuard | null = null;
+  private uffdGuard: UffdGuard | null;
   private resumedAtUs = 0;
   private unacked = 0;
   private ended = false;
@@ -87,6 +89,7 @@ export class LazyPagesDaemon {
     this.local = opts.local ? new Uint8Array(index.total) : null;
     if (this.local) for (let i = 0; i < index.total; i++) this.local[i] = opts.local!.has(index.addrOf(i)) ? 1 : 0;
     this.finished = new Promise((resolve) => (this.finish = resolve));
+    this.uffdGuard = opts.guard ?? null;
     this.link = new PageLink(opts.pageServer, opts.images.pid, opts.retryForMs, {
       onPages: (f, fromBulk) => this.guard(() => this.onPages(f, fromBulk)),
       onUp: (reconnected) => this.guard(() => this.onUp(reconnected)),
@@ -98,7 +101,9 @@ export class LazyPagesDaemon {
 
   /** Reach the page server before anything is restored (so a dead source fails early, cleanly). */
   connect(): Promise<void> {
+    this.uffdGuard ??= UffdGuard.prepare(this.opts.images.pid); // now, not while the process waits
     return this.link.connect().catch((e: Error) => {
+      this.uffdGuard?.release();
       throw new FerryError("FERRY_PAGE_SERVER", e.message);
     });
   }
@@ -114,12 +119,10 @@ export class LazyPagesDaemon {
     const mm = LazyMm.initial(t.fd, this.opts.images.index, this.opts.images.vmas, t.pid);
     this.main = mm;
     this.mms.push(mm);
+    // before the resume: from then on a dead daemon means a dead process
+    (this.uffdGuard ??= UffdGuard.prepare(t.pid)).hold(mm.uffd);
     this.watch(mm);
     this.watchExit(t.pid);
-    // after the resume (not on its critical path): from then on a dead daemon means a dead process
-    setImmediate(() => {
-      if (mm.alive && !this.ended && !this.completing) this.uffdGuard = UffdGuard.start(mm.uffd, t.pid);
-    });
     if (this.link.up) this.link.pending(this.pendingRanges());
     if (this.local) setImmediate(() => this.fillLocal(0));
     this.checkComplete();

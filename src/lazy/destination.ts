@@ -3,6 +3,7 @@ import { restore, type Restored } from "../restore/index.js";
 import type { Endpoint } from "../net/endpoint.js";
 import type { Transport } from "../net/transport.js";
 import { LazyPagesDaemon, type LocalPages } from "./daemon.js";
+import type { UffdGuard } from "./guard.js";
 import { HandoffListener, handOffUffd } from "./handoff.js";
 import { loadLazyImages } from "./images.js";
 import type { LazySummary, ProgressLine } from "./stats.js";
@@ -19,13 +20,15 @@ export interface LazyDaemonOptions {
   progress?: ProgressLine;
   /** pages already here (hybrid migration): installed locally after the resume, never fetched */
   local?: LocalPages;
+  /** the uffd guard, prepared ahead (see UffdGuard) */
+  guard?: UffdGuard;
 }
 
 function daemonFor(opts: LazyDaemonOptions): LazyPagesDaemon {
   return new LazyPagesDaemon({
     images: loadLazyImages(opts.images), pageServer: opts.pageServer, transport: opts.transport,
     retryForMs: opts.retryForMs ?? 10_000, maxRate: opts.maxRate, log: opts.log ?? (() => {}), progress: opts.progress,
-    local: opts.local,
+    local: opts.local, guard: opts.guard,
   });
 }
 
@@ -63,9 +66,10 @@ export function restoreLazy(opts: { images: string; shellJob?: boolean }): Resto
  * `ferry restore --lazy --page-server ADDR:PORT`: daemon and restore in one process. Resolves
  * with the restored process once it runs; `transfer` with the summary when all pages arrived.
  */
-export async function restoreLazyWithServer(opts: LazyDaemonOptions & { shellJob?: boolean }): Promise<{ restored: Restored; transfer: Promise<LazySummary> }> {
+export async function restoreLazyWithServer(opts: LazyDaemonOptions & { shellJob?: boolean; beforeRestore?: () => void }): Promise<{ restored: Restored; transfer: Promise<LazySummary> }> {
   const daemon = daemonFor(opts);
   await daemon.connect();
+  opts.beforeRestore?.();
   let restored: Restored;
   try {
     restored = restore({ images: opts.images, shellJob: opts.shellJob, lazy: (t) => daemon.adopt(t) });

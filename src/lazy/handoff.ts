@@ -45,7 +45,7 @@ function sockaddr(file: string): Buffer {
  * can be collected before the call. Callers pass `data` and `control` to the system call as
  * unused extra arguments, which keeps them alive through it too.
  */
-function msghdr(data: Buffer, control: Buffer | null): Buffer {
+export function msghdr(data: Buffer, control: Buffer | null): Buffer {
   const hdr = Buffer.alloc(72);
   hdr.writeBigUInt64LE(native.addressOf(data), 56);
   hdr.writeBigUInt64LE(BigInt(data.length), 64);
@@ -59,7 +59,7 @@ function msghdr(data: Buffer, control: Buffer | null): Buffer {
 }
 
 /** cmsghdr carrying one fd: len 20 (CMSG_LEN(4)), SOL_SOCKET, SCM_RIGHTS, the fd; 24 bytes (CMSG_SPACE). */
-function rightsControl(fd: number): Buffer {
+export function rightsControl(fd: number): Buffer {
   const c = Buffer.alloc(24);
   c.writeBigUInt64LE(20n, 0);
   c.writeInt32LE(SOL_SOCKET, 8);

@@ -16,6 +16,11 @@ const BULK_PAGES = 64;
 /** Bulk bytes sent but not yet acknowledged: bounds buffers and the pages that can be sent twice. */
 const BULK_WINDOW = 32 << 20;
 const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
+/**
+ * The destination PINGs every second: nothing heard for this long and the link is taken for cut
+ * (TCP alone would retry for many minutes), which starts the wait for it to come back.
+ */
+const SILENCE_MS = 5000;
 
 export interface PageServerOptions {
   process: FrozenProcess;
@@ -43,7 +48,8 @@ export interface SourceStats {
 
 export type PageServerOutcome =
   | { delivered: true; stats: SourceStats }
-  | { delivered: false; reason: string; stats: SourceStats };
+  /** destinationGaveUp: it said so (ABORT), which it does only once its copy is dead */
+  | { delivered: false; reason: string; stats: SourceStats; destinationGaveUp?: boolean };
 
 /**
  * The source of a lazy migration: serves the pages of a frozen process straight from its memory
@@ -71,6 +77,7 @@ export class PageServer {
   private rateStart = 0;
   private rateBytes = 0;
   private lostTimer: NodeJS.Timeout | null = null;
+  private silenceTimer: NodeJS.Timeout | null = null;
   private finished!: (o: PageServerOutcome) => void;
   readonly outcome: Promise<PageServerOutcome>;
   readonly stats: SourceStats;
@@ -92,6 +99,16 @@ export class PageServer {
     } catch (e) {
       throw new FerryError("FERRY_LISTEN", `cannot listen on ${formatEndpoint(this.opts.listen)}: ${(e as Error).message}`);
     }
+    let lastTick = performance.now();
+    this.silenceTimer = setInterval(() => {
+      const now = performance.now();
+      const late = now - lastTick > 2000; // our own event loop was busy: judge on the next tick
+      lastTick = now;
+      const open = [this.fault, this.bulk].filter((c) => c?.isOpen) as FrameChannel[];
+      if (late || !open.length || now - Math.max(...open.map((c) => c.lastHeard)) <= SILENCE_MS) return;
+      for (const c of open) c.close(`no word from the destination for ${SILENCE_MS / 1000} s`);
+    }, 1000);
+    this.silenceTimer.unref();
   }
 
   /** Stop serving now (Ctrl-C): the source stays frozen. */
@@ -160,7 +177,7 @@ export class PageServer {
       case CMD.DONE:
         return this.done(ch);
       case CMD.ABORT:
-        return this.end({ delivered: false, reason: `the destination gave up: ${safeReason(f.payload)}`, stats: this.stats });
+        return this.end({ delivered: false, reason: `the destination gave up: ${safeReason(f.payload)}`, stats: this.stats, destinationGaveUp: true });
       default:
         ch.close(`unexpected command ${f.cmd}`);
     }
@@ -329,6 +346,8 @@ export class PageServer {
     this.server = null;
     if (this.lostTimer) clearTimeout(this.lostTimer);
     this.lostTimer = null;
+    if (this.silenceTimer) clearInterval(this.silenceTimer);
+    this.silenceTimer = null;
     if (!o.delivered) {
       this.fault?.close("abandoned");
       this.bulk?.close("abandoned");
