@@ -2,7 +2,8 @@ import type { Command } from "commander";
 import { addSecurityOptions, transportOf } from "./security.js";
 import { parseEndpoint } from "../net/endpoint.js";
 import { runAgent } from "../migrate/agent.js";
-import { signalStatusFd, parseIntArg } from "./common.js";
+import { signalStatusFd, parseIntArg, phaseWriter } from "./common.js";
+import { parseRate, parseSeconds } from "./lazyPages.js";
 
 export function registerAgent(program: Command): void {
   addSecurityOptions(program
@@ -12,6 +13,9 @@ export function registerAgent(program: Command): void {
     .option("--keep-images <dir>", "keep the received images under this directory")
     .option("--once", "serve one migration, then exit")
     .option("--status-fd <fd>", "write one byte to this fd when listening", parseIntArg)
+    .option("--phase-fd <fd>", "write each step of a migration (receiving, restore, running, lazy, done, failed) and its PID as a line to this fd", parseIntArg)
+    .option("--retry-for <seconds>", "lazy/hybrid: if the page server or the link dies, retry this long before killing the process", parseSeconds, 10)
+    .option("--max-rate <MB/s>", "lazy/hybrid: cap the background stream (faults are never capped)", parseRate)
     .action(async (o) => {
       const abort = new AbortController();
       const stop = () => abort.abort();
@@ -20,9 +24,11 @@ export function registerAgent(program: Command): void {
       const listen = parseEndpoint(o.listen, "--listen");
       const log = (l: string) => process.stderr.write(`ferry agent: ${l}\n`);
       const transport = transportOf(o, listen, log);
+      const phase = phaseWriter(o.phaseFd);
       try {
         await runAgent({
           listen, transport, keepImages: o.keepImages, once: o.once, signal: abort.signal,
+          retryForMs: o.retryFor * 1000, maxRate: o.maxRate, onPhase: (p, pid) => phase(`${p} ${pid}`),
           log: (l) => process.stderr.write(`ferry agent: ${l}\n`),
           onReady: () => {
             if (o.statusFd !== undefined) signalStatusFd(o.statusFd);

@@ -20,3 +20,19 @@ export function imagesDir(o: { images?: string; imagesDir?: string }): string {
   if (!dir) throw new FerryError("FERRY_USAGE", "where are the images? give -D DIR");
   return dir;
 }
+
+/**
+ * --phase-fd N: one line per step of a migration, written as the step begins (synchronously, so
+ * a caller that reacts to a line meets the step under way). A reader that went away is no error.
+ */
+export function phaseWriter(fd: number | undefined): (line: string) => void {
+  let open = fd !== undefined;
+  return (line) => {
+    if (!open) return;
+    try {
+      fs.writeSync(fd!, line + "\n");
+    } catch {
+      open = false;
+    }
+  };
+}

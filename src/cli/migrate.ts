@@ -7,7 +7,8 @@ import { MODES, type Mode } from "../migrate/protocol.js";
 import { Timeline } from "../migrate/timeline.js";
 import { MigrateProgress } from "../migrate/progress.js";
 import { writeReport } from "../migrate/report.js";
-import { parseIntArg } from "./common.js";
+import { parseIntArg, phaseWriter } from "./common.js";
+import { parseSeconds } from "./lazyPages.js";
 import { addSecurityOptions, transportOf } from "./security.js";
 
 export function registerMigrate(program: Command): void {
@@ -19,6 +20,8 @@ export function registerMigrate(program: Command): void {
     .addOption(new Option("--mode <mode>", "how memory moves").choices(MODES as string[]).default("hybrid"))
     .option("--max-downtime <ms>", "pre-copy/hybrid: stop the rounds when the predicted downtime fits this", parseIntArg, 50)
     .option("--max-rounds <n>", "pre-copy/hybrid: at most this many rounds", parseIntArg, 8)
+    .option("--retry-for <seconds>", "lazy/hybrid: how long a lost destination may take to come back to the page server", parseSeconds, 10)
+    .option("--phase-fd <fd>", "write each phase (precopy, dump, switch-over, images, restore, lazy, done, failed) as a line to this fd as it begins", parseIntArg)
     .option("--keep-images <dir>", "keep the source's images in this directory")
     .option("--report <file.html>", "write an HTML report with a timeline of the migration")
     .option("--json", "print the JSON summary (default when stdout is not a TTY)")
@@ -28,6 +31,7 @@ export function registerMigrate(program: Command): void {
       const to = parseEndpoint(o.to, "--to");
       const transport = transportOf(o, to, (l) => process.stderr.write(`ferry migrate: ${l}\n`));
       const timeline = new Timeline();
+      timeline.onPhase = phaseWriter(o.phaseFd);
       const progress = new MigrateProgress(timeline);
       const abort = new AbortController();
       const stop = () => abort.abort();
@@ -37,7 +41,7 @@ export function registerMigrate(program: Command): void {
       try {
         const summary = await migrate({
           pid, to, transport, mode: o.mode as Mode, maxDowntimeMs: o.maxDowntime, maxRounds: o.maxRounds,
-          keepImages: o.keepImages, timeline, signal: abort.signal,
+          retryForMs: o.retryFor * 1000, keepImages: o.keepImages, timeline, signal: abort.signal,
           log: (l) => process.stderr.write(`\r\x1b[Kferry migrate: ${l}\n`),
         });
         progress.stop();

@@ -11,10 +11,11 @@ import type { Transport } from "../net/transport.js";
 import { restoreLazyWithServer } from "../lazy/destination.js";
 import type { TargetUffd } from "../lazy/attach.js";
 import type { LazySummary } from "../lazy/stats.js";
+import { UffdGuard, Watchdog } from "../lazy/guard.js";
 import { Control } from "./control.js";
 import { ImageReceiver } from "./imageStream.js";
 import { PageStore } from "./pageStore.js";
-import { MCMD, MIGRATE_VERSION, MODES, parse, type Hello, type RestoreRequest, type RestoredReply } from "./protocol.js";
+import { MCMD, MIGRATE_VERSION, parseHello, parseMessage, parseRestoreRequest, type Hello, type RestoreRequest, type RestoredReply } from "./protocol.js";
 
 export interface AgentOptions {
   listen: Endpoint;
@@ -27,8 +28,16 @@ export interface AgentOptions {
   onReady?: (address: net.AddressInfo) => void;
   onMigrated?: (r: AgentSessionResult) => void;
   onFailed?: (e: Error) => void;
+  /** each step of a migration as it begins: receiving, restore, running, lazy, done, failed */
+  onPhase?: (phase: AgentPhase, pid: number) => void;
+  /** lazy, hybrid: how long a lost page server may take to come back before the process is killed (default 10 s) */
+  retryForMs?: number;
+  /** lazy, hybrid: cap of the background stream, bytes/s */
+  maxRate?: number;
   signal?: AbortSignal;
 }
+
+export type AgentPhase = "receiving" | "restore" | "running" | "lazy" | "done" | "failed";
 
 export interface AgentSessionResult {
   pid: number;
@@ -44,13 +53,14 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
   let finish!: () => void;
   const finished = new Promise<void>((r) => (finish = r));
   const server = await opts.transport.listen(opts.listen, (socket) => {
+    const from = socket.remoteAddress; // gone once the socket is
     chain = chain.then(async () => {
       try {
         const r = await agentSession(socket, opts);
         opts.onMigrated?.(r);
       } catch (e) {
         opts.onFailed?.(e as Error);
-        opts.log?.(`migration from ${socket.remoteAddress} failed: ${process.env.FERRY_DEBUG ? (e as Error).stack : (e as Error).message}`);
+        opts.log?.(`migration from ${from} failed: ${process.env.FERRY_DEBUG ? (e as Error).stack : (e as Error).message}`);
       }
       if (opts.once) finish();
     });
@@ -74,7 +84,7 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
  * the process when told, install what the rounds sent, and with lazy/hybrid fill the rest from
  * the source's page server. Whatever fails, the source is told (it then keeps its process).
  */
-export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, "keepImages" | "log" | "transport">): Promise<AgentSessionResult> {
+export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, "keepImages" | "log" | "transport" | "onPhase" | "retryForMs" | "maxRate">): Promise<AgentSessionResult> {
   const control = new Control(socket);
   const store = new PageStore();
   control.onUnasked = (f) => {
@@ -84,14 +94,25 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
   };
   let dir: string | null = null;
   let receiver: ImageReceiver | null = null;
+  let pid = 0;
+  let guard: UffdGuard | null = null;
+  let cleanup: Watchdog | null = null;
+  /** the process may run here from now on: an ERROR (which lets the source resume its copy) is a lie */
+  let resumed = false;
+  const phase = (p: AgentPhase) => opts.onPhase?.(p, pid);
   try {
-    const hello = parse<Hello>((await control.expect(MCMD.HELLO, 10_000)).payload);
+    const hello = parseHello((await control.expect(MCMD.HELLO, 10_000)).payload);
+    pid = hello.pid;
     if (hello.version !== MIGRATE_VERSION) throw new FerryError("FERRY_VERSION", `the source speaks migration protocol ${hello.version}, this agent ${MIGRATE_VERSION}`);
-    if (!MODES.includes(hello.mode)) throw new FerryError("FERRY_USAGE", `unknown mode ${hello.mode}`);
     if (processExists(hello.pid)) throw new FerryError("FERRY_PID_TAKEN", `PID ${hello.pid} is taken on the destination: it cannot come here with its PID`);
+    // the lazy restore's uffd guard, started now: it costs milliseconds the downtime need not pay
+    if (hello.mode === "lazy" || hello.mode === "hybrid") guard = UffdGuard.prepare(hello.pid);
     dir = opts.keepImages ? path.join(opts.keepImages, `${hello.pid}-${Date.now()}`) : fs.mkdtempSync(path.join(fs.existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir(), "ferry-agent-"));
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // the images hold the process's memory: removed even if this agent is killed
+    if (!opts.keepImages) cleanup = Watchdog.start("ferry-agent-cleanup", 'cat >/dev/null; rm -rf -- "$1"', [dir]);
     await control.sendJson(MCMD.HELLO_OK, { version: MIGRATE_VERSION });
+    phase("receiving");
     receiver = new ImageReceiver(dir);
     let req: RestoreRequest;
     try {
@@ -99,10 +120,10 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
         const f = await control.next();
         if (receiver.take(f.cmd, f.payload)) continue;
         if (f.cmd === MCMD.RESTORE) {
-          req = parse<RestoreRequest>(f.payload);
+          req = parseRestoreRequest(f.payload);
           break;
         }
-        if (f.cmd === MCMD.ABORT) throw new FerryError("FERRY_ABORTED", `the source gave up: ${parse<{ reason: string }>(f.payload).reason}`);
+        if (f.cmd === MCMD.ABORT) throw new FerryError("FERRY_ABORTED", `the source gave up: ${parseMessage(f.payload, "reason")}`);
         throw new FerryError("FERRY_PROTOCOL", `unexpected command ${f.cmd} before RESTORE`);
       }
     } finally {
@@ -119,13 +140,17 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
     let resumedAtUs: number;
     if (req.pageServerPort) {
       const r = await restoreLazyWithServer({
-        images: dir, pageServer: { host: socket.remoteAddress!.replace(/^::ffff:/, ""), port: req.pageServerPort }, retryForMs: 10_000, transport: opts.transport,
-        log: (l) => opts.log?.(l), local: store.localPages(req.keep ?? []),
+        images: dir, pageServer: { host: socket.remoteAddress!.replace(/^::ffff:/, ""), port: req.pageServerPort }, retryForMs: opts.retryForMs ?? 10_000, maxRate: opts.maxRate, transport: opts.transport,
+        log: (l) => opts.log?.(l), local: store.localPages(req.keep ?? []), guard: guard ?? undefined,
+        beforeRestore: () => phase("restore"),
       });
+      guard = null; // the daemon's now
+      resumed = true;
       resumedAtUs = nowUs();
       restored = r.restored;
       transfer = r.transfer;
     } else if (req.keep) {
+      phase("restore");
       // pre-copy: every page is here; the registration ends once they are in
       restored = restore({
         images: dir, lazy: (t) => {
@@ -137,27 +162,43 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
           }
         },
       });
+      resumed = true;
       resumedAtUs = nowUs();
     } else {
+      phase("restore");
       restored = restore({ images: dir });
+      resumed = true;
       resumedAtUs = nowUs();
     }
+    phase("running");
     if (process.env.FERRY_DEBUG) opts.log?.(`restore ${(performance.now() - tRestore).toFixed(1)} ms (restore() ${restored.durationMs.toFixed(1)} ms, ${installed} pages installed)`);
     const reply: RestoredReply = { pid: restored.pid, resumedAtUs, restoreMs: restored.durationMs, installedPages: installed };
-    await control.sendJson(MCMD.RESTORED, reply);
+    // from here on the connection may fail without changing anything: the process runs here
+    await control.sendJson(MCMD.RESTORED, reply).catch(() => {});
     let lazy: LazySummary | null = null;
     if (transfer) {
-      lazy = await transfer;
-      if (lazy.outcome === "failed") opts.log?.(`the lazy transfer failed: ${lazy.error}`);
+      phase("lazy");
+      lazy = await transfer; // it goes on by its own connections even if this one is lost
     }
-    await control.sendJson(MCMD.DONE, lazy);
+    await control.sendJson(MCMD.DONE, lazy).catch(() => {});
+    if (lazy?.outcome === "failed") {
+      throw new FerryError("FERRY_LAZY_FAILED", `${lazy.error ?? "the lazy transfer failed"}; the source's copy is the one left (frozen there if it could not be told: \`ferry resume ${pid}\`)`);
+    }
+    if (!transfer && !control.isOpen) {
+      opts.log?.(`process ${pid} runs here, but the source went away before it heard so: its frozen copy there is not needed (kill it)`);
+    }
+    phase("done");
     return { pid: restored.pid, mode: hello.mode, imageBytes: receiver.bytes, precopiedPages, lazy };
   } catch (e) {
-    await control.sendJson(MCMD.ERROR, { message: (e as Error).message }).catch(() => {});
+    phase("failed");
+    guard?.release();
+    if (!resumed) (e as Error).message += "; nothing of it runs here";
+    if (!resumed) await control.sendJson(MCMD.ERROR, { message: (e as Error).message }).catch(() => {});
     throw e;
   } finally {
     socket.end();
     if (dir && !opts.keepImages) fs.rmSync(dir, { recursive: true, force: true });
+    cleanup?.close();
   }
 }
 

@@ -3,7 +3,7 @@ import path from "node:path";
 import { FerryError } from "../errors.js";
 import { IMAGE_MODE } from "../images/store.js";
 import type { Control } from "./control.js";
-import { MAX_DATA, MCMD, parse } from "./protocol.js";
+import { MAX_DATA, MCMD, parseFileHeader } from "./protocol.js";
 
 /** Send every file of an image directory over the control connection; returns the bytes sent. */
 export async function sendImages(control: Control, dir: string): Promise<number> {
@@ -45,8 +45,7 @@ export class ImageReceiver {
   take(cmd: number, payload: Buffer): boolean {
     if (cmd === MCMD.FILE) {
       this.finishFile();
-      const { name, size } = parse<{ name: string; size: number }>(payload);
-      if (!/^[\w.-]+$/.test(name) || name.startsWith(".")) throw new FerryError("FERRY_PROTOCOL", `refusing image file name ${JSON.stringify(name)}`);
+      const { name, size } = parseFileHeader(payload);
       this.fd = fs.openSync(path.join(this.dir, name), "w", IMAGE_MODE);
       this.left = size;
       if (!size) this.finishFile();

@@ -8,7 +8,7 @@ import type { Transport } from "../net/transport.js";
  * The lazy page server of a migration, on a port the kernel picks (the agent learns it over the
  * control connection): the source process, left stopped by a lazy dump, is served from `images`.
  */
-export async function startPageServer(pid: number, images: string, host: string, transport: Transport, log?: (l: string) => void): Promise<{ server: PageServer; port: number }> {
+export async function startPageServer(pid: number, images: string, host: string, transport: Transport, retryForMs: number, log?: (l: string) => void): Promise<{ server: PageServer; port: number }> {
   const got: { server?: net.Server } = {};
   const capture: Transport = {
     name: transport.name,
@@ -18,7 +18,7 @@ export async function startPageServer(pid: number, images: string, host: string,
   const frozen = await FrozenProcess.hold(pid);
   try {
     const { index } = loadLazyImages(images);
-    const server = new PageServer({ process: frozen, index, listen: { host, port: 0 }, transport: capture, retryForMs: 10_000, log });
+    const server = new PageServer({ process: frozen, index, listen: { host, port: 0 }, transport: capture, retryForMs, log });
     await server.start();
     const port = (got.server!.address() as net.AddressInfo).port;
     return { server, port };

@@ -1,7 +1,8 @@
 import { PAGE_SIZE, SyscallError } from "../kernel/sys.js";
 import { native } from "../kernel/native.js";
 import { uffdCopy } from "../kernel/uffd.js";
-import { bitmapBytes } from "./protocol.js";
+import { FerryError } from "../errors.js";
+import { MAX_PAGES, bitmapBytes } from "./protocol.js";
 import type { LocalPages } from "../lazy/daemon.js";
 
 interface StoredFrame {
@@ -23,7 +24,13 @@ export class PageStore {
   private readonly latest = new Map<number, { payload: Buffer; off: number }>();
   bytes = 0;
 
+  /** Keep one PAGES frame (checked first: a page count, an address and a length that agree). */
   add(vaddr: number, nrPages: number, payload: Buffer): void {
+    if (nrPages < 1 || nrPages > MAX_PAGES || vaddr % PAGE_SIZE) throw new FerryError("FERRY_PROTOCOL", `PAGES frame of ${nrPages} pages at 0x${vaddr.toString(16)}`);
+    const bm = bitmapBytes(nrPages);
+    let zeros = 0;
+    for (let k = 0; k < nrPages && bm <= payload.length; k++) if (payload[k >> 3] & (1 << (k & 7))) zeros++;
+    if (payload.length !== bm + (nrPages - zeros) * PAGE_SIZE) throw new FerryError("FERRY_PROTOCOL", `PAGES frame of ${payload.length} bytes for ${nrPages} pages (${zeros} zero)`);
     this.frames.push({ vaddr, nrPages, payload });
     let off = bitmapBytes(nrPages);
     for (let k = 0; k < nrPages; k++) {

@@ -4,6 +4,7 @@ import path from "node:path";
 import { FerryError } from "../errors.js";
 import { dump } from "../dump/index.js";
 import { childrenOf } from "../dump/tree.js";
+import { processExists } from "../kernel/procfs.js";
 import { ImageDir } from "../images/store.js";
 import type { Inventory } from "../images/types.js";
 import { NR, SIG, rawSyscall } from "../kernel/sys.js";
@@ -12,7 +13,8 @@ import type { Transport } from "../net/transport.js";
 import type { LazySummary } from "../lazy/stats.js";
 import { Control } from "./control.js";
 import { sendImages } from "./imageStream.js";
-import { MCMD, MIGRATE_VERSION, parse, type Mode, type RestoreRequest, type RestoredReply } from "./protocol.js";
+import { MCMD, MIGRATE_VERSION, parseDone, parseHelloOk, parseRestored, type Mode, type RestoreRequest, type RestoredReply } from "./protocol.js";
+import { ResumeGuard } from "./resumeGuard.js";
 import { startPageServer } from "./pageServerHost.js";
 import { Timeline } from "./timeline.js";
 import { runPrecopy, type PrecopyResult } from "./precopy.js";
@@ -27,6 +29,8 @@ export interface MigrateOptions {
   /** downtime budget of pre-copy and hybrid, ms (default 50) */
   maxDowntimeMs?: number;
   maxRounds?: number;
+  /** lazy, hybrid: how long a lost destination may take to come back to the page server (default 10 s) */
+  retryForMs?: number;
   /** keep the source's images here (they are removed otherwise) */
   keepImages?: string;
   timeline?: Timeline;
@@ -37,8 +41,16 @@ export interface MigrateOptions {
 /**
  * `ferry migrate`: move a process to the host where `ferry agent` listens, in one connection
  * (plus the lazy page server's two for lazy and hybrid). Images go straight from a tmpfs
- * directory over the connection; the source is killed only once the destination runs the process
- * (and holds all of its memory), and is let run again here if the destination fails before that.
+ * directory over the connection.
+ *
+ * Who runs the process, whatever fails: until RESTORE is written the source does (a failure lets
+ * it run on here, unfrozen, its write-protection gone with the tracker; a resume guard does it
+ * if ferry itself is killed). Once RESTORE is written the destination may run it, so the source
+ * copy stays frozen until the destination says how it ended: it is killed once the destination
+ * runs the process (and holds all of its memory); it runs here again only when the destination
+ * says nothing runs there (an ERROR before the resume, or a lazy transfer that failed and killed
+ * its copy). Without word from the destination, it stays frozen and the error says so (`ferry
+ * resume PID` runs it here again, once the destination's copy is known to be dead): never two.
  */
 export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
   const mode = opts.mode ?? "hybrid";
@@ -53,23 +65,32 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
   const control = new Control(socket);
   const images = opts.keepImages ?? fs.mkdtempSync(path.join(fs.existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir(), "ferry-migrate-"));
   if (opts.keepImages) fs.mkdirSync(images, { recursive: true });
-  let stopped = false; // the source is frozen by us: resume it if we fail before the destination runs it
-  let delivered = false;
+  /** frozen by us, and ours to resume if the migration fails */
+  let stopped = false;
+  /** RESTORE written: the destination may run the process */
+  let handedOver = false;
+  let guard: ResumeGuard | null = null;
   let precopy: PrecopyResult | null = null;
   let server: Awaited<ReturnType<typeof startPageServer>> | null = null;
   const sample = () => tl.sample({ bytesSent: control.bytesOut + (server?.server.stats.bytesSent ?? 0), faults: server?.server.stats.faultRequests ?? 0, pagesArrived: server?.server.stats.pagesSent ?? 0 });
   const sampler = setInterval(sample, 20);
-  const onAbort = () => control.close();
+  const onAbort = () => {
+    control.close();
+    server?.server.abandon("interrupted");
+  };
   opts.signal?.addEventListener("abort", onAbort, { once: true });
   try {
+    guard = ResumeGuard.start(opts.pid, opts.keepImages ? "" : images);
     await control.sendJson(MCMD.HELLO, { version: MIGRATE_VERSION, mode, pid: opts.pid });
-    await control.expect(MCMD.HELLO_OK, 10_000);
+    const ok = parseHelloOk((await control.expect(MCMD.HELLO_OK, 10_000)).payload);
+    if (ok.version !== MIGRATE_VERSION) throw new FerryError("FERRY_VERSION", `the agent speaks migration protocol ${ok.version}, this ferry ${MIGRATE_VERSION}`);
     if (mode === "precopy" || mode === "hybrid") {
       tl.phase("precopy");
       precopy = await runPrecopy({ pid: opts.pid, control, timeline: tl, maxDowntimeMs: opts.maxDowntimeMs ?? 50, maxRounds: opts.maxRounds ?? 8, signal: opts.signal });
     }
     tl.phase("dump");
     const lazyDump = mode !== "stop-copy";
+    guard.frozen();
     const d = dump({ pid: opts.pid, images, lazy: lazyDump, leaveStopped: true });
     stopped = true;
     const inventory = new ImageDir(images).read<Inventory>("inventory.img", "Inventory");
@@ -79,46 +100,64 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
     if (precopy) Object.assign(request, await precopy.switchOver(images, mode === "precopy"));
     tl.phase("images");
     if (mode === "lazy" || mode === "hybrid") {
-      server = await startPageServer(opts.pid, images, (socket.localAddress ?? "0.0.0.0").replace(/^::ffff:/, ""), opts.transport, opts.log);
+      server = await startPageServer(opts.pid, images, (socket.localAddress ?? "0.0.0.0").replace(/^::ffff:/, ""), opts.transport, opts.retryForMs ?? 10_000, opts.log);
       request.pageServerPort = server.port;
     }
     const imageBytes = await sendImages(control, images);
+    if (opts.signal?.aborted) throw new FerryError("FERRY_INTERRUPTED", "interrupted");
     tl.phase("restore");
+    // the point of no return: from now on the destination may run the process
+    guard.standDown();
+    handedOver = true;
     await control.sendJson(MCMD.RESTORE, request);
     let restored: RestoredReply;
-    let lazy: LazySummary | null = null;
     try {
-      restored = parse<RestoredReply>((await control.expect(MCMD.RESTORED)).payload);
-      tl.resumeMs = restored.resumedAtUs / 1000 - (performance.timeOrigin + tl.t0);
-      // it runs there now: from here on a failure leaves our copy frozen, never running twice
-      if (server) stopped = false;
-      if (server) {
-        tl.phase("lazy");
-        const [outcome, done] = await Promise.all([server.server.outcome, control.expect(MCMD.DONE)]);
-        lazy = parse<LazySummary | null>(done.payload);
-        if (!outcome.delivered) {
-          throw new FerryError("FERRY_NOT_DELIVERED", `${outcome.reason}; process ${opts.pid} is kept frozen here: \`ferry resume ${opts.pid}\` runs it here again (only if the destination's copy is dead)`);
-        }
-      } else {
-        rawSyscall(NR.kill, opts.pid, SIG.KILL);
-        stopped = false;
-      }
-      delivered = true;
-    } finally {
-      if (!delivered && server) server.server.abandon("the migration failed");
+      restored = parseRestored((await control.expect(MCMD.RESTORED)).payload);
+    } catch (e) {
+      if ((e as FerryError).code === "FERRY_AGENT") handedOver = false; // an ERROR: nothing runs there (sent only before a resume)
+      throw e;
     }
+    tl.resumeMs = restored.resumedAtUs / 1000 - (performance.timeOrigin + tl.t0);
+    let lazy: LazySummary | null = null;
+    if (server) {
+      tl.phase("lazy");
+      const outcome = await server.server.outcome;
+      // the agent's summary; its connection may be lost while the lazy transfer goes on by its own
+      lazy = await control.expect(MCMD.DONE, outcome.delivered ? 5_000 : 15_000).then((f) => parseDone(f.payload), () => null);
+      if (!outcome.delivered) {
+        if (outcome.destinationGaveUp || lazy?.outcome === "failed") {
+          handedOver = false; // the destination killed its copy and said so: ours runs on
+          throw new FerryError("FERRY_LAZY_FAILED", `the destination gave up the lazy transfer (${lazy?.error ?? outcome.reason}): process ${opts.pid} runs on here`);
+        }
+        throw new FerryError("FERRY_NOT_DELIVERED", `${outcome.reason}; process ${opts.pid} is kept frozen here: \`ferry resume ${opts.pid}\` runs it here again (only if the destination's copy is dead)`);
+      }
+    } else {
+      rawSyscall(NR.kill, opts.pid, SIG.KILL);
+    }
+    stopped = false;
     sample();
     tl.phase("done");
     return summarize({ mode, pid: opts.pid, timeline: tl, dump: d, imageBytes, controlBytes: control.bytesOut, restored, lazy, precopy, pageServer: server?.server.stats ?? null });
   } catch (e) {
     tl.phase("failed");
-    if (stopped) rawSyscall(NR.kill, opts.pid, SIG.CONT); // the destination never ran it: it runs on here
-    throw e;
+    server?.server.abandon("the migration failed"); // the ptrace hold goes, the group stop stays
+    if (!stopped) {
+      if (processExists(opts.pid)) throw new FerryError((e as FerryError).code ?? "FERRY_MIGRATE", `${(e as Error).message}; process ${opts.pid} runs on here as before`);
+      throw e;
+    }
+    if (handedOver) {
+      if ((e as FerryError).code === "FERRY_NOT_DELIVERED") throw e;
+      throw new FerryError("FERRY_IN_DOUBT", `${(e as Error).message} after the switch-over: process ${opts.pid} may run at the destination, so it is kept frozen here: \`ferry resume ${opts.pid}\` runs it here again (only if the destination's copy is dead)`);
+    }
+    rawSyscall(NR.kill, opts.pid, SIG.CONT); // the destination never ran it: it runs on here
+    if ((e as FerryError).code === "FERRY_LAZY_FAILED") throw e;
+    throw new FerryError((e as FerryError).code ?? "FERRY_MIGRATE", `${(e as Error).message}; process ${opts.pid} runs on here`);
   } finally {
     clearInterval(sampler);
     opts.signal?.removeEventListener("abort", onAbort);
     precopy?.close();
     control.close();
     if (!opts.keepImages) fs.rmSync(images, { recursive: true, force: true });
+    guard?.close();
   }
 }

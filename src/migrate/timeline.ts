@@ -32,6 +32,8 @@ export class Timeline {
   readonly samples: Sample[] = [];
   freezeMs: number | null = null;
   resumeMs: number | null = null;
+  /** told of each phase as it begins (`ferry migrate --phase-fd`) */
+  onPhase: ((p: Phase) => void) | null = null;
 
   now(): number {
     return performance.now() - this.t0;
@@ -39,6 +41,7 @@ export class Timeline {
 
   phase(p: Phase): void {
     this.phases.push({ phase: p, t: this.now() });
+    this.onPhase?.(p);
   }
 
   get current(): Phase {
