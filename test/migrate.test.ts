@@ -7,25 +7,16 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import { execFileSync, spawn } from "node:child_process";
-import { createHosts, type TwoHosts } from "../src/hosts/hosts.js";
+import type { TwoHosts } from "../src/hosts/hosts.js";
 import type { MigrateSummary } from "../src/migrate/summary.js";
 import { SWITCH_COST_MS, anotherRound, predictDowntimeMs } from "../src/migrate/policy.js";
 import { buildVictim, finishVictim } from "./harness/victims.js";
-import { lastJson, startFerryIn, startVictimIn, stateOf } from "./harness/hosts.js";
+import { lastJson, startFerryIn, startVictimIn, stateOf, withHosts } from "./harness/hosts.js";
 import { screenshot, countColour } from "./harness/chromium.js";
 import { FERRY_CLI } from "./harness/ferry.js";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 let port = 7600 + (process.pid % 300);
-
-async function withHosts(fn: (hosts: TwoHosts) => Promise<void>): Promise<void> {
-  const hosts = createHosts();
-  try {
-    await fn(hosts);
-  } finally {
-    hosts.destroy();
-  }
-}
 
 /** Start the agent in hB, the victim in hA, migrate it; returns the summary and the victim's root PID at hB. */
 async function migrateVictim(hosts: TwoHosts, mode: string, victimArgs: string[], extra: string[] = []) {

@@ -9,11 +9,21 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { ChildProcess } from "node:child_process";
-import type { Host } from "../../src/hosts/hosts.js";
+import { createHosts, type Host, type TwoHosts } from "../../src/hosts/hosts.js";
 import { buildVictim } from "./victims.js";
 import { FERRY_CLI, type FerryRun } from "./ferry.js";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Two fresh hosts for one test; they go away afterwards, whatever happens. */
+export async function withHosts(fn: (hosts: TwoHosts) => Promise<void>): Promise<void> {
+  const hosts = createHosts();
+  try {
+    await fn(hosts);
+  } finally {
+    hosts.destroy();
+  }
+}
 
 export interface HostVictim {
   name: string;
@@ -69,10 +79,14 @@ export interface FerryInHost {
   done: Promise<FerryRun>;
   /** ferry's own PID (root namespace), to signal it */
   ferryPid(): number | null;
+  /** with phaseFd: true, the lines of --phase-fd so far */
+  phases: string[];
+  /** resolves when a --phase-fd line starting with `prefix` arrives; rejects if ferry ends first */
+  phase(prefix: string): Promise<void>;
 }
 
 /** Run `ferry ARGS` inside a host, like startFerry() does on this one. */
-export function startFerryIn(host: Host, args: string[], opts: { statusFd?: boolean; timeoutMs?: number } = {}): FerryInHost {
+export function startFerryIn(host: Host, args: string[], opts: { statusFd?: boolean; phaseFd?: boolean; timeoutMs?: number } = {}): FerryInHost {
   const ferryPid = (): number | null => {
     try {
       const kids = fs.readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim();
@@ -81,8 +95,22 @@ export function startFerryIn(host: Host, args: string[], opts: { statusFd?: bool
       return null;
     }
   };
-  const fullArgs = opts.statusFd ? [...args, "--status-fd", "3"] : args;
-  const child = host.spawn([process.execPath, FERRY_CLI, ...fullArgs], { stdio: ["ignore", "pipe", "pipe", opts.statusFd ? "pipe" : "ignore"] });
+  const fullArgs = [...args, ...(opts.statusFd ? ["--status-fd", "3"] : []), ...(opts.phaseFd ? ["--phase-fd", "4"] : [])];
+  const child = host.spawn([process.execPath, FERRY_CLI, ...fullArgs], { stdio: ["ignore", "pipe", "pipe", opts.statusFd ? "pipe" : "ignore", opts.phaseFd ? "pipe" : "ignore"] });
+  const phases: string[] = [];
+  const phaseWaiters: { prefix: string; resolve: () => void }[] = [];
+  let partial = "";
+  (child.stdio[4] as NodeJS.ReadableStream | null)?.on("data", (d: Buffer) => {
+    const lines = (partial + d.toString()).split("\n");
+    partial = lines.pop()!;
+    for (const line of lines) {
+      phases.push(line);
+      for (const w of phaseWaiters.filter((x) => line.startsWith(x.prefix))) {
+        phaseWaiters.splice(phaseWaiters.indexOf(w), 1);
+        w.resolve();
+      }
+    }
+  });
   let stdout = "", stderr = "";
   child.stdout!.on("data", (d) => (stdout += d));
   child.stderr!.on("data", (d) => (stderr += d));
@@ -104,7 +132,12 @@ export function startFerryIn(host: Host, args: string[], opts: { statusFd?: bool
     done.then((r) => reject(new Error(`ferry ${args.join(" ")} in ${host.name} ended (code ${r.code}) before it was ready: ${r.stderr.trim()}`)));
   });
   ready.catch(() => {});
-  return { child, ready, done, ferryPid };
+  const phase = (prefix: string) => new Promise<void>((resolve, reject) => {
+    if (phases.some((l) => l.startsWith(prefix))) return resolve();
+    phaseWaiters.push({ prefix, resolve });
+    done.then((r) => reject(new Error(`ferry ${args.join(" ")} in ${host.name} ended (code ${r.code}) before phase ${prefix}; phases: ${phases.join(", ")}; ${r.stderr.trim()}`)));
+  });
+  return { child, ready, done, ferryPid, phases, phase };
 }
 
 /** The last line of a command's stdout, parsed as JSON. */
