@@ -14,7 +14,8 @@ import type { LazySummary } from "../lazy/stats.js";
 import { Control } from "./control.js";
 import { ImageReceiver } from "./imageStream.js";
 import { PageStore } from "./pageStore.js";
-import { MCMD, MIGRATE_VERSION, MODES, parse, type Hello, type RestoreRequest, type RestoredReply } from "./protocol.js";
+import { MCMD, MIGRATE_VERSION, MODES, parse, type Hello, type HelloOk, type RestoreRequest, type RestoredReply } from "./protocol.js";
+import { CODEC } from "./compression.js";
 
 export interface AgentOptions {
   listen: Endpoint;
@@ -91,7 +92,8 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
     if (processExists(hello.pid)) throw new FerryError("FERRY_PID_TAKEN", `PID ${hello.pid} is taken on the destination: it cannot come here with its PID`);
     dir = opts.keepImages ? path.join(opts.keepImages, `${hello.pid}-${Date.now()}`) : fs.mkdtempSync(path.join(fs.existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir(), "ferry-agent-"));
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    await control.sendJson(MCMD.HELLO_OK, { version: MIGRATE_VERSION });
+    const ok: HelloOk = { version: MIGRATE_VERSION, codec: hello.codecs?.includes(CODEC) ? CODEC : null };
+    await control.sendJson(MCMD.HELLO_OK, ok);
     receiver = new ImageReceiver(dir);
     let req: RestoreRequest;
     try {

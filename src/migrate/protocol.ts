@@ -6,12 +6,15 @@ import { PAGE_SIZE } from "../kernel/sys.js";
  * lazy or hybrid switch-over travel on the lazy protocol's own connections (src/lazy/protocol.ts).
  *
  * source -> agent                               agent -> source
- *   HELLO    {json} version, mode, pid            HELLO_OK {json} version
+ *   HELLO    {json} version, mode, pid, codecs    HELLO_OK {json} version, the codec it takes
  *   FILE     {json} name, size (begins a file)    RESTORED {json} pid, resumedAtUs, restoreMs
  *   DATA     bytes of the current file            DONE     {json} the lazy summary (or null)
  *   PAGES    vaddr, nrPages: zero bitmap + data   ERROR    {json} message: nothing runs here
  *   RESTORE  {json} page server port, keep ranges
  *   ABORT    {json} reason
+ *
+ * DATA and PAGES frames with flag 1 (FRAME_COMPRESSED) carry their payload compressed with the
+ * codec the agent took in HELLO_OK (compression.ts); the limits apply to the decoded payload.
  */
 export const MCMD = {
   HELLO: 1, HELLO_OK: 2, FILE: 3, DATA: 4, PAGES: 5, RESTORE: 6, ABORT: 7,
@@ -44,7 +47,16 @@ export function controlLimit(cmd: number): number | undefined {
   }
 }
 
-export interface Hello { version: number; mode: Mode; pid: number }
+export interface Hello {
+  version: number; mode: Mode; pid: number;
+  /** codecs the source may compress page data with (absent: none) */
+  codecs?: string[];
+}
+export interface HelloOk {
+  version: number;
+  /** the codec the agent decodes, one of the HELLO's (absent: nothing is compressed) */
+  codec?: string | null;
+}
 export interface RestoreRequest {
   /** the lazy page server's port on the source (lazy, hybrid) */
   pageServerPort?: number;

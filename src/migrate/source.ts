@@ -12,7 +12,8 @@ import type { Transport } from "../net/transport.js";
 import type { LazySummary } from "../lazy/stats.js";
 import { Control } from "./control.js";
 import { sendImages } from "./imageStream.js";
-import { MCMD, MIGRATE_VERSION, parse, type Mode, type RestoreRequest, type RestoredReply } from "./protocol.js";
+import { MCMD, MIGRATE_VERSION, parse, type HelloOk, type Mode, type RestoreRequest, type RestoredReply } from "./protocol.js";
+import { CODEC, FrameCompressor, type CompressSetting } from "./compression.js";
 import { startPageServer } from "./pageServerHost.js";
 import { Timeline } from "./timeline.js";
 import { runPrecopy, type PrecopyResult } from "./precopy.js";
@@ -27,6 +28,8 @@ export interface MigrateOptions {
   /** downtime budget of pre-copy and hybrid, ms (default 50) */
   maxDowntimeMs?: number;
   maxRounds?: number;
+  /** compress page data on the control connection: when it pays on the link (auto, the default), always, never */
+  compress?: CompressSetting;
   /** keep the source's images here (they are removed otherwise) */
   keepImages?: string;
   timeline?: Timeline;
@@ -62,8 +65,11 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
   const onAbort = () => control.close();
   opts.signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    await control.sendJson(MCMD.HELLO, { version: MIGRATE_VERSION, mode, pid: opts.pid });
-    await control.expect(MCMD.HELLO_OK, 10_000);
+    const compress = opts.compress ?? "auto";
+    await control.sendJson(MCMD.HELLO, { version: MIGRATE_VERSION, mode, pid: opts.pid, codecs: compress === "off" ? [] : [CODEC] });
+    const ok = parse<HelloOk>((await control.expect(MCMD.HELLO_OK, 10_000)).payload);
+    if (compress === "on" && ok.codec !== CODEC) opts.log?.(`the agent cannot decode ${CODEC}: page data goes uncompressed`);
+    control.compressor = new FrameCompressor(compress, ok.codec ?? null);
     if (mode === "precopy" || mode === "hybrid") {
       tl.phase("precopy");
       precopy = await runPrecopy({ pid: opts.pid, control, timeline: tl, maxDowntimeMs: opts.maxDowntimeMs ?? 50, maxRounds: opts.maxRounds ?? 8, signal: opts.signal });
@@ -109,7 +115,10 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
     }
     sample();
     tl.phase("done");
-    return summarize({ mode, pid: opts.pid, timeline: tl, dump: d, imageBytes, controlBytes: control.bytesOut, restored, lazy, precopy, pageServer: server?.server.stats ?? null });
+    return summarize({
+      mode, pid: opts.pid, timeline: tl, dump: d, imageBytes, controlBytes: control.bytesOut, restored, lazy, precopy,
+      pageServer: server?.server.stats ?? null, compression: control.compressor.summary(),
+    });
   } catch (e) {
     tl.phase("failed");
     if (stopped) rawSyscall(NR.kill, opts.pid, SIG.CONT); // the destination never ran it: it runs on here
