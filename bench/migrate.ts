@@ -52,6 +52,8 @@ export interface MigrateCycle {
   /** the rewrite rate of the pre-copy rounds after the first, MB/s (null without such rounds) */
   dirtyMBps: number | null;
   faults: number;
+  /** whether page data went compressed (--compress auto, the default) */
+  compression: MigrateSummary["compression"];
   verdict: string;
   pass: boolean;
 }
@@ -164,7 +166,7 @@ async function migrateOnce(hosts: TwoHosts, key: string, shape: MigrateShape, mo
       pagesMoved: s.pageTransfers.pages, redirtiedPages: s.pageTransfers.redirtiedResends, faultResends: s.pageTransfers.faultResends,
       rounds: s.rounds.length,
       dirtyMBps: later.length ? median(later.map((r) => r.dirtyRate * PAGE / 1e6)) : null,
-      faults: s.faults,
+      faults: s.faults, compression: s.compression,
       verdict, pass: verdict === "PASS",
     };
   } finally {

@@ -80,6 +80,12 @@ export function renderTcp(t: TcpReport, runs: number): string {
   ].join("\n");
 }
 
+function compressionCell(s: MigrateModeSummary): string {
+  const c = s.runs[0].compression;
+  const link = c.measured?.linkBps ? `, link ${(c.measured.linkBps / 1e9).toFixed(2)} GB/s` : "";
+  return `${c.used ? `on, ratio ${c.ratio}` : "off"} (${c.framesCompressed}/${c.framesSent}${link})`;
+}
+
 /** The migration scenario: each mode beside the issue's targets and the link measured in the same run. */
 export function renderMigrate(m: MigrateReport, runs: number): string {
   const { shape, link, targets } = m;
@@ -108,6 +114,7 @@ export function renderMigrate(m: MigrateReport, runs: number): string {
     line("  ÷ (touched + re-dirtied after it was sent) ¹", (s) => times(s.bytesPerMoved) + mark(s.bytesPerMoved <= targets.bytesRatio), `≤ ${targets.bytesRatio}`),
     line("pre-copy rounds", (s) => String(s.rounds)),
     line("faults served (lazy)", (s) => String(s.faults)),
+    line("compression (--compress auto) ³", (s) => compressionCell(s)),
     line("victim's rewrite rate during the rounds ²", (s) => (s.dirtyMBps === null ? "" : `${s.dirtyMBps.toFixed(0)} MB/s`)),
     line("victim at the destination (every page)", (s) => s.verdict),
     "",
@@ -117,6 +124,7 @@ export function renderMigrate(m: MigrateReport, runs: number): string {
     "¹ Touched: the distinct pages that travelled (the victim's memory, heap and stack); re-dirtied: pages sent again because the victim wrote them after they were sent. " +
       "Pages the lazy page server sent twice (a fault met them on their way) count against the ratio.",
     "² Pages found written per second by the rounds after the first (the dirty tracker's count), the median round.",
+    "³ Frames compressed of frames sent on the control connection (rounds, images) in the first run, and the link rate auto measured; the victim's memory is random-looking, so compression does not pay.",
     "",
   ].join("\n");
 }
