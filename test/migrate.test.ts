@@ -170,7 +170,7 @@ for (const mode of ["precopy", "hybrid"]) {
   });
 }
 
-test("ferry demo runs end to end, shows the counter carrying on in host B, writes the report and leaves nothing behind", async () => {
+test("ferry demo runs end to end, shows the counter carrying on in host B and its client keeping its TCP connection, writes the report and leaves nothing behind", async () => {
   const dir = fs.mkdtempSync("/tmp/ferry-demo-test-");
   try {
     const reportFile = `${dir}/report.html`;
@@ -185,7 +185,14 @@ test("ferry demo runs end to end, shows the counter carrying on in host B, write
     });
     assert.equal(code, 0, out);
     assert.ok(Date.now() - t0 < 30_000, `the demo took ${Date.now() - t0} ms`);
-    assert.match(out, /now runs in host B, kept counting \((\d+) → (\d+)\), memory checksum unchanged/);
+    const counting = /now runs in host B, kept counting \((\d+) → (\d+)\), memory checksum unchanged/.exec(out);
+    assert.ok(counting, out);
+    // the client in host B, on one TCP connection the whole time, heard counts from before the migration and from after it
+    const client = /the client in host B kept its one TCP connection to 127\.100\.0\.10:7071 all along: it heard (\d+) counts, (\d+) before the migration, (\d+) now/.exec(out);
+    assert.ok(client, out);
+    const [heardBefore, heardNow] = [Number(client[2]), Number(client[3])];
+    assert.ok(heardBefore <= Number(counting[1]), `before the migration the client heard ${heardBefore}, the counter stood at ${counting[1]}`);
+    assert.ok(heardNow > Number(counting[2]), `the client hears ${heardNow}, not the count the counter reached in host B (${counting[2]})`);
     const html = fs.readFileSync(reportFile, "utf8");
     assert.match(html, /<svg id="timeline"/);
     assert.match(html, /switch-over/);

@@ -11,6 +11,7 @@ export function registerAgent(program: Command): void {
     .requiredOption("--listen <addr:port>", "where to listen")
     .option("--keep-images <dir>", "keep the received images under this directory")
     .option("--once", "serve one migration, then exit")
+    .option("--action-script <file>", "run this at post-restore (CRTOOLS_SCRIPT_ACTION, as CRIU does)")
     .option("--status-fd <fd>", "write one byte to this fd when listening", parseIntArg)
     .action(async (o) => {
       const abort = new AbortController();
@@ -22,7 +23,7 @@ export function registerAgent(program: Command): void {
       const transport = transportOf(o, listen, log);
       try {
         await runAgent({
-          listen, transport, keepImages: o.keepImages, once: o.once, signal: abort.signal,
+          listen, transport, keepImages: o.keepImages, actionScript: o.actionScript, once: o.once, signal: abort.signal,
           log: (l) => process.stderr.write(`ferry agent: ${l}\n`),
           onReady: () => {
             if (o.statusFd !== undefined) signalStatusFd(o.statusFd);

@@ -29,6 +29,7 @@ export function registerMigrate(program: Command): void {
     .option("--max-rounds <n>", "pre-copy/hybrid: at most this many rounds", parseIntArg, 8)
     .addOption(new Option("--compress <when>", "compress page data: when it pays on the link (measured), always, never").choices(COMPRESS_SETTINGS as string[]).default("auto"))
     .option("--keep-images <dir>", "keep the source's images in this directory")
+    .option("--action-script <file>", "run this at post-dump (CRTOOLS_SCRIPT_ACTION, as CRIU does)")
     .option("--report <file.html>", "write an HTML report with a timeline of the migration")
     .option("--json", "print the JSON summary (default when stdout is not a TTY)")
     .action(async (pidArg: string, o) => {
@@ -46,7 +47,7 @@ export function registerMigrate(program: Command): void {
       try {
         const summary = await migrate({
           pid, to, transport, mode: o.mode as Mode, maxDowntimeMs: o.maxDowntime, maxRounds: o.maxRounds, compress: o.compress as CompressSetting,
-          keepImages: o.keepImages, timeline, signal: abort.signal,
+          keepImages: o.keepImages, actionScript: o.actionScript, timeline, signal: abort.signal,
           log: (l) => process.stderr.write(`\r\x1b[Kferry migrate: ${l}\n`),
         });
         progress.stop();

@@ -16,12 +16,15 @@ import { ImageReceiver } from "./imageStream.js";
 import { PageStore } from "./pageStore.js";
 import { MCMD, MIGRATE_VERSION, MODES, parse, type Hello, type HelloOk, type RestoreRequest, type RestoredReply } from "./protocol.js";
 import { CODEC } from "./compression.js";
+import { runActionScript } from "./actionScript.js";
 
 export interface AgentOptions {
   listen: Endpoint;
   transport: Transport;
   /** keep each migration's images in DIR/PID-TIME instead of removing them */
   keepImages?: string;
+  /** CRIU-style action script, run at post-restore (actionScript.ts) */
+  actionScript?: string;
   /** serve one migration, then stop */
   once?: boolean;
   log?: (line: string) => void;
@@ -75,7 +78,7 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
  * the process when told, install what the rounds sent, and with lazy/hybrid fill the rest from
  * the source's page server. Whatever fails, the source is told (it then keeps its process).
  */
-export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, "keepImages" | "log" | "transport">): Promise<AgentSessionResult> {
+export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, "keepImages" | "log" | "transport" | "actionScript">): Promise<AgentSessionResult> {
   const control = new Control(socket);
   const store = new PageStore();
   control.onUnasked = (f) => {
@@ -143,6 +146,11 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
     } else {
       restored = restore({ images: dir });
       resumedAtUs = nowUs();
+    }
+    try {
+      runActionScript(opts.actionScript, "post-restore", restored.pid);
+    } catch (e) {
+      opts.log?.(`${(e as Error).message} (the process runs here all the same)`); // failing now would let the source run it too
     }
     if (process.env.FERRY_DEBUG) opts.log?.(`restore ${(performance.now() - tRestore).toFixed(1)} ms (restore() ${restored.durationMs.toFixed(1)} ms, ${installed} pages installed)`);
     const reply: RestoredReply = { pid: restored.pid, resumedAtUs, restoreMs: restored.durationMs, installedPages: installed };

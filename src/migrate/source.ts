@@ -13,6 +13,7 @@ import type { LazySummary } from "../lazy/stats.js";
 import { Control } from "./control.js";
 import { sendImages } from "./imageStream.js";
 import { MCMD, MIGRATE_VERSION, parse, type HelloOk, type Mode, type RestoreRequest, type RestoredReply } from "./protocol.js";
+import { runActionScript } from "./actionScript.js";
 import { CODEC, FrameCompressor, type CompressSetting } from "./compression.js";
 import { startPageServer } from "./pageServerHost.js";
 import { Timeline } from "./timeline.js";
@@ -30,6 +31,8 @@ export interface MigrateOptions {
   maxRounds?: number;
   /** compress page data on the control connection: when it pays on the link (auto, the default), always, never */
   compress?: CompressSetting;
+  /** CRIU-style action script, run at post-dump (actionScript.ts) */
+  actionScript?: string;
   /** keep the source's images here (they are removed otherwise) */
   keepImages?: string;
   timeline?: Timeline;
@@ -78,6 +81,7 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
     const lazyDump = mode !== "stop-copy";
     const d = dump({ pid: opts.pid, images, lazy: lazyDump, leaveStopped: true });
     stopped = true;
+    runActionScript(opts.actionScript, "post-dump", opts.pid);
     const inventory = new ImageDir(images).read<Inventory>("inventory.img", "Inventory");
     tl.freezeMs = (inventory.frozenAtUs ?? 0) / 1000 - (performance.timeOrigin + tl.t0);
     const request: RestoreRequest = {};
