@@ -82,7 +82,7 @@ export function renderTcp(t: TcpReport, runs: number): string {
 
 function compressionCell(s: MigrateModeSummary): string {
   const c = s.runs[0].compression;
-  const link = c.measured?.linkBps ? `, link ${(c.measured.linkBps / 1e9).toFixed(2)} GB/s` : "";
+  const link = c.measured?.linkBps ? `, link ${(c.measured.linkBps / 1e6).toFixed(0)} MB/s` : "";
   return `${c.used ? `on, ratio ${c.ratio}` : "off"} (${c.framesCompressed}/${c.framesSent}${link})`;
 }
 
@@ -124,7 +124,7 @@ export function renderMigrate(m: MigrateReport, runs: number): string {
     "¹ Touched: the distinct pages that travelled (the victim's memory, heap and stack); re-dirtied: pages sent again because the victim wrote them after they were sent. " +
       "Pages the lazy page server sent twice (a fault met them on their way) count against the ratio.",
     "² Pages found written per second by the rounds after the first (the dirty tracker's count), the median round.",
-    "³ Frames compressed of frames sent on the control connection (rounds, images) in the first run, and the link rate auto measured; the victim's memory is random-looking, so compression does not pay.",
+    "³ Frames compressed of frames sent on the control connection (rounds, images) in the first run, and the rate the link carried while sends waited for it, as auto measured it (the agent's pace included); the victim's memory is random-looking, so compression does not pay.",
     "",
   ].join("\n");
 }
