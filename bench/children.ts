@@ -1,5 +1,5 @@
 import path from "node:path";
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { FerryError } from "../src/errors.js";
 import { REPO_ROOT } from "./options.js";
 
@@ -10,6 +10,10 @@ export interface Received<T> {
   report: T;
   atMs: number;
 }
+
+/** Starts a command: child_process.spawn here, or a test host's spawn (inside its namespaces). */
+export type Launch = (argv: string[], opts: SpawnOptions) => ChildProcess;
+const here: Launch = (argv, opts) => spawn(argv[0], argv.slice(1), opts);
 
 /**
  * A runner (bench/runner.ts) in its own Node process, pinned with taskset to the benchmark's CPU.
@@ -25,9 +29,9 @@ export class RunnerProcess {
   private stderr = "";
   private closed = false;
 
-  constructor(readonly mode: string, args: string[], cpu: number | string, nodeFlags: string[] = []) {
+  constructor(readonly mode: string, args: string[], cpu: number | string, nodeFlags: string[] = [], launch: Launch = here) {
     this.startedAtMs = performance.now();
-    this.child = spawn("taskset", ["-c", String(cpu), process.execPath, ...nodeFlags, RUNNER, mode, ...args], {
+    this.child = launch(["taskset", "-c", String(cpu), process.execPath, ...nodeFlags, RUNNER, mode, ...args], {
       stdio: ["pipe", "pipe", "pipe"],
       cwd: REPO_ROOT,
     });

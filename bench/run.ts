@@ -2,7 +2,8 @@
  * `npm run bench`: dump and restore a victim of 256 MiB and 1 GiB of touched memory with images in
  * /dev/shm, and put every figure beside the physical limit measured in the same run; then a tree of
  * 8 processes × 4 threads × 64 MiB beside one process of 512 MiB, and TCP repair of 1,000
- * established connections (bench/scenarios.ts). `--scenarios` picks among them.
+ * established connections (bench/scenarios.ts), and `ferry migrate` of 1 GiB with a 64 MiB hot set
+ * between two hosts in each mode (bench/migrate.ts). `--scenarios` picks among them.
  * Writes <out>/latest.json and <out>/latest.md and prints the table. See bench/options.ts for flags.
  */
 import fs from "node:fs";
@@ -17,7 +18,8 @@ import { runCycle, removeStaleWorkDirs, type CycleResult, type StartVictim } fro
 import { summarize, TARGETS_1GIB, CRIU_REFERENCE, type BenchReport } from "./summary.js";
 import { runTcp, runTree, summarizeTcp, summarizeTree } from "./scenarios.js";
 import { renderTable } from "./table.js";
-import { renderTcp, renderTree } from "./scenarioTable.js";
+import { renderMigrate, renderTcp, renderTree } from "./scenarioTable.js";
+import { runMigrate } from "./migrate.js";
 import { renderProfile } from "./profile.js";
 import type { Limits } from "./limits.js";
 
@@ -63,6 +65,7 @@ async function main(opts: BenchOptions, cleanup: Cleanup): Promise<BenchReport> 
   }
   const treeCycles = opts.scenarios.includes("tree") ? await runTree(opts.tree, opts.runs, bins, runOne) : null;
   const tcpCycles = opts.scenarios.includes("tcp") ? await runTcp(opts.connections, opts.runs, bins, runOne) : null;
+  const migrate = opts.scenarios.includes("migrate") ? await runMigrate(opts.migrate, opts.modes, opts.runs, opts.linkBytes, cleanup) : null;
   const measured = limits as Limits | null; // assigned inside runOne: TypeScript cannot see it
   if ((bySize.size || treeCycles) && !measured) throw new FerryError("FERRY_BENCH", "no physical limits measured");
   const sizes = [...bySize].map(([m, cycles]) => ({ ...summarize(m, cycles, measured!), runs: cycles }));
@@ -71,7 +74,7 @@ async function main(opts: BenchOptions, cleanup: Cleanup): Promise<BenchReport> 
     startedAt,
     finishedAt: new Date().toISOString(),
     options: {
-      scenarios: opts.scenarios, sizesMiB: opts.sizesMiB, tree: opts.tree, connections: opts.connections,
+      scenarios: opts.scenarios, sizesMiB: opts.sizesMiB, tree: opts.tree, connections: opts.connections, migrate: opts.migrate, modes: opts.modes,
       runs: opts.runs, quick: opts.quick, cpu: opts.cpu, profile: opts.profile, warm: opts.warm,
     },
     host: hostInfo(),
@@ -82,6 +85,7 @@ async function main(opts: BenchOptions, cleanup: Cleanup): Promise<BenchReport> 
     sizes,
     tree: treeCycles ? summarizeTree(treeCycles, measured!) : null,
     tcp: tcpCycles ? summarizeTcp(tcpCycles) : null,
+    migrate,
     targets1GiB: TARGETS_1GIB,
     reference: CRIU_REFERENCE,
   };
@@ -123,6 +127,7 @@ function save(report: BenchReport, outDir: string, profiles: string): { json: st
     report.sizes.length && limits ? renderTable({ ...report, limits }) : "",
     report.tree ? renderTree(report.tree, report.options.runs) : "",
     report.tcp ? renderTcp(report.tcp, report.options.runs) : "",
+    report.migrate ? renderMigrate(report.migrate, report.options.runs) : "",
     profiles,
   ];
   const table = sections.filter((s) => s).join("\n");
@@ -177,7 +182,7 @@ try {
   const { json, table } = save(report, opts.outDir, profileSummary(opts));
   process.stdout.write(opts.json ? json : table);
   process.stderr.write(`bench: saved ${path.join(opts.outDir, "latest.json")} and latest.md\n`);
-  if (report.sizes.some((s) => s.verdict !== "PASS") || (report.tree && report.tree.verdict !== "PASS") || (report.tcp && report.tcp.verdict !== "PASS")) {
+  if (report.sizes.some((s) => s.verdict !== "PASS") || (report.tree && report.tree.verdict !== "PASS") || (report.tcp && report.tcp.verdict !== "PASS") || (report.migrate && report.migrate.verdict !== "PASS")) {
     process.stderr.write("bench: a restored victim found itself wrong, or did not run (see the verdicts in latest.json)\n");
     process.exitCode = 1;
   }

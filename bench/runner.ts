@@ -5,6 +5,8 @@
  *   runner.js restore --images DIR        (then waits for the restored process, its child, to exit)
  *   runner.js limits --pid P --addr A --bytes N --scratch DIR
  *   runner.js warm --mib N                 (touch N MiB of fresh memory, then exit and free it)
+ *   runner.js link-recv --listen A:P --transport tcp|tls --key F --bytes N --tries T   (in hB)
+ *   runner.js link-send --to A:P --transport tcp|tls --key F --bytes N --tries T       (in hA)
  *
  * It reports JSON lines on stdout: the operation's own wall time (Node start-up excluded), ferry's
  * figures, and this process's RSS before the operation and at its peak (ferry's RSS is this whole
@@ -67,6 +69,7 @@ const { positionals, values } = parseArgs({
   options: {
     pid: { type: "string" }, images: { type: "string" }, addr: { type: "string" },
     bytes: { type: "string" }, scratch: { type: "string" }, mib: { type: "string" },
+    listen: { type: "string" }, to: { type: "string" }, transport: { type: "string" }, key: { type: "string" }, tries: { type: "string" },
   },
 });
 
@@ -157,10 +160,25 @@ async function runWarm(): Promise<void> {
   emit(report);
 }
 
-const modes: Record<string, () => Promise<void>> = { dump: runDump, restore: runRestore, limits: runLimits, warm: runWarm };
+/** The link between the two hosts (bench/link.ts): the receiving end says when it listens. */
+async function runLinkReceive(): Promise<void> {
+  const { linkReceive } = await import("./link.js");
+  await linkReceive(need("listen"), need("transport"), need("key"), Number(need("bytes")), Number(need("tries")), () => emit({ event: "listening" }));
+  emit({ event: "received" });
+}
+
+async function runLinkSend(): Promise<void> {
+  const { linkSend } = await import("./link.js");
+  const gbps = await linkSend(need("to"), need("transport"), need("key"), Number(need("bytes")), Number(need("tries")));
+  emit({ event: "link", gbps });
+}
+
+const modes: Record<string, () => Promise<void>> = {
+  dump: runDump, restore: runRestore, limits: runLimits, warm: runWarm, "link-recv": runLinkReceive, "link-send": runLinkSend,
+};
 const run = modes[positionals[0]];
 if (!run) {
-  process.stderr.write(`runner: unknown mode ${positionals[0]} (dump, restore, limits, warm)\n`);
+  process.stderr.write(`runner: unknown mode ${positionals[0]} (${Object.keys(modes).join(", ")})\n`);
   process.exit(2);
 }
 try {

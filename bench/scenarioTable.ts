@@ -1,4 +1,5 @@
 import type { TcpReport, TreeReport } from "./scenarios.js";
+import type { MigrateModeSummary, MigrateReport } from "./migrate.js";
 
 const sec = (ms: number) => `${(ms / 1000).toFixed(3)} s`;
 const ms = (v: number) => `${v.toFixed(v < 1 ? 3 : 1)} ms`;
@@ -75,6 +76,55 @@ export function renderTcp(t: TcpReport, runs: number): string {
     row(["victim after restore (every connection both ways)", t.loaded.verdict, t.baseline.verdict, "", ""]),
     "",
     "¹ (with connections − listener only) ÷ connections: what the connections themselves cost, the process's own dump and restore taken out.",
+    "",
+  ].join("\n");
+}
+
+function compressionCell(s: MigrateModeSummary): string {
+  const c = s.runs[0].compression;
+  const link = c.measured?.linkBps ? `, link ${(c.measured.linkBps / 1e6).toFixed(0)} MB/s` : "";
+  return `${c.used ? `on, ratio ${c.ratio}` : "off"} (${c.framesCompressed}/${c.framesSent}${link})`;
+}
+
+/** The migration scenario: each mode beside the issue's targets and the link measured in the same run. */
+export function renderMigrate(m: MigrateReport, runs: number): string {
+  const { shape, link, targets } = m;
+  const memBytes = shape.totalMiB * 2 ** 20;
+  const size = shape.totalMiB % 1024 === 0 ? `${shape.totalMiB / 1024} GiB` : `${shape.totalMiB} MiB`;
+  const atTls = (bytes: number) => sec(bytes / (link.tlsGBps * 1e6));
+  const head = ["", ...m.modes.map((s) => s.mode), "target", "physical limit (this run)"];
+  const line = (label: string, cell: (s: MigrateModeSummary) => string, target = "", limit = "") => row([label, ...m.modes.map(cell), target, limit]);
+  const mark = (ok: boolean) => (ok ? " ✓" : " ✗");
+  const downtimeTarget = (s: MigrateModeSummary) => s.mode === "precopy" || s.mode === "hybrid";
+  return [
+    `## ferry: live migration of ${size} between two hosts (${shape.hotMiB} MiB hot set)`,
+    "",
+    `Medians of ${runs} run(s) per mode, the modes in turn. Victim: test/victims/migrate_hot.c — ${shape.totalMiB - shape.hotMiB} MiB written once, ` +
+      `${shape.hotMiB} MiB rewritten all the time (${shape.pagesPerTick} pages per ~1 ms tick), every page checked at the destination. ` +
+      "hA and hB are network + PID + mount namespaces joined by a veth with MTU 1500 (src/hosts/hosts.ts); `ferry agent` in hB, `ferry migrate` in hA, " +
+      "TLS with a pre-shared key (the default). Nothing is pinned: the victim, both ferry processes and the rest of this machine share its CPUs.",
+    "",
+    row(head),
+    row(head.map(() => "---")),
+    line("downtime (freeze → running at hB)", (s) => ms(s.downtimeMs) + (downtimeTarget(s) ? mark(s.downtimeMs <= targets.downtimeMs) : ""),
+      `≤ ${targets.downtimeMs} ms (precopy, hybrid)`, `stop-copy of ${size} at TLS speed: ${atTls(memBytes)}`),
+    line("total time", (s) => sec(s.totalMs), "", `${size} once at TLS speed: ${atTls(memBytes)}`),
+    line("bytes sent", (s) => `${mib(s.bytesSent / 2 ** 20)}`),
+    line("  ÷ memory size", (s) => times(s.bytesPerMemory)),
+    line("  ÷ (touched + re-dirtied after it was sent) ¹", (s) => times(s.bytesPerMoved) + mark(s.bytesPerMoved <= targets.bytesRatio), `≤ ${targets.bytesRatio}`),
+    line("pre-copy rounds", (s) => String(s.rounds)),
+    line("faults served (lazy)", (s) => String(s.faults)),
+    line("compression (--compress auto) ³", (s) => compressionCell(s)),
+    line("victim's rewrite rate during the rounds ²", (s) => (s.dirtyMBps === null ? "" : `${s.dirtyMBps.toFixed(0)} MB/s`)),
+    line("victim at the destination (every page)", (s) => s.verdict),
+    "",
+    `Link hA → hB, one connection, ${mib(link.bytes / 2 ** 20)} of random bytes per try, best of 3: plain TCP ${link.tcpGBps.toFixed(2)} GB/s, ` +
+      `TLS ${link.tlsGBps.toFixed(2)} GB/s (${size} in ${atTls(memBytes)}).`,
+    "",
+    "¹ Touched: the distinct pages that travelled (the victim's memory, heap and stack); re-dirtied: pages sent again because the victim wrote them after they were sent. " +
+      "Pages the lazy page server sent twice (a fault met them on their way) count against the ratio.",
+    "² Pages found written per second by the rounds after the first (the dirty tracker's count), the median round.",
+    "³ Frames compressed of frames sent on the control connection (rounds, images) in the first run, and the rate the link carried while sends waited for it, as auto measured it (the agent's pace included); the victim's memory is random-looking, so compression does not pay.",
     "",
   ].join("\n");
 }

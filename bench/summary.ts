@@ -2,6 +2,8 @@ import type { CycleResult } from "./cycle.js";
 import type { Limits } from "./limits.js";
 import type { Scenario } from "./options.js";
 import type { TcpReport, TreeReport } from "./scenarios.js";
+import type { MigrateReport, MigrateShape } from "./migrate.js";
+import type { Mode } from "../src/migrate/protocol.js";
 
 /** Medians over the cycles of one size, with the floors the physical limits allow. Times in ms. */
 export interface SizeSummary {
@@ -100,6 +102,7 @@ export interface BenchReport {
   finishedAt: string;
   options: {
     scenarios: Scenario[]; sizesMiB: number[]; tree: { processes: number; threads: number; mib: number }; connections: number;
+    migrate: MigrateShape; modes: Mode[];
     runs: number; quick: boolean; cpu: number; profile: boolean; warm: boolean;
   };
   host: { kernel: string; cpuModel: string; cpus: number; node: string; thp: string; ferryCommit: string };
@@ -117,6 +120,8 @@ export interface BenchReport {
   tree: TreeReport | null;
   /** the TCP scenario, or null when not selected */
   tcp: TcpReport | null;
+  /** the migration scenario, or null when not selected */
+  migrate: MigrateReport | null;
   targets1GiB: typeof TARGETS_1GIB;
   reference: typeof CRIU_REFERENCE;
 }

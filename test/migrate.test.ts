@@ -85,6 +85,59 @@ test("hybrid: no page is sent twice unless it was written after it was sent (the
   });
 });
 
+for (const mode of ["stop-copy", "precopy"]) {
+  test(`--mode ${mode} --compress on: compressible memory travels compressed (images and rounds) and the victim finds every page right`, async () => {
+    await withHosts(async (hosts) => {
+      const { v, summary, pid } = await migrateVictim(hosts, mode, ["32", "4", "64", "compressible"], ["--compress", "on"]);
+      assert.equal(await finishVictim(pid, v.resultFile, 20_000), "PASS");
+      const c = summary.compression;
+      report(`${mode}, compressed`, summary);
+      process.stderr.write(`# ${mode} compression: ${JSON.stringify(c)}\n`);
+      assert.equal(c.setting, "on");
+      assert.equal(c.codec, "brotli-q0", "both sides agreed on the codec");
+      assert.ok(c.used && c.framesCompressed > 0, "frames went compressed");
+      assert.ok(c.ratio !== null && c.ratio < 0.5, `the compressed frames shrank to ${c.ratio}`);
+      // 32 MiB of the 36 compress well: far fewer bytes on the wire than the memory that moved
+      assert.ok(summary.bytesSent < t(summary) * 0.5, `${summary.bytesSent} bytes sent for ${t(summary)} bytes of pages`);
+    });
+  });
+}
+
+test("--compress auto (the default) on the veth with incompressible memory leaves compression off, having measured it", async () => {
+  await withHosts(async (hosts) => {
+    const { v, summary, pid } = await migrateVictim(hosts, "precopy", ["32", "4"]);
+    assert.equal(await finishVictim(pid, v.resultFile, 20_000), "PASS");
+    const c = summary.compression;
+    process.stderr.write(`# auto compression: ${JSON.stringify(c)}\n`);
+    assert.equal(c.setting, "auto");
+    assert.equal(c.codec, "brotli-q0");
+    assert.equal(c.used, false, "nothing was compressed");
+    assert.equal(c.framesCompressed, 0);
+    assert.equal(c.rawBytes, c.wireBytes);
+    assert.ok(c.measured && c.measured.sampleRatio !== null && c.measured.sampleRatio > 0.95, `the samples did not compress: ${c.measured?.sampleRatio}`);
+    assert.ok(summary.bytesSent >= t(summary), "every page went whole");
+  });
+});
+
+test("--compress auto on a slow link (hA's veth shaped to 100 Mbit/s) with compressible memory turns compression on", async () => {
+  await withHosts(async (hosts) => {
+    hosts.a.run(["tc", "qdisc", "add", "dev", "vA", "root", "tbf", "rate", "100mbit", "burst", "64kb", "latency", "100ms"]);
+    const { v, summary, pid } = await migrateVictim(hosts, "precopy", ["32", "4", "64", "compressible"]);
+    assert.equal(await finishVictim(pid, v.resultFile, 20_000), "PASS");
+    const c = summary.compression;
+    process.stderr.write(`# auto compression, slow link: ${JSON.stringify(c)}\n`);
+    assert.equal(c.setting, "auto");
+    assert.ok(c.measured?.linkBps && c.measured.linkBps < 25e6, `it measured the 12.5 MB/s link: ${c.measured?.linkBps} bytes/s`);
+    assert.ok(c.used && c.framesCompressed > 0, "compression was turned on");
+    assert.ok(summary.bytesSent < t(summary) * 0.6, `${summary.bytesSent} bytes sent for ${t(summary)} bytes of pages`);
+  });
+});
+
+/** Bytes of the distinct pages that moved. */
+function t(s: MigrateSummary): number {
+  return s.pageTransfers.pages * 4096;
+}
+
 for (const mode of ["precopy", "hybrid"]) {
   test(`--mode ${mode}: memory given back (MADV_DONTNEED) and rewritten while the rounds run reads as the process left it`, async () => {
     await withHosts(async (hosts) => {
@@ -108,7 +161,7 @@ for (const mode of ["precopy", "hybrid"]) {
   });
 }
 
-test("ferry demo runs end to end, shows the counter carrying on in host B, writes the report and leaves nothing behind", async () => {
+test("ferry demo runs end to end, shows the counter carrying on in host B and its client keeping its TCP connection, writes the report and leaves nothing behind", async () => {
   const dir = fs.mkdtempSync("/tmp/ferry-demo-test-");
   try {
     const reportFile = `${dir}/report.html`;
@@ -123,7 +176,14 @@ test("ferry demo runs end to end, shows the counter carrying on in host B, write
     });
     assert.equal(code, 0, out);
     assert.ok(Date.now() - t0 < 30_000, `the demo took ${Date.now() - t0} ms`);
-    assert.match(out, /now runs in host B, kept counting \((\d+) → (\d+)\), memory checksum unchanged/);
+    const counting = /now runs in host B, kept counting \((\d+) → (\d+)\), memory checksum unchanged/.exec(out);
+    assert.ok(counting, out);
+    // the client in host B, on one TCP connection the whole time, heard counts from before the migration and from after it
+    const client = /the client in host B kept its one TCP connection to 127\.100\.0\.10:7071 all along: it heard (\d+) counts, (\d+) before the migration, (\d+) now/.exec(out);
+    assert.ok(client, out);
+    const [heardBefore, heardNow] = [Number(client[2]), Number(client[3])];
+    assert.ok(heardBefore <= Number(counting[1]), `before the migration the client heard ${heardBefore}, the counter stood at ${counting[1]}`);
+    assert.ok(heardNow > Number(counting[2]), `the client hears ${heardNow}, not the count the counter reached in host B (${counting[2]})`);
     const html = fs.readFileSync(reportFile, "utf8");
     assert.match(html, /<svg id="timeline"/);
     assert.match(html, /switch-over/);

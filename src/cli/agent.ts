@@ -12,6 +12,7 @@ export function registerAgent(program: Command): void {
     .requiredOption("--listen <addr:port>", "where to listen")
     .option("--keep-images <dir>", "keep the received images under this directory")
     .option("--once", "serve one migration, then exit")
+    .option("--action-script <file>", "run this at post-restore (CRTOOLS_SCRIPT_ACTION, as CRIU does)")
     .option("--status-fd <fd>", "write one byte to this fd when listening", parseIntArg)
     .option("--phase-fd <fd>", "write each step of a migration (receiving, restore, running, lazy, done, failed) and its PID as a line to this fd", parseIntArg)
     .option("--retry-for <seconds>", "lazy/hybrid: if the page server or the link dies, retry this long before killing the process", parseSeconds, 10)
@@ -27,7 +28,7 @@ export function registerAgent(program: Command): void {
       const phase = phaseWriter(o.phaseFd);
       try {
         await runAgent({
-          listen, transport, keepImages: o.keepImages, once: o.once, signal: abort.signal,
+          listen, transport, keepImages: o.keepImages, actionScript: o.actionScript, once: o.once, signal: abort.signal,
           retryForMs: o.retryFor * 1000, maxRate: o.maxRate, onPhase: (p, pid) => phase(`${p} ${pid}`),
           log: (l) => process.stderr.write(`ferry agent: ${l}\n`),
           onReady: () => {

@@ -10,6 +10,7 @@ import {
 
 const TCP = { NODELAY: 1, MAXSEG: 2, INFO: 11, REPAIR: 19, REPAIR_QUEUE: 20, QUEUE_SEQ: 21, REPAIR_OPTIONS: 22, TIMESTAMP: 24, REPAIR_WINDOW: 29 } as const;
 const RECV_QUEUE = 1, SEND_QUEUE = 2;
+const SOL_IP = 0, IP_TRANSPARENT = 19, SOL_IPV6 = 41, IPV6_TRANSPARENT = 75;
 const TCPOPT = { MSS: 2, WINDOW: 3, SACK_PERM: 4, TIMESTAMP: 8 } as const;
 const TCPI_OPT = { TIMESTAMPS: 1, SACK: 2, WSCALE: 4 } as const;
 const STATE = { ESTABLISHED: 1, LISTEN: 10, CLOSE: 7 } as const;
@@ -103,8 +104,14 @@ function openEstablished(s: number, k: SocketImage): void {
   setsockoptInt(s, SOL_TCP, TCP.QUEUE_SEQ, (k.sndSeq - k.sendQueue.length) | 0);
   setsockoptInt(s, SOL_TCP, TCP.REPAIR_QUEUE, RECV_QUEUE);
   setsockoptInt(s, SOL_TCP, TCP.QUEUE_SEQ, (k.rcvSeq - k.recvQueue.length) | 0);
+  // The connection's address may reach this host only after the process (a service address
+  // moved by an action script once it runs): bind and connect from it even if it is not here
+  // yet (transparent: neither bind nor the route lookup of connect insist on a local address).
+  const transparent = k.family === AF.INET ? [SOL_IP, IP_TRANSPARENT] : [SOL_IPV6, IPV6_TRANSPARENT];
+  setsockoptInt(s, transparent[0], transparent[1], 1);
   bindTo(s, k.local, "TCP connection");
   sys(`connect ${describeAddr(k.peer)}`, NR.connect, s, k.peer, k.peer.length);
+  setsockoptInt(s, transparent[0], transparent[1], 0);
   const opts: [number, number][] = [[TCPOPT.MSS, k.mss]];
   if (k.tcpiOptions & TCPI_OPT.WSCALE) opts.push([TCPOPT.WINDOW, k.sndWscale | (k.rcvWscale << 16)]);
   if (k.tcpiOptions & TCPI_OPT.SACK) opts.push([TCPOPT.SACK_PERM, 0]);

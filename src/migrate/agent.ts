@@ -15,13 +15,17 @@ import { UffdGuard, Watchdog } from "../lazy/guard.js";
 import { Control } from "./control.js";
 import { ImageReceiver } from "./imageStream.js";
 import { PageStore } from "./pageStore.js";
-import { MCMD, MIGRATE_VERSION, parseHello, parseMessage, parseRestoreRequest, type Hello, type RestoreRequest, type RestoredReply } from "./protocol.js";
+import { MCMD, MIGRATE_VERSION, parseHello, parseMessage, parseRestoreRequest, type Hello, type HelloOk, type RestoreRequest, type RestoredReply } from "./protocol.js";
+import { CODEC } from "./compression.js";
+import { runActionScript } from "./actionScript.js";
 
 export interface AgentOptions {
   listen: Endpoint;
   transport: Transport;
   /** keep each migration's images in DIR/PID-TIME instead of removing them */
   keepImages?: string;
+  /** CRIU-style action script, run at post-restore (actionScript.ts) */
+  actionScript?: string;
   /** serve one migration, then stop */
   once?: boolean;
   log?: (line: string) => void;
@@ -84,7 +88,7 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
  * the process when told, install what the rounds sent, and with lazy/hybrid fill the rest from
  * the source's page server. Whatever fails, the source is told (it then keeps its process).
  */
-export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, "keepImages" | "log" | "transport" | "onPhase" | "retryForMs" | "maxRate">): Promise<AgentSessionResult> {
+export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, "keepImages" | "log" | "transport" | "onPhase" | "retryForMs" | "maxRate" | "actionScript">): Promise<AgentSessionResult> {
   const control = new Control(socket);
   const store = new PageStore();
   control.onUnasked = (f) => {
@@ -111,7 +115,8 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     // the images hold the process's memory: removed even if this agent is killed
     if (!opts.keepImages) cleanup = Watchdog.start("ferry-agent-cleanup", 'cat >/dev/null; rm -rf -- "$1"', [dir]);
-    await control.sendJson(MCMD.HELLO_OK, { version: MIGRATE_VERSION });
+    const ok: HelloOk = { version: MIGRATE_VERSION, codec: hello.codecs?.includes(CODEC) ? CODEC : null };
+    await control.sendJson(MCMD.HELLO_OK, ok);
     phase("receiving");
     receiver = new ImageReceiver(dir);
     let req: RestoreRequest;
@@ -169,6 +174,11 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
       restored = restore({ images: dir });
       resumed = true;
       resumedAtUs = nowUs();
+    }
+    try {
+      runActionScript(opts.actionScript, "post-restore", restored.pid);
+    } catch (e) {
+      opts.log?.(`${(e as Error).message} (the process runs here all the same)`); // failing now would let the source run it too
     }
     phase("running");
     if (process.env.FERRY_DEBUG) opts.log?.(`restore ${(performance.now() - tRestore).toFixed(1)} ms (restore() ${restored.durationMs.toFixed(1)} ms, ${installed} pages installed)`);

@@ -3,6 +3,7 @@ import { FerryError } from "../errors.js";
 import { FrameChannel } from "../net/channel.js";
 import type { Frame } from "../net/framing.js";
 import { CONTROL_SILENCE_MS, MAX_PAYLOAD, MCMD, controlLimit, json, parseMessage } from "./protocol.js";
+import { FRAME_COMPRESSED, decodePayload, type FrameCompressor } from "./compression.js";
 
 const PING_EVERY_MS = 1000;
 
@@ -23,6 +24,8 @@ export class Control {
   private failure: Error | null = null;
   /** frames that need no answer are handed here instead of the queue (precopy pages) */
   onUnasked: ((f: Frame) => boolean) | null = null;
+  /** compresses page data sent with sendData() (set once both sides agreed on a codec) */
+  compressor: FrameCompressor | null = null;
 
   private readonly pinger: NodeJS.Timeout;
 
@@ -41,8 +44,10 @@ export class Control {
     this.pinger.unref();
     this.ch = new FrameChannel(socket, controlLimit, MAX_PAYLOAD, (f) => {
       if (f.cmd === MCMD.PING) return;
-      const frame = { ...f, payload: Buffer.from(f.payload) };
+      let frame: Frame;
       try {
+        const payload = f.flags & FRAME_COMPRESSED ? decodePayload(f.payload, controlLimit(f.cmd) ?? 0) : Buffer.from(f.payload);
+        frame = { ...f, flags: f.flags & ~FRAME_COMPRESSED, payload };
         if (this.onUnasked?.(frame)) return;
       } catch (e) {
         this.failure = e as Error; // refused: the connection ends with this error
@@ -110,6 +115,24 @@ export class Control {
       this.socket.once("drain", done);
       this.socket.once("close", done);
     });
+  }
+
+  /**
+   * A frame of page data (PAGES, DATA): compressed when the compressor says it pays. `dataStart`
+   * is where the pages begin in the payload (after a zero bitmap). Resolves to the bytes put on
+   * the connection.
+   */
+  async sendData(cmd: number, payload: Buffer, h: { vaddr?: number; nrPages?: number } = {}, dataStart = 0): Promise<number> {
+    const c = this.compressor;
+    if (!c) {
+      await this.send(cmd, payload, h);
+      return payload.length;
+    }
+    const e = c.encode(payload, dataStart);
+    const t0 = performance.now();
+    await this.send(cmd, e.payload, { ...h, flags: e.flags });
+    c.sent(performance.now() - t0);
+    return e.payload.length;
   }
 
   sendJson(cmd: number, o: unknown): Promise<void> {

@@ -5,7 +5,7 @@ import { IMAGE_MODE } from "../images/store.js";
 import type { Control } from "./control.js";
 import { MAX_DATA, MCMD, parseFileHeader } from "./protocol.js";
 
-/** Send every file of an image directory over the control connection; returns the bytes sent. */
+/** Send every file of an image directory over the control connection; returns the images' size. */
 export async function sendImages(control: Control, dir: string): Promise<number> {
   let total = 0;
   const buf = Buffer.allocUnsafe(MAX_DATA);
@@ -19,7 +19,7 @@ export async function sendImages(control: Control, dir: string): Promise<number>
       for (let off = 0; off < size;) {
         const n = fs.readSync(fd, buf, 0, Math.min(MAX_DATA, size - off), off);
         if (n <= 0) throw new FerryError("FERRY_IMAGES", `${file}: short read at ${off}`);
-        await control.send(MCMD.DATA, Buffer.from(buf.subarray(0, n)));
+        await control.sendData(MCMD.DATA, Buffer.from(buf.subarray(0, n)));
         off += n;
       }
       total += size;

@@ -9,8 +9,9 @@ const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
 
 /**
  * Read `ranges` of a process's memory and send them as PAGES frames of up to 1 MiB: a bitmap of
- * the zero pages (never sent as data), then the data of the others. `onPage` sees every page
- * sent. Returns the bytes put on the connection.
+ * the zero pages (never sent as data), then the data of the others (compressed when the control
+ * connection's compressor says it pays). `onPage` sees every page sent. Returns the bytes put on
+ * the connection.
  */
 export async function sendPages(control: Control, pid: number, ranges: Range[], onPage: (addr: number) => void): Promise<number> {
   let bytes = 0;
@@ -32,8 +33,7 @@ export async function sendPages(control: Control, pid: number, ranges: Range[], 
         }
         onPage(addr + at);
       }
-      await control.send(MCMD.PAGES, payload.subarray(0, out), { vaddr: addr, nrPages: n });
-      bytes += 32 + out;
+      bytes += 32 + await control.sendData(MCMD.PAGES, payload.subarray(0, out), { vaddr: addr, nrPages: n }, bm);
     }
   }
   return bytes;

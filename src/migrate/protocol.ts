@@ -8,7 +8,7 @@ import type { LazySummary } from "../lazy/stats.js";
  * lazy or hybrid switch-over travel on the lazy protocol's own connections (src/lazy/protocol.ts).
  *
  * source -> agent                               agent -> source
- *   HELLO    {json} version, mode, pid            HELLO_OK {json} version
+ *   HELLO    {json} version, mode, pid, codecs    HELLO_OK {json} version, the codec it takes
  *   FILE     {json} name, size (begins a file)    RESTORED {json} pid, resumedAtUs, restoreMs
  *   DATA     bytes of the current file            DONE     {json} the lazy summary (or null)
  *   PAGES    vaddr, nrPages: zero bitmap + data   ERROR    {json} message: nothing runs here
@@ -20,6 +20,9 @@ import type { LazySummary } from "../lazy/stats.js";
  * RESTORE is the point of no return: once the source has written it, the destination may run the
  * process, and the source lets its frozen copy run again only when the destination says that
  * nothing runs there (ERROR, which the agent sends only then, or a lazy transfer that failed).
+ *
+ * DATA and PAGES frames with flag 1 (FRAME_COMPRESSED) carry their payload compressed with the
+ * codec the agent took in HELLO_OK (compression.ts); the limits apply to the decoded payload.
  */
 export const MCMD = {
   HELLO: 1, HELLO_OK: 2, FILE: 3, DATA: 4, PAGES: 5, RESTORE: 6, ABORT: 7,
@@ -55,7 +58,16 @@ export function controlLimit(cmd: number): number | undefined {
   }
 }
 
-export interface Hello { version: number; mode: Mode; pid: number }
+export interface Hello {
+  version: number; mode: Mode; pid: number;
+  /** codecs the source may compress page data with (absent: none) */
+  codecs?: string[];
+}
+export interface HelloOk {
+  version: number;
+  /** the codec the agent decodes, one of the HELLO's (absent: nothing is compressed) */
+  codec?: string | null;
+}
 export interface RestoreRequest {
   /** the lazy page server's port on the source (lazy, hybrid) */
   pageServerPort?: number;
@@ -93,13 +105,19 @@ export function parseHello(b: Buffer): Hello {
   if (!isInt(o.version, 0)) bad("HELLO (version)");
   if (!MODES.includes(o.mode as Mode)) bad("HELLO (mode)");
   if (!isInt(o.pid, 1, 1 << 22)) bad("HELLO (pid)");
-  return { version: o.version, mode: o.mode as Mode, pid: o.pid };
+  const hello: Hello = { version: o.version, mode: o.mode as Mode, pid: o.pid };
+  if (o.codecs !== undefined) {
+    if (!Array.isArray(o.codecs) || o.codecs.length > 16 || !o.codecs.every((c) => typeof c === "string" && c.length <= 64)) bad("HELLO (codecs)");
+    hello.codecs = o.codecs as string[];
+  }
+  return hello;
 }
 
-export function parseHelloOk(b: Buffer): { version: number } {
+export function parseHelloOk(b: Buffer): HelloOk {
   const o = parseObject(b, "HELLO_OK");
   if (!isInt(o.version, 0)) bad("HELLO_OK (version)");
-  return { version: o.version };
+  if (o.codec !== undefined && o.codec !== null && (typeof o.codec !== "string" || o.codec.length > 64)) bad("HELLO_OK (codec)");
+  return { version: o.version, codec: (o.codec as string | null | undefined) ?? null };
 }
 
 /** FILE: a plain name (no path) and a size. */

@@ -52,7 +52,7 @@ body{font:14px system-ui,sans-serif;margin:24px;color:#222}table{border-collapse
 .round{fill:#3a7;stroke:#fff}.down{fill:#d33}.switch{stroke:#d33;stroke-dasharray:4 3}.bytes{fill:none;stroke:#37c;stroke-width:2}.faults{fill:none;stroke:#c70;stroke-width:2}
 </style></head><body>
 <h1>ferry migrate: process ${s.pid}, ${esc(s.mode)}</h1>
-<p>downtime <b>${s.downtimeMs} ms</b>, total ${s.totalMs} ms, ${(s.bytesSent / 1e6).toFixed(2)} MB sent, ${s.rounds.length} pre-copy rounds, ${s.faults} faults</p>
+<p>downtime <b>${s.downtimeMs} ms</b>, total ${s.totalMs} ms, ${(s.bytesSent / 1e6).toFixed(2)} MB sent, ${s.rounds.length} pre-copy rounds, ${s.faults} faults, ${s.compression.used ? `compression on (${esc(s.compression.codec ?? "")}, ${s.compression.ratio} of the size)` : "compression off"}</p>
 <svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="${W}" height="${40 + 5 * LANE}" viewBox="0 0 ${W} ${40 + 5 * LANE}">${svg.join("")}</svg>
 <h2>Settings</h2><table>${set}</table>
 <h2>Summary</h2><table>${rows}</table>

@@ -15,6 +15,8 @@ import { Control } from "./control.js";
 import { sendImages } from "./imageStream.js";
 import { MCMD, MIGRATE_VERSION, parseDone, parseHelloOk, parseRestored, type Mode, type RestoreRequest, type RestoredReply } from "./protocol.js";
 import { ResumeGuard } from "./resumeGuard.js";
+import { runActionScript } from "./actionScript.js";
+import { CODEC, FrameCompressor, type CompressSetting } from "./compression.js";
 import { startPageServer } from "./pageServerHost.js";
 import { Timeline } from "./timeline.js";
 import { runPrecopy, type PrecopyResult } from "./precopy.js";
@@ -31,6 +33,10 @@ export interface MigrateOptions {
   maxRounds?: number;
   /** lazy, hybrid: how long a lost destination may take to come back to the page server (default 10 s) */
   retryForMs?: number;
+  /** compress page data on the control connection: when it pays on the link (auto, the default), always, never */
+  compress?: CompressSetting;
+  /** CRIU-style action script, run at post-dump (actionScript.ts) */
+  actionScript?: string;
   /** keep the source's images here (they are removed otherwise) */
   keepImages?: string;
   timeline?: Timeline;
@@ -81,9 +87,12 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
   opts.signal?.addEventListener("abort", onAbort, { once: true });
   try {
     guard = ResumeGuard.start(opts.pid, opts.keepImages ? "" : images);
-    await control.sendJson(MCMD.HELLO, { version: MIGRATE_VERSION, mode, pid: opts.pid });
+    const compress = opts.compress ?? "auto";
+    await control.sendJson(MCMD.HELLO, { version: MIGRATE_VERSION, mode, pid: opts.pid, codecs: compress === "off" ? [] : [CODEC] });
     const ok = parseHelloOk((await control.expect(MCMD.HELLO_OK, 10_000)).payload);
     if (ok.version !== MIGRATE_VERSION) throw new FerryError("FERRY_VERSION", `the agent speaks migration protocol ${ok.version}, this ferry ${MIGRATE_VERSION}`);
+    if (compress === "on" && ok.codec !== CODEC) opts.log?.(`the agent cannot decode ${CODEC}: page data goes uncompressed`);
+    control.compressor = new FrameCompressor(compress, ok.codec ?? null);
     if (mode === "precopy" || mode === "hybrid") {
       tl.phase("precopy");
       precopy = await runPrecopy({ pid: opts.pid, control, timeline: tl, maxDowntimeMs: opts.maxDowntimeMs ?? 50, maxRounds: opts.maxRounds ?? 8, signal: opts.signal });
@@ -93,6 +102,7 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
     guard.frozen();
     const d = dump({ pid: opts.pid, images, lazy: lazyDump, leaveStopped: true });
     stopped = true;
+    runActionScript(opts.actionScript, "post-dump", opts.pid);
     const inventory = new ImageDir(images).read<Inventory>("inventory.img", "Inventory");
     tl.freezeMs = (inventory.frozenAtUs ?? 0) / 1000 - (performance.timeOrigin + tl.t0);
     const request: RestoreRequest = {};
@@ -137,7 +147,10 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
     stopped = false;
     sample();
     tl.phase("done");
-    return summarize({ mode, pid: opts.pid, timeline: tl, dump: d, imageBytes, controlBytes: control.bytesOut, restored, lazy, precopy, pageServer: server?.server.stats ?? null });
+    return summarize({
+      mode, pid: opts.pid, timeline: tl, dump: d, imageBytes, controlBytes: control.bytesOut, restored, lazy, precopy,
+      pageServer: server?.server.stats ?? null, compression: control.compressor.summary(),
+    });
   } catch (e) {
     tl.phase("failed");
     server?.server.abandon("the migration failed"); // the ptrace hold goes, the group stop stays

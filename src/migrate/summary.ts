@@ -4,6 +4,7 @@ import type { SourceStats } from "../lazy/pageServer.js";
 import type { Mode, RestoredReply } from "./protocol.js";
 import type { PrecopyResult } from "./precopy.js";
 import type { RoundRecord, Timeline } from "./timeline.js";
+import type { CompressionSummary } from "./compression.js";
 
 export interface MigrateSummary {
   pid: number;
@@ -30,6 +31,8 @@ export interface MigrateSummary {
   phases: { phase: string; t: number }[];
   /** the agent's restore, pre-copied pages installed included (ms) */
   restoreMs: number;
+  /** whether page data went compressed, and how much smaller */
+  compression: CompressionSummary;
 }
 
 const r2 = (x: number) => Number(x.toFixed(2));
@@ -37,6 +40,7 @@ const r2 = (x: number) => Number(x.toFixed(2));
 export function summarize(o: {
   mode: Mode; pid: number; timeline: Timeline; dump: DumpResult; imageBytes: number; controlBytes: number;
   restored: RestoredReply; lazy: LazySummary | null; precopy: PrecopyResult | null; pageServer: SourceStats | null;
+  compression: CompressionSummary;
 }): MigrateSummary {
   const tl = o.timeline;
   // transfers per page: the rounds' counts, plus one for each page the lazy server sent
@@ -78,5 +82,6 @@ export function summarize(o: {
     lazy: o.lazy,
     phases: tl.phases.map((p) => ({ phase: p.phase, t: r2(p.t) })),
     restoreMs: r2(o.restored.restoreMs),
+    compression: o.compression,
   };
 }

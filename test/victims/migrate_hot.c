@@ -1,6 +1,7 @@
 /*
- * migrate_hot [COLD_MIB] [HOT_MIB] [PAGES_PER_TICK]: memory that keeps being written while it is
- * migrated. A cold set (default 32 MiB) gets a distinct pattern per page and is never written
+ * migrate_hot [COLD_MIB] [HOT_MIB] [PAGES_PER_TICK] [compressible]: memory that keeps being written
+ * while it is migrated. A cold set (default 32 MiB) gets a distinct pattern per page (random-looking,
+ * or with "compressible" one that repeats every 128 bytes, as text-like data) and is never written
  * again; a hot set (default 4 MiB) is rewritten all the time: each tick (about 1 ms) checks and
  * bumps the counters of the next PAGES_PER_TICK (default 64) hot pages, whose expected values
  * live in a heap array (written as often). Pre-copy rounds therefore keep finding the hot set
@@ -17,6 +18,7 @@ static size_t cold_pages, hot_pages, per_tick = 64, next_page;
 static volatile sig_atomic_t zap_asked;
 static char victim_zapped_file[PATH_MAX + 16];
 static int zapped;
+static int compressible;
 
 static void on_usr1(int sig)
 {
@@ -30,6 +32,23 @@ static uint64_t cold_seed(size_t page)
 	return zapped && page >= 256 && page < 512 ? page + 777 : page;
 }
 
+/* The compressible pattern: 16 words that depend on the page, over and over. */
+static uint64_t cold_word(size_t page, size_t i)
+{
+	return cold_seed(page) * 0x100000001b3ULL + (i & 15);
+}
+
+static void cold_fill(size_t page)
+{
+	uint64_t *w = (uint64_t *)(cold + page * VPAGE);
+	if (!compressible) {
+		fill_pattern(w, VPAGE, cold_seed(page));
+		return;
+	}
+	for (size_t i = 0; i < VPAGE / 8; i++)
+		w[i] = cold_word(page, i);
+}
+
 static long cold_mismatch(size_t page)
 {
 	unsigned char *p = cold + page * VPAGE;
@@ -39,7 +58,13 @@ static long cold_mismatch(size_t page)
 				return (long)i;
 		return -1;
 	}
-	return pattern_mismatch(p, VPAGE, cold_seed(page));
+	if (!compressible)
+		return pattern_mismatch(p, VPAGE, cold_seed(page));
+	const volatile uint64_t *w = (const uint64_t *)p;
+	for (size_t i = 0; i < VPAGE / 8; i++)
+		if (w[i] != cold_word(page, i))
+			return (long)(i * 8);
+	return -1;
 }
 
 static long hot_mismatch(size_t page)
@@ -58,7 +83,7 @@ static void tick(void)
 			fail("madvise: %s", err());
 		zapped = 1;
 		for (size_t page = 256; page < 512; page++)
-			fill_pattern(cold + page * VPAGE, VPAGE, cold_seed(page));
+			cold_fill(page);
 		victim_write_text(victim_zapped_file, "zapped\n");
 	}
 	for (size_t i = 0; i < per_tick; i++, next_page = (next_page + 1) % hot_pages) {
@@ -83,6 +108,7 @@ int main(int argc, char **argv)
 	size_t hot_mib = argc > 3 ? strtoul(argv[3], NULL, 10) : 4;
 	if (argc > 4)
 		per_tick = strtoul(argv[4], NULL, 10);
+	compressible = argc > 5 && strcmp(argv[5], "compressible") == 0;
 	SETUP(cold_mib <= 65536 && hot_mib > 0 && hot_mib <= 4096 && per_tick > 0);
 	cold_pages = cold_mib * 256;
 	hot_pages = hot_mib * 256;
@@ -95,7 +121,7 @@ int main(int argc, char **argv)
 	counts = calloc(hot_pages, sizeof *counts);
 	SETUP(counts != NULL);
 	for (size_t page = 0; page < cold_pages; page++)
-		fill_pattern(cold + page * VPAGE, VPAGE, page);
+		cold_fill(page);
 	for (size_t page = 0; page < hot_pages; page++) {
 		fill_pattern(hot + page * VPAGE + 8, VPAGE - 8, page + 1000000);
 		*(uint64_t *)(hot + page * VPAGE) = 0;
