@@ -77,6 +77,7 @@ function holderFd(c: DumpFdContext, w: Watch): number {
  */
 export const epoll: FileKind = {
   kind: "epoll",
+  boundToOwner: true,
   matches: (c) => c.link === "anon_inode:[eventpoll]",
   dump(c) {
     const watches = parseWatches(c.fdinfo.__raw ?? "");

@@ -19,7 +19,7 @@ export const eventfd: FileKind = {
   matches: (c) => c.link === "anon_inode:[eventfd]",
   dump(c) {
     const hex = c.fdinfo["eventfd-count"];
-    if (hex === undefined) throw new FerryError("FERRY_DUMP_FILE", `pid ${c.pid} fd ${c.fd}: fdinfo of the eventfd has no eventfd-count`);
+    if (hex === undefined) throw new FerryError("FERRY_DUMP_FILE", `${c.where}: fdinfo of the eventfd has no eventfd-count`);
     const count = BigInt(`0x${hex}`);
     return { counter: Number(count), data: u64le(count), semaphore: c.fdinfo["eventfd-semaphore"] === "1" };
   },

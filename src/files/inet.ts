@@ -19,7 +19,7 @@ const SOCK_STREAM = 1, SOCK_DGRAM = 2;
 const F_SETFL = 4;
 
 function where(c: DumpFdContext): string {
-  return `pid ${c.pid} fd ${c.fd}`;
+  return c.where;
 }
 
 /**
@@ -86,7 +86,7 @@ export function socketImage(p: Partial<SocketImage>): SocketImage {
     family: 0, type: 0, protocol: 0, state: 0, local: Buffer.alloc(0), peer: Buffer.alloc(0), backlog: 0,
     sndSeq: 0, rcvSeq: 0, sendQueue: Buffer.alloc(0), recvQueue: Buffer.alloc(0), mss: 0, sndWscale: 0,
     rcvWscale: 0, tcpiOptions: 0, timestamp: 0, window: Buffer.alloc(0), nodelay: false, keepalive: false,
-    reuseaddr: false, peerInode: 0, messages: [], shutdownRd: false, shutdownWr: false,
+    reuseaddr: false, peerInode: 0, messages: [], shutdownRd: false, shutdownWr: false, inFlight: [],
     ...p,
   };
 }

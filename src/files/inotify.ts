@@ -24,7 +24,7 @@ function resolveHandle(c: DumpFdContext, line: Record<string, string>): string {
     handle.writeInt32LE(Number(line["fhandle-type"]), 4);
     bytes.copy(handle, 8);
     const r = rawSyscall(NR.open_by_handle_at, mount, handle, O.PATH | O.CLOEXEC);
-    if (r < 0n) throw new FerryError("FERRY_INOTIFY", `pid ${c.pid} fd ${c.fd}: the file behind inotify watch ${line.wd} is gone (errno ${-r})`);
+    if (r < 0n) throw new FerryError("FERRY_INOTIFY", `${c.where}: the file behind inotify watch ${line.wd} is gone (errno ${-r})`);
     try {
       return fs.readlinkSync(`/proc/self/fd/${r}`);
     } finally {

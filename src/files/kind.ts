@@ -5,8 +5,11 @@ import type { Injector } from "../kernel/inject.js";
 
 /** What a kind gets to look at when it dumps one open file description of the target. */
 export interface DumpFdContext {
+  /** whose fd this is: the dumped process's, or ferry's own copy of a file in flight (SCM_RIGHTS) */
   pid: number;
   fd: number;
+  /** for messages: "pid 4242 fd 7", or what carried a file in flight */
+  where: string;
   /** readlink of /proc/PID/fd/N */
   link: string;
   /** parsed /proc/PID/fdinfo/N (`__raw` holds the whole text) */
@@ -25,6 +28,11 @@ export interface DumpFdContext {
   onRelease(undo: () => void): void;
   /** Run at the end of the dump whatever happens (close what the kind kept open). */
   onDone(close: () => void): void;
+  /**
+   * A file in flight (an fd riding in a unix socket's queue) of which ferry holds a copy: dumped like
+   * any fd, and its id returned. The table owns `localFd` from then on. `where` names the message.
+   */
+  dumpInFlight(localFd: number, where: string): number;
 }
 
 /** What a kind gets when it rebuilds an object on restore. */
@@ -36,11 +44,18 @@ export interface RestoreFileContext {
   shared: Map<string, unknown>;
   /** run when the restore is over, whatever its outcome */
   cleanup: (() => void)[];
+  /** ferry's fd of every object opened so far, by id (files in flight are opened before their carrier) */
+  opened: ReadonlyMap<number, number>;
 }
 
 /** One kind of kernel object behind an fd: matched, dumped and reopened by its own module. */
 export interface FileKind {
   kind: string;
+  /**
+   * Its state names fds of the process holding it (epoll's watches): it cannot be dumped from a
+   * copy in flight.
+   */
+  boundToOwner?: boolean;
   matches(ctx: DumpFdContext): boolean;
   /** kind-specific fields of the image (id, kind, flags and pos are filled by the engine) */
   dump(ctx: DumpFdContext): Partial<FileObjectImage>;

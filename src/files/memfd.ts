@@ -42,7 +42,7 @@ function dumpContent(c: DumpFdContext): Buffer {
       const body = Buffer.alloc(len);
       for (let got = 0; got < len;) {
         const n = fs.readSync(reader, body, got, len - got, start + got);
-        if (n === 0) throw new FerryError("FERRY_DUMP_FILE", `pid ${c.pid} fd ${c.fd}: ${c.link} shrank while ferry read it`);
+        if (n === 0) throw new FerryError("FERRY_DUMP_FILE", `${c.where}: ${c.link} shrank while ferry read it`);
         got += n;
       }
       return body;
@@ -141,12 +141,12 @@ export const memfd: FileKind = {
   matches: (c) => c.stat.isFile() && c.link.startsWith(PREFIX),
   dump(c) {
     if (fs.statfsSync(`/proc/${c.pid}/fd/${c.fd}`).type === HUGETLBFS_MAGIC) {
-      throw new FerryError("FERRY_UNSUPPORTED", `pid ${c.pid} fd ${c.fd}: ${c.link} is a hugetlb memfd, not supported yet`);
+      throw new FerryError("FERRY_UNSUPPORTED", `${c.where}: ${c.link} is a hugetlb memfd, not supported yet`);
     }
     const name = c.link.slice(PREFIX.length, c.link.endsWith(DELETED) ? -DELETED.length : undefined);
     const obj: Partial<FileObjectImage> = {
       name, inode: c.stat.ino, mode: c.stat.mode, size: c.stat.size,
-      seals: sys(`fcntl(F_GET_SEALS) on pid ${c.pid} fd ${c.fd}`, NR.fcntl, c.localFd, F_GET_SEALS),
+      seals: sys(`fcntl(F_GET_SEALS) on ${c.where}`, NR.fcntl, c.localFd, F_GET_SEALS),
     };
     // Another open file description of the same memfd carries the content already.
     const key = `memfd-content:${c.stat.ino}`;

@@ -21,7 +21,7 @@ function peekPipe(c: DumpFdContext): Buffer {
     sys("fcntl(F_SETPIPE_SZ)", NR.fcntl, fds[0], F_SETPIPE_SZ, MAX_PIPE);
     const r = rawSyscall(NR.tee, reader, fds[1], MAX_PIPE, SPLICE_F_NONBLOCK);
     if (r === -11n) return Buffer.alloc(0); // EAGAIN: empty
-    if (r < 0n) throw new FerryError("FERRY_DUMP_FILE", `pid ${c.pid} fd ${c.fd}: cannot copy pipe data (errno ${-r})`);
+    if (r < 0n) throw new FerryError("FERRY_DUMP_FILE", `${c.where}: cannot copy pipe data (errno ${-r})`);
     const out = Buffer.alloc(Number(r));
     let off = 0;
     while (off < out.length) off += fs.readSync(fds[0], out, off, out.length - off, null);

@@ -30,6 +30,7 @@ export function kindByName(kind: string): FileKind {
 
 const KCMP_FILE = 0;
 const O_CLOEXEC_FDINFO = 0o2000000;
+const F_DUPFD_CLOEXEC = 1030;
 
 /**
  * The open file descriptions of a whole tree: fds that share one description (dup, inherited
@@ -41,6 +42,8 @@ export class FileTable {
   private readonly shared = new Map<string, unknown>();
   private readonly releaseHooks: (() => void)[] = [];
   private readonly doneHooks: (() => void)[] = [];
+  /** descriptions being dumped: one met again in its own queue is a cycle of files in flight */
+  private readonly dumping = new Set<string>();
   constructor(private readonly images: ImageDir) {}
 
   /** The processes run on as they were (left running, or the dump failed): undo what kinds changed. */
@@ -62,18 +65,32 @@ export class FileTable {
     const pidfd = sys("pidfd_open", NR.pidfd_open, pid, 0);
     const fds: FdImage[] = [];
     try {
-      for (const fd of listFds(pid)) fds.push(this.dumpFd(pid, pidfd, fd));
+      for (const fd of listFds(pid)) {
+        const fdinfo = readFdinfo(pid, fd);
+        const cloexec = (parseInt(fdinfo.flags ?? "0", 8) & O_CLOEXEC_FDINFO) !== 0;
+        const copy = () => sys(`pidfd_getfd(pid ${pid} fd ${fd})`, NR.pidfd_getfd, pidfd, fd, 0);
+        fds.push({ fd, fileId: this.dumpFile(pid, fd, `pid ${pid} fd ${fd}`, copy, fdinfo), cloexec });
+      }
     } finally {
       fs.closeSync(pidfd);
     }
     return fds;
   }
 
-  private dumpFd(pid: number, pidfd: number, fd: number): FdImage {
+  /**
+   * A file in flight of which ferry holds `localFd` (a peek at a unix socket's queue handed it over):
+   * it is looked at through ferry's own /proc entries, and kept open until the dump is over so that
+   * later fds can still be compared with it (kcmp).
+   */
+  private dumpInFlight(localFd: number, where: string): number {
+    this.doneHooks.push(() => fs.closeSync(localFd));
+    const copy = () => sys("fcntl(F_DUPFD_CLOEXEC)", NR.fcntl, localFd, F_DUPFD_CLOEXEC, 0);
+    return this.dumpFile(process.pid, localFd, where, copy);
+  }
+
+  /** The id of the description behind `pid`'s `fd`: one already in the table, or a new one dumped now. */
+  private dumpFile(pid: number, fd: number, where: string, copy: () => number, fdinfo = readFdinfo(pid, fd)): number {
     const link = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
-    const fdinfo = readFdinfo(pid, fd);
-    const flags = parseInt(fdinfo.flags ?? "0", 8);
-    const cloexec = (flags & O_CLOEXEC_FDINFO) !== 0;
     let stat: fs.Stats | null = null;
     try {
       stat = fs.statSync(`/proc/${pid}/fd/${fd}`);
@@ -81,26 +98,38 @@ export class FileTable {
     const inodeKey = stat ? `${stat.dev}:${stat.ino}:${link}` : `?:${link}`;
     const seen = this.byInode.get(inodeKey) ?? [];
     const same = seen.find((o) => rawSyscall(NR.kcmp, o.pid, pid, KCMP_FILE, o.fd, fd) === 0n);
-    if (same) return { fd, fileId: same.id, cloexec };
-    const localFd = sys(`pidfd_getfd(pid ${pid} fd ${fd})`, NR.pidfd_getfd, pidfd, fd, 0);
+    if (same) return same.id;
+    if (this.dumping.has(inodeKey)) {
+      throw new FerryError("FERRY_UNSUPPORTED", `${where}: a unix socket in flight inside its own queue (or in the queue of a socket in flight inside it) is not supported`);
+    }
+    const localFd = copy();
+    this.dumping.add(inodeKey);
     try {
       const ctx: DumpFdContext = {
-        pid, fd, link, fdinfo, stat: fs.fstatSync(localFd), localFd, images: this.images, shared: this.shared,
+        pid, fd, where, link, fdinfo, stat: fs.fstatSync(localFd), localFd, images: this.images, shared: this.shared,
         onRelease: (undo) => this.releaseHooks.push(undo),
         onDone: (close) => this.doneHooks.push(close),
+        dumpInFlight: (f, w) => this.dumpInFlight(f, w),
       };
       const kind = FILE_KINDS.find((k) => k.matches(ctx));
-      if (!kind) throw new FerryError("FERRY_UNSUPPORTED", `pid ${pid} fd ${fd}: ${describeUnsupported(ctx)} is not supported`);
+      if (!kind) throw new FerryError("FERRY_UNSUPPORTED", `${where}: ${describeUnsupported(ctx)} is not supported`);
+      if (kind.boundToOwner && pid === process.pid) {
+        throw new FerryError("FERRY_UNSUPPORTED", `${where}: ${link} in flight is not supported (its state names fds of the process that sent it)`);
+      }
+      const flags = parseInt(fdinfo.flags ?? "0", 8);
+      const fields = kind.dump(ctx);
+      // files in flight dumped by kind.dump come first: a restore opens them before their carrier
       const id = this.files.length + 1;
       this.files.push(fileObject({
-        ...kind.dump(ctx),
+        ...fields,
         id, kind: kind.kind,
         flags: flags & ~O_CLOEXEC_FDINFO,
         pos: Number(fdinfo.pos ?? 0),
       }));
-      this.byInode.set(inodeKey, [...seen, { pid, fd, id }]);
-      return { fd, fileId: id, cloexec };
+      this.byInode.set(inodeKey, [...(this.byInode.get(inodeKey) ?? []), { pid, fd, id }]);
+      return id;
     } finally {
+      this.dumping.delete(inodeKey);
       fs.closeSync(localFd);
     }
   }

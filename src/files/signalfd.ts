@@ -15,7 +15,7 @@ export const signalfd: FileKind = {
   dump(c) {
     const hex = c.fdinfo.sigmask;
     if (hex === undefined || !/^[0-9a-f]+$/i.test(hex)) {
-      throw new FerryError("FERRY_DUMP_FILE", `pid ${c.pid} fd ${c.fd}: fdinfo of the signalfd has no readable sigmask (${hex})`);
+      throw new FerryError("FERRY_DUMP_FILE", `${c.where}: fdinfo of the signalfd has no readable sigmask (${hex})`);
     }
     return { sigmask: u64le(BigInt(`0x${hex}`)) };
   },

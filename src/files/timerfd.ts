@@ -50,12 +50,12 @@ export const timerfd: FileKind = {
   matches: (c) => c.link === "anon_inode:[timerfd]",
   dump(c) {
     const cur = Buffer.alloc(32);
-    sys(`timerfd_gettime(pid ${c.pid} fd ${c.fd})`, NR.timerfd_gettime, c.localFd, cur);
+    sys(`timerfd_gettime(${c.where})`, NR.timerfd_gettime, c.localFd, cur);
     const info = readFdinfo(process.pid, c.localFd); // after gettime: its ticks include missed periods
     const clockId = Number(info.clockid);
     const settimeFlags = parseInt(info["settime flags"] ?? "0", 8);
     if (!Number.isInteger(clockId) || info.ticks === undefined) {
-      throw new FerryError("FERRY_DUMP_FILE", `pid ${c.pid} fd ${c.fd}: unexpected fdinfo for a timerfd: ${info.__raw}`);
+      throw new FerryError("FERRY_DUMP_FILE", `${c.where}: unexpected fdinfo for a timerfd: ${info.__raw}`);
     }
     let value = timespecNs(cur, 16);
     if (value > 0n && settimeFlags & TFD_TIMER_ABSTIME && isWallClock(clockId)) value += clockNow(clockId);

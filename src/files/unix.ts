@@ -2,68 +2,96 @@ import fs from "node:fs";
 import { FerryError } from "../errors.js";
 import { NR, O, sys, rawSyscall, SyscallError } from "../kernel/sys.js";
 import type { DumpFdContext, FileKind, RestoreFileContext } from "./kind.js";
-import type { FileObjectImage } from "../images/types.js";
+import type { FileObjectImage, FilesInFlightImage } from "../images/types.js";
 import { socketImage } from "./inet.js";
 import { unixDiag } from "./unixDiag.js";
 import { AF, SO, SOL_SOCKET, describeAddr, getsockoptInt, ioctlInt, sendAll, setsockoptInt, sockName } from "./sockopt.js";
-import { native } from "../kernel/native.js";
+import { closeAll, MSG, recvWithFds, sendWithFds } from "./scm.js";
 
 const SOCK_STREAM = 1;
 const STATE = { ESTABLISHED: 1, CLOSE: 7, LISTEN: 10 } as const;
 const SIOCINQ = 0x541b, F_SETFL = 4;
+/** the largest datagram or seqpacket carried */
+const MAX_MESSAGE = 1 << 17;
 
-/**
- * Peek at what waits in a unix socket (MSG_PEEK) with room for ancillary data: file descriptors
- * in flight (SCM_RIGHTS) cannot be carried yet and must not be dropped silently. The kernel hands
- * ferry copies of them on a peek; they are closed at once.
- */
-function peekUnix(c: DumpFdContext, max: number): Buffer {
-  const MSG_PEEK = 2, MSG_DONTWAIT = 0x40, SCM_RIGHTS = 1;
-  const data = Buffer.alloc(Math.max(1, max));
-  const control = Buffer.alloc(4096);
-  const iov = Buffer.alloc(16);
-  iov.writeBigUInt64LE(native.addressOf(data), 0);
-  iov.writeBigUInt64LE(BigInt(max), 8);
-  const msg = Buffer.alloc(56);
-  msg.writeBigUInt64LE(native.addressOf(iov), 16);
-  msg.writeBigUInt64LE(1n, 24);
-  msg.writeBigUInt64LE(native.addressOf(control), 32);
-  msg.writeBigUInt64LE(BigInt(control.length), 40);
-  const r = rawSyscall(NR.recvmsg, c.localFd, msg, MSG_PEEK | MSG_DONTWAIT);
-  if (r === -11n) return Buffer.alloc(0);
-  if (r < 0n) throw new SyscallError("recvmsg(MSG_PEEK)", Number(-r));
-  const controlLen = Number(msg.readBigUInt64LE(40));
-  for (let off = 0; off + 16 <= controlLen; ) {
-    const len = Number(control.readBigUInt64LE(off));
-    if (len < 16) break;
-    if (control.readInt32LE(off + 8) === SOL_SOCKET && control.readInt32LE(off + 12) === SCM_RIGHTS) {
-      for (let i = off + 16; i + 4 <= off + len; i += 4) fs.closeSync(control.readInt32LE(i));
-      throw new FerryError("FERRY_UNSUPPORTED", `pid ${c.pid} fd ${c.fd}: unix socket ${describeAddr(sockName(c.localFd, false))} has file descriptors in flight (SCM_RIGHTS): not supported yet`);
-    }
-    off += (len + 7) & ~7;
-  }
-  return Buffer.from(data.subarray(0, Number(r)));
+interface Queue {
+  recvQueue?: Buffer;
+  messages?: Buffer[];
+  inFlight: FilesInFlightImage[];
 }
 
-/** Datagrams and seqpackets waiting, in order, read with MSG_PEEK at a moving peek offset. */
-function peekMessages(c: DumpFdContext): Buffer[] {
+/**
+ * The fds a queued message carries (ferry got copies of them from the peek), dumped as files in
+ * flight; their ids, in order. The table owns each fd once handed over; the rest are closed if one fails.
+ */
+function filesInFlight(c: DumpFdContext, fds: number[], message: number): number[] {
+  const name = describeAddr(sockName(c.localFd, false));
+  const ids: number[] = [];
+  for (let i = 0; i < fds.length; i++) {
+    try {
+      ids.push(c.dumpInFlight(fds[i], `${c.where} (unix socket ${name}), message ${message + 1} of its queue, fd ${i + 1} of ${fds.length} in flight`));
+    } catch (e) {
+      closeAll(fds.slice(i + 1));
+      throw e;
+    }
+  }
+  return ids;
+}
+
+/** Datagrams and seqpackets waiting, in order, with their fds: MSG_PEEK at a moving peek offset. */
+function peekMessages(c: DumpFdContext): Queue {
   const fd = c.localFd;
-  const out: Buffer[] = [];
+  const q: Queue = { messages: [], inFlight: [] };
   setsockoptInt(fd, SOL_SOCKET, SO.PEEK_OFF, 0);
   try {
-    for (let i = 0; i < 100_000; i++) {
-      const msg = peekUnix(c, 1 << 17);
-      if (!msg.length) {
-        // an empty datagram is a message too; EAGAIN is the end
-        const r = rawSyscall(NR.recvfrom, fd, Buffer.alloc(1), 1, 2 /* MSG_PEEK */ | 0x40 | 0x20 /* MSG_TRUNC */, 0, 0);
-        if (r < 0n) break;
+    for (let m; (m = recvWithFds(fd, MAX_MESSAGE, MSG.PEEK)); ) {
+      if (m.flags & MSG.TRUNC) {
+        closeAll(m.fds);
+        throw new FerryError("FERRY_UNSUPPORTED", `${c.where}: a message of more than ${MAX_MESSAGE} bytes waits in unix socket ${describeAddr(sockName(fd, false))}: not supported`);
       }
-      out.push(msg);
+      if (m.fds.length) q.inFlight.push({ message: q.messages!.length, fileIds: filesInFlight(c, m.fds, q.messages!.length) });
+      q.messages!.push(m.data);
     }
   } finally {
     setsockoptInt(fd, SOL_SOCKET, SO.PEEK_OFF, -1);
   }
-  return out;
+  return q;
+}
+
+/**
+ * A stream's bytes with the fds riding in it. A peek goes on through the queue's segments and
+ * stops after the first one that carries fds, so those belong to the segment that ends where the
+ * peek ended. Where that segment starts no peek can tell (a peek anywhere before it already looks
+ * ahead and hands over its fds), so the fds are put back on the segment's last byte: a read that
+ * reaches the end of what they were sent with gets them, as before; only a read that stops inside
+ * that segment gets them one read later than it would have.
+ */
+function peekStream(c: DumpFdContext): Queue {
+  const fd = c.localFd;
+  const total = ioctlInt(fd, SIOCINQ);
+  const pieces: Buffer[] = [];
+  const inFlight: FilesInFlightImage[] = [];
+  try {
+    for (let off = 0; off < total; ) {
+      setsockoptInt(fd, SOL_SOCKET, SO.PEEK_OFF, off);
+      const m = recvWithFds(fd, total - off, MSG.PEEK);
+      if (!m || !m.data.length) {
+        if (m) closeAll(m.fds);
+        break;
+      }
+      off += m.data.length;
+      if (!m.fds.length) {
+        pieces.push(m.data);
+        continue;
+      }
+      if (m.data.length > 1) pieces.push(m.data.subarray(0, -1));
+      inFlight.push({ message: pieces.length, fileIds: filesInFlight(c, m.fds, pieces.length) });
+      pieces.push(m.data.subarray(-1));
+    }
+  } finally {
+    setsockoptInt(fd, SOL_SOCKET, SO.PEEK_OFF, -1);
+  }
+  return inFlight.length ? { messages: pieces, inFlight } : { recvQueue: Buffer.concat(pieces), inFlight };
 }
 
 function dumpUnix(c: DumpFdContext): Partial<FileObjectImage> {
@@ -74,10 +102,24 @@ function dumpUnix(c: DumpFdContext): Partial<FileObjectImage> {
   const base = { family: AF.UNIX, type, protocol: 0, state: diag.state, local, peer: sockName(fd, true), peerInode: diag.peerInode };
   if (diag.state === STATE.LISTEN) return { inode: c.stat.ino, socket: socketImage({ ...base, backlog: 4096 }) };
   // A connected socket's other end must be in the dump too: the restore checks it (files.img).
-  const queued = type === SOCK_STREAM
-    ? { recvQueue: peekUnix(c, ioctlInt(fd, SIOCINQ)) }
-    : { messages: peekMessages(c) };
+  const queued = type === SOCK_STREAM ? peekStream(c) : peekMessages(c);
   return { inode: c.stat.ino, socket: socketImage({ ...base, ...queued }) };
+}
+
+/** ferry's fds of the files in flight a message carries (opened before their carrier). */
+function openedInFlight(ids: number[], ctx: RestoreFileContext): number[] {
+  return ids.map((id) => {
+    const fd = ctx.opened.get(id);
+    if (fd === undefined) throw new FerryError("FERRY_IMAGE_CORRUPT", `files.img: file ${id} in flight comes after the socket that carries it`);
+    return fd;
+  });
+}
+
+/** One queued message again, with its fds; a stream piece may go out in several sends (fds on the first). */
+function sendQueued(fd: number, data: Buffer, fds: number[], stream: boolean): void {
+  const r = sendWithFds(fd, data, fds);
+  if (r < 0n) throw new SyscallError(fds.length ? "sendmsg(SCM_RIGHTS)" : "sendmsg", Number(-r));
+  if (stream && Number(r) < data.length) sendAll(fd, data.subarray(Number(r)));
 }
 
 interface Pair { ends: Map<number, number> }
@@ -101,7 +143,8 @@ function openConnected(obj: FileObjectImage, ctx: RestoreFileContext): number {
   const mine = pair.ends.get(obj.inode)!;
   const other = pair.ends.get(k.peerInode)!;
   if (k.recvQueue.length) sendAll(other, k.recvQueue);
-  for (const m of k.messages) sys("send", NR.sendto, other, m, m.length, 0, 0, 0);
+  const inFlight = new Map(k.inFlight.map((f) => [f.message, f.fileIds]));
+  k.messages.forEach((m, i) => sendQueued(other, m, openedInFlight(inFlight.get(i) ?? [], ctx), k.type === SOCK_STREAM));
   return sys("dup", NR.dup, mine);
 }
 

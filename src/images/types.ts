@@ -227,6 +227,11 @@ export interface SocketImage {
   messages: Buffer[];
   shutdownRd: boolean;
   shutdownWr: boolean;
+  inFlight: FilesInFlightImage[];
+}
+export interface FilesInFlightImage {
+  message: number;
+  fileIds: number[];
 }
 export interface FilesImage {
   files: FileObjectImage[];

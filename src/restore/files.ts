@@ -13,7 +13,7 @@ export class OpenedFiles {
   readonly byId = new Map<number, number>();
   readonly ctx: RestoreFileContext;
   constructor(images: ImageDir, readonly files: FilesImage) {
-    this.ctx = { images, files: files.files, shared: new Map(), cleanup: [] };
+    this.ctx = { images, files: files.files, shared: new Map(), cleanup: [], opened: this.byId };
   }
 
   /** Every object but the late ones (see FileKind.late), which open when their fd is installed. */
