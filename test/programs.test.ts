@@ -4,7 +4,7 @@ import { spawn, execFileSync } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
-import { FERRY_CLI, dumpAndRestore, tempDir } from "./harness/ferry.js";
+import { FERRY_CLI, dumpAndRestore, ferry, startFerry, tempDir, waitPidGone } from "./harness/ferry.js";
 
 /** The real interpreter, not a wrapper script (pyenv's shim) that would exec it later. */
 function python3(): string {
@@ -80,8 +80,8 @@ open(sys.argv[1], "w").write(("PASS %d\\n" % n) if ok else "FAIL: dict changed\\
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-test("node serving HTTP keeps its keep-alive client connection across dump and restore", async () => {
-  const dir = tempDir();
+/** A node HTTP server counting its hits, and a keep-alive client with one connection to it. */
+async function nodeHttp(dir: string) {
   const server = path.join(dir, "server.cjs");
   fs.writeFileSync(server, `
 const http = require("http");
@@ -98,34 +98,85 @@ server.listen(Number(process.argv[2]), "127.0.0.1", () => {
   const ready = path.join(dir, "ready");
   const child = spawn(process.execPath, [server, String(port), ready], { detached: true, stdio: "ignore" });
   const exited = new Promise((r) => child.on("exit", r));
-  // keepAliveMsecs: the agent's TCP keepalive probes start after 60 s, not 1 s. A segment from the
-  // peer while no socket exists (between the end of `ferry dump` and the restore) is answered
-  // with a reset: a known gap of plain dump/restore (see the README's "Not yet").
+  // keepAliveMsecs: the agent's TCP keepalive probes start after 60 s, not 1 s.
   const agent = new http.Agent({ keepAlive: true, keepAliveMsecs: 60_000, maxSockets: 1 });
-  const get = () => new Promise<{ body: string; localPort: number }>((resolve, reject) => {
-    http.get({ host: "127.0.0.1", port, agent }, (res) => {
-      let body = "";
-      const localPort = res.socket.localPort!; // the socket goes back to the agent at the end
-      res.on("data", (d) => (body += d));
-      res.on("end", () => resolve({ body, localPort }));
-    }).on("error", reject);
-  });
-  try {
-    while (!fs.existsSync(ready)) await new Promise((r) => setTimeout(r, 10));
-    const before = [await get(), await get()];
-    assert.deepEqual(before.map((r) => r.body), ["hits 1", "hits 2"]);
-    const restored = await dumpAndRestore(child.pid!, exited, path.join(dir, "img"));
-    const after = await get();
-    assert.equal(after.body, "hits 3", "the server's state carried on");
-    assert.equal(after.localPort, before[1].localPort, "the same keep-alive connection served it");
-    process.kill(child.pid!, "SIGTERM");
-    const end = await restored.done;
-    assert.equal(end.code, 128 + 15, end.stderr);
-  } finally {
+  /** A request; `sent` resolves once it is written to the connection. */
+  const get = () => {
+    let sent!: () => void;
+    const written = new Promise<void>((r) => (sent = r));
+    const response = new Promise<{ body: string; localPort: number }>((resolve, reject) => {
+      http.get({ host: "127.0.0.1", port, agent }, (res) => {
+        let body = "";
+        const localPort = res.socket.localPort!; // the socket goes back to the agent at the end
+        res.on("data", (d) => (body += d));
+        res.on("end", () => resolve({ body, localPort }));
+      }).on("error", reject).on("finish", sent);
+    });
+    return { written, response };
+  };
+  const stop = () => {
     agent.destroy();
     try {
       process.kill(child.pid!, "SIGKILL");
     } catch { /* gone */ }
+  };
+  while (!fs.existsSync(ready)) await new Promise((r) => setTimeout(r, 10));
+  return { pid: child.pid!, exited, get, stop };
+}
+
+test("node serving HTTP keeps its keep-alive connection across dump and restore, with a request sent between them", async () => {
+  const dir = tempDir();
+  const images = path.join(dir, "img");
+  const node = await nodeHttp(dir);
+  try {
+    const before = [await node.get().response, await node.get().response];
+    assert.deepEqual(before.map((r) => r.body), ["hits 1", "hits 2"]);
+    const dumped = await ferry(["dump", String(node.pid), "-D", images]);
+    assert.equal(dumped.code, 0, dumped.stderr);
+    await node.exited;
+    await waitPidGone(node.pid);
+    // No process has the connection now: the dump's holder keeps it, and takes the request in.
+    const during = node.get();
+    await during.written;
+    const restored = startFerry(["restore", "-D", images], 60_000, true);
+    await restored.ready;
+    const after = await during.response;
+    assert.equal(after.body, "hits 3", "the request sent while the server was dumped was served after the restore");
+    assert.equal(after.localPort, before[1].localPort, "the same keep-alive connection served it");
+    assert.equal((await node.get().response).body, "hits 4");
+    assert.ok(!fs.existsSync(path.join(images, "tcp-holder.sock")), "the holder is gone once the restore took the connection");
+    process.kill(node.pid, "SIGTERM");
+    const end = await restored.done;
+    assert.equal(end.code, 128 + 15, end.stderr);
+  } finally {
+    node.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("node serving HTTP: without the dump's holder (images moved, holder gone) the restore re-creates the connection", async () => {
+  const dir = tempDir();
+  const images = path.join(dir, "img");
+  const node = await nodeHttp(dir);
+  try {
+    const before = await node.get().response;
+    const dumped = await ferry(["dump", String(node.pid), "-D", images]);
+    assert.equal(dumped.code, 0, dumped.stderr);
+    const holder = Number(fs.readFileSync(path.join(images, "tcp-holder.pid"), "utf8"));
+    process.kill(holder, "SIGKILL");
+    await node.exited;
+    await waitPidGone(node.pid);
+    await waitPidGone(holder);
+    const restored = startFerry(["restore", "-D", images], 60_000, true);
+    await restored.ready;
+    const after = await node.get().response;
+    assert.equal(after.body, "hits 2", "the server's state carried on");
+    assert.equal(after.localPort, before.localPort, "the same keep-alive connection served it");
+    process.kill(node.pid, "SIGTERM");
+    const end = await restored.done;
+    assert.equal(end.code, 128 + 15, end.stderr);
+  } finally {
+    node.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });

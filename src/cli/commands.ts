@@ -9,6 +9,7 @@ import { registerKeygen } from "./keygen.js";
 import { registerAgent } from "./agent.js";
 import { registerMigrate } from "./migrate.js";
 import { registerDemo } from "./demo.js";
+import { registerHoldSockets } from "./holdSockets.js";
 
 /** Each command lives in its own file and registers itself here. */
 export function registerCommands(program: Command): void {
@@ -22,4 +23,5 @@ export function registerCommands(program: Command): void {
   registerAgent(program);
   registerMigrate(program);
   registerDemo(program);
+  registerHoldSockets(program);
 }

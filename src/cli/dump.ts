@@ -24,12 +24,13 @@ export function registerDump(program: Command): void {
     .option("--listen <addr:port>", "with --lazy: where the page server listens")
     .addOption(new Option("--address <addr>", "page server address (CRIU's spelling)").hideHelp())
     .addOption(new Option("--port <port>", "page server port (CRIU's spelling)").hideHelp())
+    .option("--hold-tcp <seconds>", "keep the dumped TCP connections alive this long for the restore (0: not at all)", parseIntArg, 600)
     .option("--retry-for <seconds>", "with --lazy: how long a lost destination may take to come back", parseSeconds, 30)
     .action((pidArg: string | undefined, o) => {
       const pid = Number(o.tree ?? pidArg);
       if (!pidArg && !o.tree) throw new FerryError("FERRY_USAGE", "which process? give a PID (ferry dump PID -D DIR)");
       if (o.lazy || o.lazyPages) return dumpLazy(pid, o);
-      const r = dump({ pid, images: imagesDir(o), leaveRunning: o.leaveRunning, leaveStopped: o.leaveStopped, shellJob: o.shellJob });
+      const r = dump({ pid, images: imagesDir(o), leaveRunning: o.leaveRunning, leaveStopped: o.leaveStopped, shellJob: o.shellJob, holdTcpSeconds: o.holdTcp });
       if (o.statusFd !== undefined) signalStatusFd(o.statusFd);
       if (o.json) process.stdout.write(JSON.stringify(r) + "\n");
       else if (process.stderr.isTTY) {

@@ -13,6 +13,7 @@ import { dumpThread, dumpCore } from "./core.js";
 import { freezeTree, release, type FrozenProcess } from "./tree.js";
 import { describeVma, dumpMmFields, dumpPages } from "./mm.js";
 import { FileTable } from "../files/registry.js";
+import { spawnHolder } from "../files/tcpHolder.js";
 import { planLazyDump, writeEagerPages } from "../lazy/plan.js";
 
 export const FERRY_VERSION = "0.1.0";
@@ -27,6 +28,11 @@ export interface DumpOptions {
   shellJob?: boolean;
   /** lazy migration: leave private anonymous memory out (a page server sends it) and the process frozen */
   lazy?: boolean;
+  /**
+   * Keep the dumped TCP connections alive (a holder process, see files/tcpHolder.ts) for this many
+   * seconds after the process is killed, until a restore from the same directory takes them back.
+   */
+  holdTcpSeconds?: number;
 }
 
 export interface DumpResult {
@@ -36,6 +42,8 @@ export interface DumpResult {
   frozenMs: number;
   durationMs: number;
   injectedSyscalls: number;
+  /** established TCP connections a holder keeps until the restore */
+  heldTcpConnections: number;
 }
 
 /**
@@ -74,9 +82,12 @@ export function dump(opts: DumpOptions): DumpResult {
     };
     images.write("files.img", "Files", { files: table.files });
     images.write("inventory.img", "Inventory", inventory); // last: its presence means complete
+    const killed = !opts.leaveRunning && !opts.leaveStopped;
+    const hold = killed && !!opts.holdTcpSeconds && table.held.length > 0 && spawnHolder(opts.images, table.held, opts.holdTcpSeconds);
     done = true;
     const result: DumpResult = {
       pid, pages: totals.pages, zeroPagesSkipped: totals.zero, frozenMs: 0, durationMs: 0, injectedSyscalls: totals.injected,
+      heldTcpConnections: hold ? table.held.length : 0,
     };
     if (opts.leaveRunning || opts.leaveStopped) table.release();
     finish(tree, opts);

@@ -1,7 +1,9 @@
 import fs from "node:fs";
 import { FerryError } from "../errors.js";
 import { NR, O, sys, rawSyscall, SyscallError } from "../kernel/sys.js";
-import type { DumpFdContext, FileKind } from "./kind.js";
+import type { DumpFdContext, FileKind, RestoreFileContext } from "./kind.js";
+import { takeHeldSockets } from "./tcpHolder.js";
+import { closeAll } from "./scm.js";
 import type { FileObjectImage, SocketImage } from "../images/types.js";
 import {
   AF, SO, SOL_SOCKET, SOL_TCP, describeAddr, getsockoptBuf, getsockoptInt, ioctlInt, peekBytes, sendAll,
@@ -38,7 +40,8 @@ function dumpEstablished(c: DumpFdContext, base: Partial<SocketImage>): Partial<
   } catch (e) {
     throw new FerryError("FERRY_TCP_REPAIR", `${where(c)}: cannot put TCP connection ${describeAddr(base.local!)} -> ${describeAddr(base.peer!)} in repair mode (${(e as Error).message}): ferry needs CAP_NET_ADMIN`);
   }
-  c.onRelease(() => setsockoptInt(keep, SOL_TCP, TCP.REPAIR, 0));
+  c.onRelease(() => leaveRepair(keep, !!base.reuseaddr));
+  c.holdForRestore(keep);
   const queue = (q: number, len: number) => {
     setsockoptInt(fd, SOL_TCP, TCP.REPAIR_QUEUE, q);
     return { seq: getsockoptInt(fd, SOL_TCP, TCP.QUEUE_SEQ) >>> 0, data: peekBytes(fd, len) };
@@ -131,12 +134,42 @@ function openEstablished(s: number, k: SocketImage): void {
 }
 
 /**
+ * Leaving repair mode clears SO_REUSEADDR (the kernel forces reuse while in it, then sets no reuse):
+ * a socket that had it gets it back, or a restarted server cannot listen on its port again while
+ * the connection lingers in TIME_WAIT.
+ */
+function leaveRepair(s: number, reuseaddr: boolean): void {
+  setsockoptInt(s, SOL_TCP, TCP.REPAIR, 0);
+  if (reuseaddr) setsockoptInt(s, SOL_SOCKET, SO.REUSEADDR, 1);
+}
+
+/**
  * Leave repair mode only once every socket of the tree exists: the first segment a repaired socket
  * sends would otherwise meet no peer (or a listener on its port) and come back as a reset.
  */
 function goLive(s: number, k: SocketImage): void {
-  setsockoptInt(s, SOL_TCP, TCP.REPAIR, 0);
+  leaveRepair(s, k.reuseaddr);
   if (k.nodelay) setsockoptInt(s, SOL_TCP, TCP.NODELAY, 1);
+}
+
+/**
+ * The connection itself, still in repair mode, when the dump's holder kept it (it has taken in
+ * whatever the peer sent since the dump): undefined when there is no holder or it is another
+ * connection. The first established socket asks the holder for all of them.
+ */
+function takeHeld(obj: FileObjectImage, ctx: RestoreFileContext): number | undefined {
+  const k = obj.socket!;
+  if (k.type !== SOCK_STREAM || k.state !== STATE.ESTABLISHED) return undefined;
+  let held = ctx.shared.get("tcp-held") as Map<number, number> | undefined;
+  if (!held) {
+    const h = held = takeHeldSockets(ctx.images.dir);
+    ctx.shared.set("tcp-held", held);
+    ctx.cleanup.push(() => closeAll([...h.values()]));
+  }
+  const fd = held.get(obj.id);
+  if (fd === undefined || !sockName(fd, false).equals(k.local) || !sockName(fd, true).equals(k.peer)) return undefined;
+  held.delete(obj.id);
+  return fd;
 }
 
 /** TCP (listening, established, not yet connected) and UDP sockets over IPv4 and IPv6. */
@@ -146,6 +179,12 @@ export const inetSocket: FileKind = {
   dump: dumpInet,
   open(obj, ctx) {
     const k = obj.socket!;
+    const held = takeHeld(obj, ctx);
+    if (held !== undefined) {
+      sys("fcntl(F_SETFL)", NR.fcntl, held, F_SETFL, obj.flags & O.NONBLOCK);
+      ctx.shared.set(`tcp-repair:${obj.id}`, held);
+      return held;
+    }
     const s = sys("socket", NR.socket, k.family, k.type | O.CLOEXEC, k.protocol);
     try {
       if (k.reuseaddr) setsockoptInt(s, SOL_SOCKET, SO.REUSEADDR, 1);

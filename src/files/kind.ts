@@ -33,6 +33,11 @@ export interface DumpFdContext {
    * any fd, and its id returned. The table owns `localFd` from then on. `where` names the message.
    */
   dumpInFlight(localFd: number, where: string): number;
+  /**
+   * A repair-mode TCP socket (the kind's own copy, still closed by the kind) that a holder keeps
+   * alive for the restore after the process is killed (see tcpHolder.ts).
+   */
+  holdForRestore(fd: number): void;
 }
 
 /** What a kind gets when it rebuilds an object on restore. */

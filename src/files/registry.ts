@@ -5,6 +5,7 @@ import { listFds, readFdinfo } from "../kernel/procfs.js";
 import type { ImageDir } from "../images/store.js";
 import type { FdImage, FileObjectImage } from "../images/types.js";
 import type { DumpFdContext, FileKind } from "./kind.js";
+import type { HeldSocket } from "./tcpHolder.js";
 import { regularFile } from "./regular.js";
 import { charDevice } from "./chardev.js";
 import { pipe, fifo } from "./pipe.js";
@@ -40,6 +41,8 @@ export class FileTable {
   readonly files: FileObjectImage[] = [];
   private readonly byInode = new Map<string, { pid: number; fd: number; id: number }[]>();
   private readonly shared = new Map<string, unknown>();
+  /** repair-mode TCP sockets a holder may keep until the restore (see tcpHolder.ts) */
+  readonly held: HeldSocket[] = [];
   private readonly releaseHooks: (() => void)[] = [];
   private readonly doneHooks: (() => void)[] = [];
   /** descriptions being dumped: one met again in its own queue is a cycle of files in flight */
@@ -103,6 +106,7 @@ export class FileTable {
       throw new FerryError("FERRY_UNSUPPORTED", `${where}: a unix socket in flight inside its own queue (or in the queue of a socket in flight inside it) is not supported`);
     }
     const localFd = copy();
+    const held: number[] = [];
     this.dumping.add(inodeKey);
     try {
       const ctx: DumpFdContext = {
@@ -110,6 +114,7 @@ export class FileTable {
         onRelease: (undo) => this.releaseHooks.push(undo),
         onDone: (close) => this.doneHooks.push(close),
         dumpInFlight: (f, w) => this.dumpInFlight(f, w),
+        holdForRestore: (f) => held.push(f),
       };
       const kind = FILE_KINDS.find((k) => k.matches(ctx));
       if (!kind) throw new FerryError("FERRY_UNSUPPORTED", `${where}: ${describeUnsupported(ctx)} is not supported`);
@@ -127,6 +132,7 @@ export class FileTable {
         pos: Number(fdinfo.pos ?? 0),
       }));
       this.byInode.set(inodeKey, [...(this.byInode.get(inodeKey) ?? []), { pid, fd, id }]);
+      for (const f of held) this.held.push({ id, fd: f });
       return id;
     } finally {
       this.dumping.delete(inodeKey);

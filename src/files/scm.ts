@@ -62,12 +62,12 @@ export interface Received {
   flags: number;
 }
 
-/** recvmsg of at most `max` bytes with room for any number of fds; null when nothing waits (EAGAIN). */
+/** recvmsg of at most `max` bytes with room for any number of fds; null when nothing waits (EAGAIN, MSG_DONTWAIT). */
 export function recvWithFds(fd: number, max: number, flags: number): Received | null {
   const data = Buffer.alloc(Math.max(1, max));
   const control = Buffer.alloc(CONTROL_SPACE);
   const hdr = msghdr(data, control, max);
-  const r = rawSyscall(NR.recvmsg, fd, hdr, flags | MSG.CMSG_CLOEXEC | MSG.DONTWAIT, data, control);
+  const r = rawSyscall(NR.recvmsg, fd, hdr, flags | MSG.CMSG_CLOEXEC, data, control);
   if (r === -11n) return null;
   if (r < 0n) throw new SyscallError(flags & MSG.PEEK ? "recvmsg(MSG_PEEK)" : "recvmsg", Number(-r));
   const fds = rightsIn(control, Number(hdr.readBigUInt64LE(40)));

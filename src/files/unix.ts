@@ -44,7 +44,7 @@ function peekMessages(c: DumpFdContext): Queue {
   const q: Queue = { messages: [], inFlight: [] };
   setsockoptInt(fd, SOL_SOCKET, SO.PEEK_OFF, 0);
   try {
-    for (let m; (m = recvWithFds(fd, MAX_MESSAGE, MSG.PEEK)); ) {
+    for (let m; (m = recvWithFds(fd, MAX_MESSAGE, MSG.PEEK | MSG.DONTWAIT)); ) {
       if (m.flags & MSG.TRUNC) {
         closeAll(m.fds);
         throw new FerryError("FERRY_UNSUPPORTED", `${c.where}: a message of more than ${MAX_MESSAGE} bytes waits in unix socket ${describeAddr(sockName(fd, false))}: not supported`);
@@ -74,7 +74,7 @@ function peekStream(c: DumpFdContext): Queue {
   try {
     for (let off = 0; off < total; ) {
       setsockoptInt(fd, SOL_SOCKET, SO.PEEK_OFF, off);
-      const m = recvWithFds(fd, total - off, MSG.PEEK);
+      const m = recvWithFds(fd, total - off, MSG.PEEK | MSG.DONTWAIT);
       if (!m || !m.data.length) {
         if (m) closeAll(m.fds);
         break;
