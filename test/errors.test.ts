@@ -162,19 +162,30 @@ time.sleep(60)`;
   }
 });
 
-test("a unix socket in flight inside its own queue is refused by name, never dropped", async () => {
+/** A python3 that passes `fdExpr` over a socketpair (SCM_RIGHTS) and keeps it queued; ferry dump must refuse it. */
+async function refusedInFlight(setup: string, fdExpr: string, message: RegExp): Promise<void> {
   const dir = tempDir();
-  const script = `import array, socket, time
+  const script = `import array, select, socket, time
 a, b = socket.socketpair()
-a.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [b.fileno()]))])
+${setup}
+a.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [${fdExpr}]))])
 open("${dir}/ready", "w").close()
 time.sleep(60)`;
   const child = spawn("python3", ["-c", script], { detached: true, stdio: "ignore" });
   try {
     while (!fs.existsSync(`${dir}/ready`)) await new Promise((r) => setTimeout(r, 10));
-    oneLineError(await ferry(["dump", String(child.pid), "-D", path.join(dir, "img")]), /pid \d+ fd \d+ \(unix socket \(unnamed\)\), message 1 of its queue, fd 1 of 1 in flight: a unix socket in flight inside its own queue .*is not supported/);
+    oneLineError(await ferry(["dump", String(child.pid), "-D", path.join(dir, "img")]), message);
     assert.ok(fs.existsSync(`/proc/${child.pid}`), "the process runs on after the refused dump");
   } finally {
     child.kill("SIGKILL");
+    fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+test("a unix socket in flight inside its own queue is refused by name, never dropped", async () => {
+  await refusedInFlight("", "b.fileno()", /pid \d+ fd \d+ \(unix socket \(unnamed\)\), message 1 of its queue, fd 1 of 1 in flight: a unix socket in flight inside its own queue .*is not supported/);
+});
+
+test("an epoll fd in flight is refused by name, never dropped", async () => {
+  await refusedInFlight("ep = select.epoll()", "ep.fileno()", /pid \d+ fd \d+ \(unix socket \(unnamed\)\), message 1 of its queue, fd 1 of 1 in flight: anon_inode:\[eventpoll\] in flight is not supported/);
 });

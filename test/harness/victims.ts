@@ -106,7 +106,7 @@ export const VICTIM_SPECS: readonly VictimSpec[] = [
   // sockets
   { name: "tcp", checks: "listener + established loopback connection, both ends here, data queued both ways: names, queues, stream and accept carry on" },
   { name: "unix_sockets", checks: "stream/dgram/seqpacket socketpairs with data queued both ways, path and abstract listeners: data, boundaries, accept" },
-  { name: "fds_in_flight", checks: "fds in flight (SCM_RIGHTS) in stream and datagram queues, their own copies closed: boundaries, each fd on its message, pipe data and ends, file offsets" },
+  { name: "fds_in_flight", checks: "fds in flight (SCM_RIGHTS) in stream and datagram queues, their own copies closed: boundaries, each fd on its message, pipe data and ends, file offsets, a socket end with its queue" },
   { name: "udp", checks: "UDP sockets bound on 127.0.0.1, two connected to each other and one alone: names, peers, datagrams both ways" },
   { name: "netlink", checks: "netlink route socket bound to its port id and link group, a uevent socket: addresses, protocol, a route dump still answered" },
   { name: "inotify", checks: "inotify watches on a dir and a file with a gap in wds: same wds report new events, no stray IN_IGNORED" },

@@ -1,12 +1,14 @@
 /*
  * fds_in_flight: file descriptors passed with SCM_RIGHTS that nobody has received yet. A stream
  * socketpair holds "head" (no fds), "P1" carrying a pipe's read end, "F1" carrying a regular file
- * at offset 5 and "tail"; a datagram socketpair holds "plain", "two" carrying the file opened
- * again at offset 2 and a dup of the pipe's write end, and "last". The process closed its own
- * copies of the read end and the files before the dump: only the queues hold them.
+ * at offset 5, "U1" carrying one end of a third socketpair (with "inside" queued in it) and
+ * "tail"; a datagram socketpair holds "plain", "two" carrying the file opened again at offset 2
+ * and a dup of the pipe's write end, and "last". The process closed its own copies of the read
+ * end, the files and that socket end before the dump: only the queues hold them.
  * After restore the messages come out in order with the same boundaries, each with its fds: the
  * pipe still holds the bytes written before and is still joined to the write end the process
- * kept (the dup shares its description), the files read on from their offsets.
+ * kept (the dup shares its description), the files read on from their offsets, the socket end
+ * has its queued message and is still joined to the end the process kept.
  */
 #include "victim.h"
 #include <sys/socket.h>
@@ -15,7 +17,7 @@
 #define PIPE_TEXT "written into the pipe before the dump"
 #define FILE_TEXT "0123456789abcdef"
 
-static int stream[2], dgram[2], pipe_w;
+static int stream[2], dgram[2], inner[2], pipe_w;
 static ino_t file_ino;
 
 static void send_fds(int sock, const char *text, const int *fds, int nfds)
@@ -102,6 +104,9 @@ int main(int argc, char **argv)
 	send_fds(stream[0], "head", NULL, 0);
 	send_fds(stream[0], "P1", &p[0], 1);
 	send_fds(stream[0], "F1", &file, 1);
+	SETUP(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, inner) == 0 && send(inner[0], "inside", 6, 0) == 6);
+	send_fds(stream[0], "U1", &inner[1], 1);
+	close(inner[1]);
 	send_fds(stream[0], "tail", NULL, 0);
 	send_fds(dgram[0], "plain", NULL, 0);
 	int two[2] = { again, write_dup };
@@ -124,6 +129,14 @@ int main(int argc, char **argv)
 	check_file(got[0], 5, "file sent with 'F1'");
 	if (got[0] >= 0)
 		close(got[0]);
+	expect(stream[1], 64, "U1", got, 1, "stream 'U1'");
+	if (got[0] >= 0) {
+		int u = got[0];
+		expect(u, 64, "inside", got, 0, "socket end received with 'U1'");
+		CHECK(send(inner[0], "after", 5, 0) == 5, "send to the kept socket end: %s", err());
+		expect(u, 64, "after", got, 0, "received socket end after a send from the kept one");
+		close(u);
+	}
 	expect(stream[1], 64, "tail", got, 0, "stream 'tail'");
 	expect(dgram[1], 64, "plain", got, 0, "datagram 'plain'");
 	expect(dgram[1], 64, "two", got, 2, "datagram 'two'");
