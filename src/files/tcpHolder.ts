@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { FerryError } from "../errors.js";
 import { native } from "../kernel/native.js";
 import { NR, rawSyscall, sys } from "../kernel/sys.js";
 import { readStat } from "../kernel/procfs.js";
@@ -142,7 +143,7 @@ export function takeHeldSockets(dir: string): Map<number, number> {
     return held;
   } catch (e) {
     closeAll([...held.values()]);
-    throw e;
+    throw new FerryError("FERRY_TCP_HOLDER", `cannot take the TCP connections back from the holder at ${file}: ${(e as Error).message}`);
   } finally {
     fs.closeSync(sock);
   }
