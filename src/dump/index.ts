@@ -14,6 +14,7 @@ import { freezeTree, release, type FrozenProcess } from "./tree.js";
 import { describeVma, dumpMmFields, dumpPages } from "./mm.js";
 import { FileTable } from "../files/registry.js";
 import { planLazyDump, writeEagerPages } from "../lazy/plan.js";
+import { Spans } from "../spans.js";
 
 export const FERRY_VERSION = "0.1.0";
 
@@ -27,6 +28,8 @@ export interface DumpOptions {
   shellJob?: boolean;
   /** lazy migration: leave private anonymous memory out (a page server sends it) and the process frozen */
   lazy?: boolean;
+  /** records how long each step took */
+  spans?: Spans;
 }
 
 export interface DumpResult {
@@ -46,9 +49,10 @@ export function dump(opts: DumpOptions): DumpResult {
   const t0 = performance.now();
   if (opts.lazy) opts = { ...opts, leaveStopped: true, leaveRunning: false }; // the page store
   const { pid } = opts;
+  const sp = opts.spans ?? new Spans(t0);
   validateTarget(pid);
   const images = ImageDir.create(opts.images);
-  const tree = freezeTree(pid);
+  const tree = sp.time("seize", () => freezeTree(pid));
   const frozenAt = performance.now();
   if (opts.lazy && tree.length > 1) {
     for (const p of tree) release(p);
@@ -60,12 +64,13 @@ export function dump(opts: DumpOptions): DumpResult {
     const totals = { pages: 0, zero: 0, injected: 0 };
     let lazy = false;
     for (const p of tree) {
-      const r = dumpProcess(p, images, table, opts);
+      const r = dumpProcess(p, images, table, opts, sp);
       totals.pages += r.pages;
       totals.zero += r.zero;
       totals.injected += r.injected;
       lazy ||= r.lazy;
     }
+    const tInv = performance.now();
     const vdso = vdsoIdentity(pid);
     const inventory: Inventory = {
       formatVersion: FORMAT_VERSION, ferryVersion: FERRY_VERSION, arch: os.arch(), kernel: os.release(),
@@ -74,12 +79,13 @@ export function dump(opts: DumpOptions): DumpResult {
     };
     images.write("files.img", "Files", { files: table.files });
     images.write("inventory.img", "Inventory", inventory); // last: its presence means complete
+    sp.record("inventory", tInv);
     done = true;
     const result: DumpResult = {
       pid, pages: totals.pages, zeroPagesSkipped: totals.zero, frozenMs: 0, durationMs: 0, injectedSyscalls: totals.injected,
     };
     if (opts.leaveRunning || opts.leaveStopped) table.release();
-    finish(tree, opts);
+    sp.time(opts.leaveRunning || opts.leaveStopped ? "release" : "kill", () => finish(tree, opts));
     result.frozenMs = performance.now() - frozenAt;
     result.durationMs = performance.now() - t0;
     return result;
@@ -93,19 +99,22 @@ export function dump(opts: DumpOptions): DumpResult {
 }
 
 /** One frozen process of the tree: core, address space, pages and fd table. */
-function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts: DumpOptions) {
+function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts: DumpOptions, sp: Spans) {
   const { pid } = p;
   if (p.zombie) {
     images.write(`core-${pid}.img`, "Core", { pid, ...p.zombie, zombie: true });
     return { pages: 0, zero: 0, injected: 0, lazy: false };
   }
+  let since = performance.now();
   const vmas = readVmas(pid);
   const inj = Injector.forTask(pid, vmas);
   // Nothing may be delivered while ferry runs calls inside the task: block everything.
   for (const t of p.threads) setSigmask(t.tid, ~0n);
   inj.mapScratch(SCRATCH_SIZE);
+  sp.record("maps, scratch", since);
   let injected = 0;
   try {
+    since = performance.now();
     const threads = p.threads.map((t) => {
       const tinj = t.tid === pid ? inj : inj.forThread(t.tid);
       const image = dumpThread(t.tid, tinj, t.regs, t.restarted);
@@ -114,11 +123,13 @@ function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts:
       return image;
     });
     const core = dumpCore(pid, inj, threads);
+    sp.record("threads, core", since);
     const vmaImages = vmas.map((v) => describeVma(v));
-    const mm = dumpMmFields(pid, inj, vmaImages);
-    const lazy = opts.lazy ? planLazyDump(pid, vmaImages, core.threads) : null;
+    const mm = sp.time("mm fields", () => dumpMmFields(pid, inj, vmaImages));
+    const lazy = opts.lazy ? sp.time("lazy plan", () => planLazyDump(pid, vmaImages, core.threads)) : null;
     inj.unmapScratch();
     injected += inj.count;
+    since = performance.now();
 
     const pages = new PagesWriter(images.path(`pages-${pid}.img`));
     let zero = 0;
@@ -128,11 +139,14 @@ function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts:
     } finally {
       pages.close();
     }
-    const fds = table.dumpFds(pid);
+    sp.record("pages", since);
+    const fds = sp.time("fds", () => table.dumpFds(pid));
+    since = performance.now();
     images.write(`core-${pid}.img`, "Core", core);
     images.write(`mm-${pid}.img`, "Mm", mm);
     images.write(`pagemap-${pid}.img`, "PageMap", { runs: pages.runs, totalPages: pages.pages, zeroPagesSkipped: zero, lazyRuns: lazy?.lazyRuns ?? [], lazyPages: lazy?.lazyPages ?? 0 });
     images.write(`fds-${pid}.img`, "FdTable", { fds });
+    sp.record("write images", since);
     return { pages: pages.pages, zero, injected, lazy: !!lazy };
   } finally {
     if (inj.scratch) {

@@ -15,6 +15,7 @@ import { Control } from "./control.js";
 import { ImageReceiver } from "./imageStream.js";
 import { PageStore } from "./pageStore.js";
 import { MCMD, MIGRATE_VERSION, MODES, parse, type Hello, type RestoreRequest, type RestoredReply } from "./protocol.js";
+import { Spans, roundSteps } from "../spans.js";
 
 export interface AgentOptions {
   listen: Endpoint;
@@ -94,11 +95,13 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
     await control.sendJson(MCMD.HELLO_OK, { version: MIGRATE_VERSION });
     receiver = new ImageReceiver(dir);
     let req: RestoreRequest;
+    let sp!: Spans;
     try {
       for (;;) {
         const f = await control.next();
         if (receiver.take(f.cmd, f.payload)) continue;
         if (f.cmd === MCMD.RESTORE) {
+          sp = new Spans();
           req = parse<RestoreRequest>(f.payload);
           break;
         }
@@ -120,7 +123,7 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
     if (req.pageServerPort) {
       const r = await restoreLazyWithServer({
         images: dir, pageServer: { host: socket.remoteAddress!.replace(/^::ffff:/, ""), port: req.pageServerPort }, retryForMs: 10_000, transport: opts.transport,
-        log: (l) => opts.log?.(l), local: store.localPages(req.keep ?? []),
+        log: (l) => opts.log?.(l), local: store.localPages(req.keep ?? []), spans: sp,
       });
       resumedAtUs = nowUs();
       restored = r.restored;
@@ -128,9 +131,9 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
     } else if (req.keep) {
       // pre-copy: every page is here; the registration ends once they are in
       restored = restore({
-        images: dir, lazy: (t) => {
+        images: dir, spans: sp, lazy: (t) => {
           try {
-            install(t);
+            sp.time("install pre-copied pages", () => install(t));
             for (const r of t.ranges) uffdUnregister(t.fd, r.start, r.end - r.start);
           } finally {
             fs.closeSync(t.fd);
@@ -139,11 +142,14 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
       });
       resumedAtUs = nowUs();
     } else {
-      restored = restore({ images: dir });
+      restored = restore({ images: dir, spans: sp });
       resumedAtUs = nowUs();
     }
     if (process.env.FERRY_DEBUG) opts.log?.(`restore ${(performance.now() - tRestore).toFixed(1)} ms (restore() ${restored.durationMs.toFixed(1)} ms, ${installed} pages installed)`);
-    const reply: RestoredReply = { pid: restored.pid, resumedAtUs, restoreMs: restored.durationMs, installedPages: installed };
+    const reply: RestoredReply = {
+      pid: restored.pid, resumedAtUs, restoreMs: restored.durationMs, installedPages: installed,
+      steps: roundSteps(sp.steps), stepsOriginUs: Math.round((performance.timeOrigin + sp.origin) * 1000),
+    };
     await control.sendJson(MCMD.RESTORED, reply);
     let lazy: LazySummary | null = null;
     if (transfer) {

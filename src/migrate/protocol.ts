@@ -1,4 +1,5 @@
 import { PAGE_SIZE } from "../kernel/sys.js";
+import type { Step } from "../spans.js";
 
 /**
  * The control connection of `ferry migrate` (source) and `ferry agent` (destination). It carries
@@ -51,7 +52,15 @@ export interface RestoreRequest {
   /** source pages the agent holds from the rounds and may install (neither re-dirtied nor dropped) */
   keep?: [number, number][];
 }
-export interface RestoredReply { pid: number; resumedAtUs: number; restoreMs: number; installedPages: number }
+export interface RestoredReply {
+  pid: number;
+  resumedAtUs: number;
+  restoreMs: number;
+  installedPages: number;
+  /** the agent's steps from RESTORE to the resume, `at` in ms from stepsOriginUs (epoch µs) */
+  steps?: Step[];
+  stepsOriginUs?: number;
+}
 
 export const json = (o: unknown) => Buffer.from(JSON.stringify(o));
 export const parse = <T>(b: Buffer): T => JSON.parse(b.toString("utf8")) as T;

@@ -14,9 +14,10 @@ import { Control } from "./control.js";
 import { sendImages } from "./imageStream.js";
 import { MCMD, MIGRATE_VERSION, parse, type Mode, type RestoreRequest, type RestoredReply } from "./protocol.js";
 import { startPageServer } from "./pageServerHost.js";
-import { Timeline } from "./timeline.js";
+import { Timeline, type SwitchStep } from "./timeline.js";
 import { runPrecopy, type PrecopyResult } from "./precopy.js";
 import { summarize, type MigrateSummary } from "./summary.js";
+import { Spans } from "../spans.js";
 
 export interface MigrateOptions {
   pid: number;
@@ -70,25 +71,29 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
     }
     tl.phase("dump");
     const lazyDump = mode !== "stop-copy";
-    const d = dump({ pid: opts.pid, images, lazy: lazyDump, leaveStopped: true });
+    const sp = new Spans(tl.t0);
+    const d = dump({ pid: opts.pid, images, lazy: lazyDump, leaveStopped: true, spans: sp });
     stopped = true;
     const inventory = new ImageDir(images).read<Inventory>("inventory.img", "Inventory");
     tl.freezeMs = (inventory.frozenAtUs ?? 0) / 1000 - (performance.timeOrigin + tl.t0);
     const request: RestoreRequest = {};
     tl.phase("switch-over");
-    if (precopy) Object.assign(request, await precopy.switchOver(images, mode === "precopy"));
+    if (precopy) Object.assign(request, await sp.timeAsync("pre-copy switch-over", () => precopy!.switchOver(images, mode === "precopy")));
     tl.phase("images");
     if (mode === "lazy" || mode === "hybrid") {
-      server = await startPageServer(opts.pid, images, (socket.localAddress ?? "0.0.0.0").replace(/^::ffff:/, ""), opts.transport, opts.log);
+      server = await sp.timeAsync("page server", () => startPageServer(opts.pid, images, (socket.localAddress ?? "0.0.0.0").replace(/^::ffff:/, ""), opts.transport, opts.log));
       request.pageServerPort = server.port;
     }
-    const imageBytes = await sendImages(control, images);
+    const imageBytes = await sp.timeAsync("send images", () => sendImages(control, images));
     tl.phase("restore");
+    const tAsk = performance.now();
     await control.sendJson(MCMD.RESTORE, request);
     let restored: RestoredReply;
     let lazy: LazySummary | null = null;
     try {
       restored = parse<RestoredReply>((await control.expect(MCMD.RESTORED)).payload);
+      sp.record("restore at the destination", tAsk);
+      tl.switchSteps = [...sp.steps.map((x) => ({ where: "source" as const, ...x })), ...agentSteps(restored, tl)];
       tl.resumeMs = restored.resumedAtUs / 1000 - (performance.timeOrigin + tl.t0);
       // it runs there now: from here on a failure leaves our copy frozen, never running twice
       if (server) stopped = false;
@@ -121,4 +126,11 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
     control.close();
     if (!opts.keepImages) fs.rmSync(images, { recursive: true, force: true });
   }
+}
+
+/** The agent's steps on our timeline (the two hosts' clocks are taken to agree, as for the downtime). */
+function agentSteps(r: RestoredReply, tl: Timeline): SwitchStep[] {
+  if (!r.steps || r.stepsOriginUs === undefined) return [];
+  const offset = r.stepsOriginUs / 1000 - (performance.timeOrigin + tl.t0);
+  return r.steps.map((s) => ({ where: "destination", name: s.name, at: s.at + offset, ms: s.ms }));
 }
