@@ -5,7 +5,7 @@ import { setSigmask, waitTask, WALL } from "../kernel/ptrace.js";
 import { readVmas } from "../kernel/procfs.js";
 import { Injector, SCRATCH_SIZE } from "../kernel/inject.js";
 import { vdsoIdentity } from "../kernel/vdso.js";
-import { ImageDir, FORMAT_VERSION } from "../images/store.js";
+import { ImageDir, FORMAT_VERSION, warmImageCodecs } from "../images/store.js";
 import { PagesWriter } from "../images/pages.js";
 import { u64le, type Inventory } from "../images/types.js";
 import { validateTarget } from "./seize.js";
@@ -52,6 +52,7 @@ export function dump(opts: DumpOptions): DumpResult {
   const sp = opts.spans ?? new Spans(t0);
   validateTarget(pid);
   const images = ImageDir.create(opts.images);
+  warmImageCodecs(); // not while the process is frozen
   const tree = sp.time("seize", () => freezeTree(pid));
   const frozenAt = performance.now();
   if (opts.lazy && tree.length > 1) {

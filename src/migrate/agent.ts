@@ -14,6 +14,7 @@ import type { LazySummary } from "../lazy/stats.js";
 import { Control } from "./control.js";
 import { ImageReceiver } from "./imageStream.js";
 import { PageStore } from "./pageStore.js";
+import { warmImageCodecs } from "../images/store.js";
 import { MCMD, MIGRATE_VERSION, MODES, parse, type Hello, type RestoreRequest, type RestoredReply } from "./protocol.js";
 import { Spans, roundSteps } from "../spans.js";
 
@@ -41,6 +42,7 @@ export interface AgentSessionResult {
 
 /** `ferry agent`: the destination of `ferry migrate`. Serves one migration at a time. */
 export async function runAgent(opts: AgentOptions): Promise<void> {
+  warmImageCodecs(); // now, not while a migrating process waits for its restore
   let chain = Promise.resolve();
   let finish!: () => void;
   const finished = new Promise<void>((r) => (finish = r));
