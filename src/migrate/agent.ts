@@ -125,7 +125,7 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
     if (req.pageServerPort) {
       const r = await restoreLazyWithServer({
         images: dir, pageServer: { host: socket.remoteAddress!.replace(/^::ffff:/, ""), port: req.pageServerPort }, retryForMs: 10_000, transport: opts.transport,
-        log: (l) => opts.log?.(l), local: store.localPages(req.keep ?? []), spans: sp,
+        log: (l) => opts.log?.(l), local: req.keep?.length ? store.localPages(req.keep) : undefined, spans: sp,
       });
       resumedAtUs = nowUs();
       restored = r.restored;
