@@ -2,7 +2,7 @@ import os from "node:os";
 import { FerryError } from "../errors.js";
 import { NR, SIG, sys } from "../kernel/sys.js";
 import { setSigmask, waitTask, WALL } from "../kernel/ptrace.js";
-import { readVmas } from "../kernel/procfs.js";
+import { readMaps, readVmas } from "../kernel/procfs.js";
 import { Injector, SCRATCH_SIZE } from "../kernel/inject.js";
 import { vdsoIdentity } from "../kernel/vdso.js";
 import { ImageDir, FORMAT_VERSION, warmImageCodecs } from "../images/store.js";
@@ -72,7 +72,7 @@ export function dump(opts: DumpOptions): DumpResult {
       lazy ||= r.lazy;
     }
     const tInv = performance.now();
-    const vdso = vdsoIdentity(pid);
+    const vdso = vdsoIdentity(pid, readMaps(pid));
     const inventory: Inventory = {
       formatVersion: FORMAT_VERSION, ferryVersion: FERRY_VERSION, arch: os.arch(), kernel: os.release(),
       vdsoSha256: vdso.sha256, vdsoSize: vdso.size, rootPid: pid, pids: tree.map((p) => p.pid), createdMs: Date.now(),
