@@ -11,7 +11,7 @@ import { ImageDir } from "../images/store.js";
 import { readU64le, type CoreImage, type FdTableImage, type FilesImage, type Inventory, type MmImage, type PageMapImage, type VmaImage } from "../images/types.js";
 import { placeScratch, clearAddressSpace, moveVdso, mapVmas, fillPages, setMmFields, vmasToFill, type SharedObjects } from "./mm.js";
 import { becomeSubreaper, cloneProcess, cloneThread, killAll, makeZombie, type Task } from "./tasks.js";
-import { restoreSigactions, restoreTimers, restoreRlimits, restoreProcessAttrs, restoreThreadState, restorePending, restoreCreds } from "./core.js";
+import { restoreSigactions, restoreTimers, restoreRlimits, restoreProcessAttrs, restoreThreadState, restorePending, restoreCreds, ownInherited, type Inherited } from "./core.js";
 import { OpenedFiles, installFds } from "./files.js";
 import { checkLazyRestore, createTargetUffd, registerLazyRanges, type TargetUffd } from "../lazy/attach.js";
 import { Spans } from "../spans.js";
@@ -127,6 +127,7 @@ export function restore(opts: RestoreOptions): Restored {
     sp.time("open files", () => r.opened.openAll());
     if (tree.procs.size + tree.zombies.size > 1) becomeSubreaper();
     const tClone = performance.now();
+    const inherited = ownInherited(); // the stub's, as it is cloned right now
     const child = native.spawnStub([pid], 0);
     if (child < 0) {
       if (child === -17) checkPidFree(pid);
@@ -136,7 +137,7 @@ export function restore(opts: RestoreOptions): Restored {
     waitStop(child);
     ptrace(PTRACE.SETOPTIONS, child, 0, PTRACE_O.TRACESYSGOOD | PTRACE_O.EXITKILL | PTRACE_O.TRACECLONE | PTRACE_O.TRACEFORK);
     sp.record("clone3", tClone);
-    build(r, Injector.forTask(child));
+    build(r, Injector.forTask(child), inherited);
     // Every process of the tree is complete: only now does any of them run again.
     sp.time("resume", () => {
       for (const t of r.tasks) ptrace(PTRACE.DETACH, t.tid, 0, 0);
@@ -151,7 +152,7 @@ export function restore(opts: RestoreOptions): Restored {
 }
 
 /** Build one process inside a stopped task that has its PID; its children are built from it. */
-function build(r: Restoration, inj: Injector): void {
+function build(r: Restoration, inj: Injector, inherited: Inherited): void {
   const pid = inj.pid;
   const img = r.tree.procs.get(pid)!;
   const sp = r.spans;
@@ -172,8 +173,8 @@ function build(r: Restoration, inj: Injector): void {
   const uffd = r.lazy ? sp.time("userfaultfd", () => createTargetUffd(inj)) : null;
   sp.time("fds", () => installFds(inj, img.fds, r.opened));
   since = performance.now();
-  restoreSigactions(inj, img.core);
-  restoreRlimits(inj, img.core);
+  restoreSigactions(inj, img.core, inherited);
+  restoreRlimits(inj, img.core, inherited);
   restoreTimers(inj, img.core);
   restoreProcessAttrs(inj, img.core, r.shellJob);
   sp.record("signals, timers, attributes", since);
@@ -182,7 +183,7 @@ function build(r: Restoration, inj: Injector): void {
     if (child.core.ppid !== pid || childPid === r.tree.inventory.rootPid) continue;
     const childInj = cloneProcess(inj, childPid);
     r.tasks.push({ pid: childPid, tid: childPid });
-    build(r, childInj);
+    build(r, childInj, img.core); // a child starts with what this process has now
   }
   for (const [zombiePid, zombie] of r.tree.zombies) {
     if (zombie.ppid === pid) makeZombie(inj, zombiePid, zombie.exitStatus ?? 0);
