@@ -7,7 +7,7 @@ import { Injector, SCRATCH_SIZE } from "../kernel/inject.js";
 import { vdsoIdentity } from "../kernel/vdso.js";
 import { ImageDir, FORMAT_VERSION, warmImageCodecs } from "../images/store.js";
 import { PagesWriter } from "../images/pages.js";
-import { u64le, type Inventory } from "../images/types.js";
+import { u64le, type Inventory, type LazyRunImage } from "../images/types.js";
 import { validateTarget } from "./seize.js";
 import { dumpThread, dumpCore } from "./core.js";
 import { freezeTree, release, type FrozenProcess } from "./tree.js";
@@ -34,6 +34,10 @@ export interface DumpOptions {
 
 export interface DumpResult {
   pid: number;
+  /** when the last thread stopped (epoch µs) */
+  frozenAtUs: number;
+  /** lazy dumps: the root process's lazy runs (what its page server serves) */
+  lazyRuns: LazyRunImage[];
   pages: number;
   zeroPagesSkipped: number;
   frozenMs: number;
@@ -64,12 +68,14 @@ export function dump(opts: DumpOptions): DumpResult {
   try {
     const totals = { pages: 0, zero: 0, injected: 0 };
     let lazy = false;
+    let lazyRuns: LazyRunImage[] = [];
     for (const p of tree) {
       const r = dumpProcess(p, images, table, opts, sp);
       totals.pages += r.pages;
       totals.zero += r.zero;
       totals.injected += r.injected;
       lazy ||= r.lazy;
+      if (p.pid === pid) lazyRuns = r.lazyRuns;
     }
     const tInv = performance.now();
     const vdso = vdsoIdentity(pid, readMaps(pid));
@@ -83,7 +89,7 @@ export function dump(opts: DumpOptions): DumpResult {
     sp.record("inventory", tInv);
     done = true;
     const result: DumpResult = {
-      pid, pages: totals.pages, zeroPagesSkipped: totals.zero, frozenMs: 0, durationMs: 0, injectedSyscalls: totals.injected,
+      pid, frozenAtUs: inventory.frozenAtUs!, lazyRuns, pages: totals.pages, zeroPagesSkipped: totals.zero, frozenMs: 0, durationMs: 0, injectedSyscalls: totals.injected,
     };
     if (opts.leaveRunning || opts.leaveStopped) table.release();
     sp.time(opts.leaveRunning || opts.leaveStopped ? "release" : "kill", () => finish(tree, opts));
@@ -104,7 +110,7 @@ function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts:
   const { pid } = p;
   if (p.zombie) {
     images.write(`core-${pid}.img`, "Core", { pid, ...p.zombie, zombie: true });
-    return { pages: 0, zero: 0, injected: 0, lazy: false };
+    return { pages: 0, zero: 0, injected: 0, lazy: false, lazyRuns: [] };
   }
   let since = performance.now();
   const vmas = readVmas(pid);
@@ -148,7 +154,7 @@ function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts:
     images.write(`pagemap-${pid}.img`, "PageMap", { runs: pages.runs, totalPages: pages.pages, zeroPagesSkipped: zero, lazyRuns: lazy?.lazyRuns ?? [], lazyPages: lazy?.lazyPages ?? 0 });
     images.write(`fds-${pid}.img`, "FdTable", { fds });
     sp.record("write images", since);
-    return { pages: pages.pages, zero, injected, lazy: !!lazy };
+    return { pages: pages.pages, zero, injected, lazy: !!lazy, lazyRuns: lazy?.lazyRuns ?? [] };
   } finally {
     if (inj.scratch) {
       try {

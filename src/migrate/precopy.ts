@@ -1,7 +1,7 @@
 import { PAGE_SIZE } from "../kernel/sys.js";
 import { PAGE_IS, type PageRegion } from "../kernel/pagemapScan.js";
 import { ImageDir } from "../images/store.js";
-import type { Inventory, PageMapImage } from "../images/types.js";
+import type { Inventory, LazyRunImage, PageMapImage } from "../images/types.js";
 import type { Control } from "./control.js";
 import { DirtyTracker, type Range } from "./dirtyTracker.js";
 import { sendPages } from "./pageFrames.js";
@@ -21,7 +21,7 @@ export interface PrecopyOptions {
 export interface PrecopyResult {
   /** After the dump froze the process (lazy images in `images`): what the agent keeps, and
    *  (eager: pre-copy) the rest sent now, or (hybrid) the lazy runs cut down to it. */
-  switchOver(images: string, eager: boolean): Promise<RestoreRequest>;
+  switchOver(images: string, eager: boolean): Promise<{ request: RestoreRequest; lazyRuns: LazyRunImage[] }>;
   transferCounts(): Map<number, number>;
   /** pages left for the lazy page server (hybrid) */
   neededPages(): number[];
@@ -92,7 +92,7 @@ export async function runPrecopy(o: PrecopyOptions): Promise<PrecopyResult> {
     transferCounts: () => counts,
     neededPages: () => needed.flatMap((r) => pagesOf(r)),
     close: () => tracker.close(),
-    async switchOver(images: string, eager: boolean): Promise<RestoreRequest> {
+    async switchOver(images: string, eager: boolean): Promise<{ request: RestoreRequest; lazyRuns: LazyRunImage[] }> {
       const dir = new ImageDir(images);
       const pidNs = dir.read<Inventory>("inventory.img", "Inventory").rootPid;
       const file = `pagemap-${pidNs}.img`;
@@ -109,7 +109,7 @@ export async function runPrecopy(o: PrecopyOptions): Promise<PrecopyResult> {
       const lazy = eager ? [] : unionRanges(plan.keep, plan.needed);
       const runs = lazy.map((r) => ({ vaddr: r.start, nrPages: (r.end - r.start) / PAGE_SIZE }));
       dir.write(file, "PageMap", { ...pagemap, lazyRuns: runs, lazyPages: pagesIn(lazy) });
-      return { keep: keep.map((r) => [r.start, (r.end - r.start) / PAGE_SIZE]) };
+      return { request: { keep: keep.map((r) => [r.start, (r.end - r.start) / PAGE_SIZE]) }, lazyRuns: runs };
     },
   };
 }

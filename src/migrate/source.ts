@@ -4,8 +4,6 @@ import path from "node:path";
 import { FerryError } from "../errors.js";
 import { dump } from "../dump/index.js";
 import { childrenOf } from "../dump/tree.js";
-import { ImageDir } from "../images/store.js";
-import type { Inventory } from "../images/types.js";
 import { NR, SIG, rawSyscall } from "../kernel/sys.js";
 import type { Endpoint } from "../net/endpoint.js";
 import type { Transport } from "../net/transport.js";
@@ -13,7 +11,8 @@ import type { LazySummary } from "../lazy/stats.js";
 import { Control } from "./control.js";
 import { sendImages } from "./imageStream.js";
 import { MCMD, MIGRATE_VERSION, parse, type Mode, type RestoreRequest, type RestoredReply } from "./protocol.js";
-import { startPageServer } from "./pageServerHost.js";
+import { PageServerHost } from "./pageServerHost.js";
+import type { PageServer } from "../lazy/pageServer.js";
 import { Timeline, type SwitchStep } from "./timeline.js";
 import { runPrecopy, type PrecopyResult } from "./precopy.js";
 import { summarize, type MigrateSummary } from "./summary.js";
@@ -57,14 +56,17 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
   let stopped = false; // the source is frozen by us: resume it if we fail before the destination runs it
   let delivered = false;
   let precopy: PrecopyResult | null = null;
-  let server: Awaited<ReturnType<typeof startPageServer>> | null = null;
-  const sample = () => tl.sample({ bytesSent: control.bytesOut + (server?.server.stats.bytesSent ?? 0), faults: server?.server.stats.faultRequests ?? 0, pagesArrived: server?.server.stats.pagesSent ?? 0 });
+  let host: PageServerHost | null = null;
+  let server: PageServer | null = null;
+  const sample = () => tl.sample({ bytesSent: control.bytesOut + (server?.stats.bytesSent ?? 0), faults: server?.stats.faultRequests ?? 0, pagesArrived: server?.stats.pagesSent ?? 0 });
   const sampler = setInterval(sample, 20);
   const onAbort = () => control.close();
   opts.signal?.addEventListener("abort", onAbort, { once: true });
   try {
     await control.sendJson(MCMD.HELLO, { version: MIGRATE_VERSION, mode, pid: opts.pid });
     await control.expect(MCMD.HELLO_OK, 10_000);
+    // listening now, not during the downtime: the port goes with RESTORE
+    if (mode === "lazy" || mode === "hybrid") host = await PageServerHost.listen((socket.localAddress ?? "0.0.0.0").replace(/^::ffff:/, ""), opts.transport);
     if (mode === "precopy" || mode === "hybrid") {
       tl.phase("precopy");
       precopy = await runPrecopy({ pid: opts.pid, control, timeline: tl, maxDowntimeMs: opts.maxDowntimeMs ?? 50, maxRounds: opts.maxRounds ?? 8, signal: opts.signal });
@@ -74,16 +76,13 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
     const sp = new Spans(tl.t0);
     const d = dump({ pid: opts.pid, images, lazy: lazyDump, leaveStopped: true, spans: sp });
     stopped = true;
-    const inventory = new ImageDir(images).read<Inventory>("inventory.img", "Inventory");
-    tl.freezeMs = (inventory.frozenAtUs ?? 0) / 1000 - (performance.timeOrigin + tl.t0);
-    const request: RestoreRequest = {};
+    tl.freezeMs = d.frozenAtUs / 1000 - (performance.timeOrigin + tl.t0);
+    let request: RestoreRequest = {};
+    let lazyRuns = d.lazyRuns;
     tl.phase("switch-over");
-    if (precopy) Object.assign(request, await sp.timeAsync("pre-copy switch-over", () => precopy!.switchOver(images, mode === "precopy")));
+    if (precopy) ({ request, lazyRuns } = await sp.timeAsync("pre-copy switch-over", () => precopy!.switchOver(images, mode === "precopy")));
     tl.phase("images");
-    if (mode === "lazy" || mode === "hybrid") {
-      server = await sp.timeAsync("page server", () => startPageServer(opts.pid, images, (socket.localAddress ?? "0.0.0.0").replace(/^::ffff:/, ""), opts.transport, opts.log));
-      request.pageServerPort = server.port;
-    }
+    if (host) request.pageServerPort = host.port;
     const imageBytes = await sp.timeAsync("send images", () => sendImages(control, images));
     tl.phase("restore");
     const tAsk = performance.now();
@@ -91,6 +90,8 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
     let restored: RestoredReply;
     let lazy: LazySummary | null = null;
     try {
+      // while the agent gets ready (its first step is to reach this page server, which waits meanwhile)
+      if (host) server = await sp.timeAsync("page server", () => host!.serve(opts.pid, lazyRuns, opts.log));
       restored = parse<RestoredReply>((await control.expect(MCMD.RESTORED)).payload);
       sp.record("restore at the destination", tAsk);
       tl.switchSteps = [...sp.steps.map((x) => ({ where: "source" as const, ...x })), ...agentSteps(restored, tl)];
@@ -99,7 +100,7 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
       if (server) stopped = false;
       if (server) {
         tl.phase("lazy");
-        const [outcome, done] = await Promise.all([server.server.outcome, control.expect(MCMD.DONE)]);
+        const [outcome, done] = await Promise.all([server.outcome, control.expect(MCMD.DONE)]);
         lazy = parse<LazySummary | null>(done.payload);
         if (!outcome.delivered) {
           throw new FerryError("FERRY_NOT_DELIVERED", `${outcome.reason}; process ${opts.pid} is kept frozen here: \`ferry resume ${opts.pid}\` runs it here again (only if the destination's copy is dead)`);
@@ -110,11 +111,11 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
       }
       delivered = true;
     } finally {
-      if (!delivered && server) server.server.abandon("the migration failed");
+      if (!delivered && server) server.abandon("the migration failed");
     }
     sample();
     tl.phase("done");
-    return summarize({ mode, pid: opts.pid, timeline: tl, dump: d, imageBytes, controlBytes: control.bytesOut, restored, lazy, precopy, pageServer: server?.server.stats ?? null });
+    return summarize({ mode, pid: opts.pid, timeline: tl, dump: d, imageBytes, controlBytes: control.bytesOut, restored, lazy, precopy, pageServer: server?.stats ?? null });
   } catch (e) {
     tl.phase("failed");
     if (stopped) rawSyscall(NR.kill, opts.pid, SIG.CONT); // the destination never ran it: it runs on here
@@ -123,6 +124,7 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
     clearInterval(sampler);
     opts.signal?.removeEventListener("abort", onAbort);
     precopy?.close();
+    host?.close();
     control.close();
     if (!opts.keepImages) fs.rmSync(images, { recursive: true, force: true });
   }
