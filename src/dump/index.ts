@@ -5,6 +5,7 @@ import { setSigmask, waitTask, WALL } from "../kernel/ptrace.js";
 import { readMaps, readVmas } from "../kernel/procfs.js";
 import { Injector, SCRATCH_SIZE } from "../kernel/inject.js";
 import { vdsoIdentity } from "../kernel/vdso.js";
+import { epochUsOf } from "../kernel/clock.js";
 import { ImageDir, FORMAT_VERSION, warmImageCodecs } from "../images/store.js";
 import { PagesWriter } from "../images/pages.js";
 import { u64le, type Inventory, type LazyRunImage } from "../images/types.js";
@@ -82,7 +83,7 @@ export function dump(opts: DumpOptions): DumpResult {
     const inventory: Inventory = {
       formatVersion: FORMAT_VERSION, ferryVersion: FERRY_VERSION, arch: os.arch(), kernel: os.release(),
       vdsoSha256: vdso.sha256, vdsoSize: vdso.size, rootPid: pid, pids: tree.map((p) => p.pid), createdMs: Date.now(),
-      lazy, shellJob: !!opts.shellJob, frozenAtUs: Math.round((performance.timeOrigin + frozenAt) * 1000),
+      lazy, shellJob: !!opts.shellJob, frozenAtUs: epochUsOf(frozenAt),
     };
     images.write("files.img", "Files", { files: table.files });
     images.write("inventory.img", "Inventory", inventory); // last: its presence means complete

@@ -3,6 +3,7 @@ import { FerryError } from "../errors.js";
 import { native } from "../kernel/native.js";
 import { NR, PAGE_SIZE, rawSyscall } from "../kernel/sys.js";
 import { readUffdMsgs } from "../kernel/uffd.js";
+import { realtimeUs } from "../kernel/clock.js";
 import type { Frame } from "../net/framing.js";
 import type { Endpoint } from "../net/endpoint.js";
 import type { Transport } from "../net/transport.js";
@@ -106,7 +107,7 @@ export class LazyPagesDaemon {
   }
 
   /** Take over the restored process's userfaultfd; it runs from now on. */
-  adopt(t: TargetUffd, resumedAtUs = Date.now() * 1000): void {
+  adopt(t: TargetUffd, resumedAtUs = realtimeUs()): void {
     if (this.main) throw new FerryError("FERRY_LAZY_BUSY", "this lazy-pages daemon already serves a process");
     if (t.pid !== this.opts.images.pid) {
       throw new FerryError("FERRY_LAZY_PID", `the restored process is ${t.pid}, the images are of ${this.opts.images.pid}`);

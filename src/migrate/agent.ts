@@ -6,6 +6,7 @@ import { FerryError } from "../errors.js";
 import { restore, type Restored } from "../restore/index.js";
 import { uffdUnregister } from "../kernel/uffd.js";
 import { processExists } from "../kernel/procfs.js";
+import { epochUsOf, realtimeUs } from "../kernel/clock.js";
 import type { Endpoint } from "../net/endpoint.js";
 import type { Transport } from "../net/transport.js";
 import { restoreLazyWithServer } from "../lazy/destination.js";
@@ -150,7 +151,7 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
     if (process.env.FERRY_DEBUG) opts.log?.(`restore ${(performance.now() - tRestore).toFixed(1)} ms (restore() ${restored.durationMs.toFixed(1)} ms, ${installed} pages installed)`);
     const reply: RestoredReply = {
       pid: restored.pid, resumedAtUs, restoreMs: restored.durationMs, installedPages: installed,
-      steps: roundSteps(sp.steps), stepsOriginUs: Math.round((performance.timeOrigin + sp.origin) * 1000),
+      steps: roundSteps(sp.steps), stepsOriginUs: epochUsOf(sp.origin),
     };
     await control.sendJson(MCMD.RESTORED, reply);
     let lazy: LazySummary | null = null;
@@ -170,5 +171,5 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
 }
 
 function nowUs(): number {
-  return Math.round((performance.timeOrigin + performance.now()) * 1000);
+  return realtimeUs();
 }

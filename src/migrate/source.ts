@@ -5,6 +5,7 @@ import { FerryError } from "../errors.js";
 import { dump } from "../dump/index.js";
 import { childrenOf } from "../dump/tree.js";
 import { NR, SIG, rawSyscall } from "../kernel/sys.js";
+import { epochUsOf } from "../kernel/clock.js";
 import type { Endpoint } from "../net/endpoint.js";
 import type { Transport } from "../net/transport.js";
 import type { LazySummary } from "../lazy/stats.js";
@@ -76,7 +77,8 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
     const sp = new Spans(tl.t0);
     const d = dump({ pid: opts.pid, images, lazy: lazyDump, leaveStopped: true, spans: sp });
     stopped = true;
-    tl.freezeMs = d.frozenAtUs / 1000 - (performance.timeOrigin + tl.t0);
+    const t0Us = epochUsOf(tl.t0);
+    tl.freezeMs = (d.frozenAtUs - t0Us) / 1000;
     let request: RestoreRequest = {};
     let lazyRuns = d.lazyRuns;
     tl.phase("switch-over");
@@ -94,8 +96,8 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
       if (host) server = await sp.timeAsync("page server", () => host!.serve(opts.pid, lazyRuns, opts.log));
       restored = parse<RestoredReply>((await control.expect(MCMD.RESTORED)).payload);
       sp.record("restore at the destination", tAsk);
-      tl.switchSteps = [...sp.steps.map((x) => ({ where: "source" as const, ...x })), ...agentSteps(restored, tl)];
-      tl.resumeMs = restored.resumedAtUs / 1000 - (performance.timeOrigin + tl.t0);
+      tl.switchSteps = [...sp.steps.map((x) => ({ where: "source" as const, ...x })), ...agentSteps(restored, t0Us)];
+      tl.resumeMs = (restored.resumedAtUs - t0Us) / 1000;
       // it runs there now: from here on a failure leaves our copy frozen, never running twice
       if (server) stopped = false;
       if (server) {
@@ -131,8 +133,8 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
 }
 
 /** The agent's steps on our timeline (the two hosts' clocks are taken to agree, as for the downtime). */
-function agentSteps(r: RestoredReply, tl: Timeline): SwitchStep[] {
+function agentSteps(r: RestoredReply, t0Us: number): SwitchStep[] {
   if (!r.steps || r.stepsOriginUs === undefined) return [];
-  const offset = r.stepsOriginUs / 1000 - (performance.timeOrigin + tl.t0);
+  const offset = (r.stepsOriginUs - t0Us) / 1000;
   return r.steps.map((s) => ({ where: "destination", name: s.name, at: s.at + offset, ms: s.ms }));
 }
