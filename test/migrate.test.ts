@@ -10,6 +10,9 @@ import { execFileSync, spawn } from "node:child_process";
 import type { TwoHosts } from "../src/hosts/hosts.js";
 import type { MigrateSummary } from "../src/migrate/summary.js";
 import { SWITCH_COST_MS, anotherRound, predictDowntimeMs } from "../src/migrate/policy.js";
+import fc from "fast-check";
+import { decide } from "../src/migrate/precopy.js";
+import { PAGE_IS } from "../src/kernel/pagemapScan.js";
 import { buildVictim, finishVictim } from "./harness/victims.js";
 import { lastJson, startFerryIn, startVictimIn, stateOf, withHosts } from "./harness/hosts.js";
 import { screenshot, countColour } from "./harness/chromium.js";
@@ -48,6 +51,48 @@ test("the round policy: more rounds only while they pay off", () => {
   assert.equal(anotherRound({ round: 8, dirtyPages: 20_000, lastPages: 60_000, bandwidth: bw }, 50, 8).why, "8 rounds");
   assert.equal(anotherRound({ round: 2, dirtyPages: 10, lastPages: 60_000, bandwidth: 1 }, 50, 8).why, "dirty set under 64 pages");
   assert.ok(Math.abs(predictDowntimeMs(1000, bw) - (SWITCH_COST_MS + 40.96)) < 0.01);
+});
+
+test("the switch-over decides by stretches of pages exactly what a page-by-page walk decides", () => {
+  const P = 4096;
+  // pages 0..63 of a small address space, each with its own facts
+  const page = fc.record({
+    lazy: fc.boolean(), tracked: fc.boolean(), sent: fc.boolean(),
+    cat: fc.constantFrom(-1, PAGE_IS.PRESENT, PAGE_IS.PRESENT | PAGE_IS.WRITTEN, PAGE_IS.PRESENT | PAGE_IS.PFNZERO, PAGE_IS.SWAPPED, PAGE_IS.SWAPPED | PAGE_IS.WRITTEN, PAGE_IS.WRITTEN),
+  });
+  fc.assert(fc.property(fc.array(page, { minLength: 1, maxLength: 64 }), (pages) => {
+    const runs = (want: (p: (typeof pages)[number]) => boolean) => {
+      const out: { start: number; end: number }[] = [];
+      pages.forEach((p, i) => {
+        if (!want(p)) return;
+        const last = out.at(-1);
+        if (last && last.end === i * P) last.end += P;
+        else out.push({ start: i * P, end: (i + 1) * P });
+      });
+      return out;
+    };
+    const tracked = runs((p) => p.tracked);
+    // categories are scanned inside tracked ranges only; one region per page is as cut up as it gets
+    const regions = pages.flatMap((p, i) => (p.tracked && p.cat >= 0 ? [{ start: i * P, end: (i + 1) * P, categories: p.cat }] : []));
+    const lazyRuns = runs((p) => p.lazy).map((r) => ({ vaddr: r.start, nrPages: (r.end - r.start) / P }));
+    const got = decide(lazyRuns, tracked, regions, runs((p) => p.sent));
+    const want = { keep: [] as number[], needed: [] as number[] };
+    pages.forEach((p, i) => {
+      if (!p.lazy) return;
+      const cat = p.tracked ? p.cat : -1;
+      const hasData = cat < 0 || ((cat & (PAGE_IS.PRESENT | PAGE_IS.SWAPPED)) !== 0 && (cat & PAGE_IS.PFNZERO) === 0);
+      if (!p.tracked) {
+        if (hasData) want.needed.push(i * P);
+      } else if (cat < 0) return;
+      else if (cat & PAGE_IS.WRITTEN) want.needed.push(i * P);
+      else if (!p.sent) return;
+      else if (cat & PAGE_IS.PRESENT) {
+        if (!(cat & PAGE_IS.PFNZERO)) want.keep.push(i * P);
+      } else if (cat & PAGE_IS.SWAPPED) want.needed.push(i * P);
+    });
+    const pagesOf = (rs: { start: number; end: number }[]) => rs.flatMap((r) => Array.from({ length: (r.end - r.start) / P }, (_, k) => r.start + k * P));
+    assert.deepEqual({ keep: pagesOf(got.keep), needed: pagesOf(got.needed) }, want);
+  }), { numRuns: 500 });
 });
 
 test("build the migration victim", async () => {

@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import { FerryError } from "../errors.js";
 import { NR, NSIG, SIG, sys, rawSyscall } from "../kernel/sys.js";
 import { getRegs, getRegset, getSigmask, getRseqConfig, peekSiginfo, NT_X86_XSTATE, type Regs } from "../kernel/ptrace.js";
 import { applySyscallRestart } from "../kernel/restart.js";
@@ -52,20 +53,24 @@ export function dumpThread(tid: number, inj: Injector, regs: Regs, restarted: bo
 }
 
 function sigactions(inj: Injector): SigActionImage[] {
-  const out: SigActionImage[] = [];
+  // each answer at its own place in the scratch area, all read back at once
+  const signals: number[] = [];
   for (let sig = 1; sig <= NSIG; sig++) {
     if (sig === SIG.KILL || sig === SIG.STOP) continue;
-    inj.ok(`rt_sigaction(${sig})`, NR.rt_sigaction, sig, 0, inj.scratch, 8);
-    const k = inj.get(0, 32); // struct kernel_sigaction: handler, flags, restorer, mask
-    out.push({
+    inj.ok(`rt_sigaction(${sig})`, NR.rt_sigaction, sig, 0, inj.scratch + sig * 32, 8);
+    signals.push(sig);
+  }
+  const all = inj.get(0, (NSIG + 1) * 32);
+  return signals.map((sig) => {
+    const k = all.subarray(sig * 32, sig * 32 + 32); // struct kernel_sigaction: handler, flags, restorer, mask
+    return {
       signo: sig,
       handler: Number(k.readBigUInt64LE(0)),
       flags: Number(k.readBigUInt64LE(8)),
       restorer: Number(k.readBigUInt64LE(16)),
       mask: Buffer.from(k.subarray(24, 32)),
-    });
-  }
-  return out;
+    };
+  });
 }
 
 function itimers(inj: Injector): ItimerImage[] {
@@ -116,14 +121,22 @@ function posixTimers(inj: Injector): PosixTimerImage[] {
   return out;
 }
 
-function rlimits(inj: Injector): RlimitImage[] {
-  const out: RlimitImage[] = [];
-  for (let r = 0; r < RLIMIT_COUNT; r++) {
-    inj.ok(`prlimit64(${r})`, NR.prlimit64, 0, r, 0, inj.scratch);
-    const b = inj.get(0, 16);
-    out.push({ resource: r, cur: Buffer.from(b.subarray(0, 8)), max: Buffer.from(b.subarray(8, 16)) });
-  }
-  return out;
+/**
+ * The 16 resource limits, from /proc/PID/limits (rows in RLIMIT_* order, exact decimal values):
+ * no call inside the process (prlimit from outside needs CAP_SYS_RESOURCE for another uid).
+ */
+function rlimits(pid: number): RlimitImage[] {
+  const rows = fs.readFileSync(`/proc/${pid}/limits`, "utf8").split("\n").slice(1).filter(Boolean);
+  if (rows.length < RLIMIT_COUNT) throw new FerryError("FERRY_DUMP", `/proc/${pid}/limits lists ${rows.length} limits, expected ${RLIMIT_COUNT}`);
+  const value = (text: string) => {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(text === "unlimited" ? 0xffffffffffffffffn : BigInt(text));
+    return b;
+  };
+  return rows.slice(0, RLIMIT_COUNT).map((row, resource) => {
+    const [cur, max] = row.slice(26).trim().split(/\s+/); // the name is padded to 25 characters
+    return { resource, cur: value(cur), max: value(max) };
+  });
 }
 
 function ids(line: string | undefined): number[] {
@@ -150,7 +163,7 @@ export function dumpCore(pid: number, inj: Injector, threads: ThreadImage[]): Co
     pendingShared: peekSiginfo(pid, true),
     itimers: itimers(inj),
     posixTimers: posixTimers(inj),
-    rlimits: rlimits(inj),
+    rlimits: rlimits(pid),
     creds: { uid: ids(status.Uid), gid: ids(status.Gid), groups: ids(status.Groups) },
     cwd: fs.readlinkSync(`/proc/${pid}/cwd`),
     root: fs.readlinkSync(`/proc/${pid}/root`),

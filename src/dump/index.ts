@@ -2,12 +2,13 @@ import os from "node:os";
 import { FerryError } from "../errors.js";
 import { NR, SIG, sys } from "../kernel/sys.js";
 import { setSigmask, waitTask, WALL } from "../kernel/ptrace.js";
-import { readVmas } from "../kernel/procfs.js";
+import { readMaps, readVmas } from "../kernel/procfs.js";
 import { Injector, SCRATCH_SIZE } from "../kernel/inject.js";
 import { vdsoIdentity } from "../kernel/vdso.js";
-import { ImageDir, FORMAT_VERSION } from "../images/store.js";
+import { epochUsOf } from "../kernel/clock.js";
+import { ImageDir, FORMAT_VERSION, warmImageCodecs } from "../images/store.js";
 import { PagesWriter } from "../images/pages.js";
-import { u64le, type Inventory } from "../images/types.js";
+import { u64le, type Inventory, type LazyRunImage } from "../images/types.js";
 import { validateTarget } from "./seize.js";
 import { dumpThread, dumpCore } from "./core.js";
 import { freezeTree, release, type FrozenProcess } from "./tree.js";
@@ -15,6 +16,7 @@ import { describeVma, dumpMmFields, dumpPages } from "./mm.js";
 import { FileTable } from "../files/registry.js";
 import { spawnHolder } from "../files/tcpHolder.js";
 import { planLazyDump, writeEagerPages } from "../lazy/plan.js";
+import { Spans } from "../spans.js";
 
 export const FERRY_VERSION = "0.1.0";
 
@@ -33,10 +35,16 @@ export interface DumpOptions {
    * seconds after the process is killed, until a restore from the same directory takes them back.
    */
   holdTcpSeconds?: number;
+  /** records how long each step took */
+  spans?: Spans;
 }
 
 export interface DumpResult {
   pid: number;
+  /** when the last thread stopped (epoch µs) */
+  frozenAtUs: number;
+  /** lazy dumps: the root process's lazy runs (what its page server serves) */
+  lazyRuns: LazyRunImage[];
   pages: number;
   zeroPagesSkipped: number;
   frozenMs: number;
@@ -54,9 +62,11 @@ export function dump(opts: DumpOptions): DumpResult {
   const t0 = performance.now();
   if (opts.lazy) opts = { ...opts, leaveStopped: true, leaveRunning: false }; // the page store
   const { pid } = opts;
+  const sp = opts.spans ?? new Spans(t0);
   validateTarget(pid);
   const images = ImageDir.create(opts.images);
-  const tree = freezeTree(pid);
+  warmImageCodecs(); // not while the process is frozen
+  const tree = sp.time("seize", () => freezeTree(pid));
   const frozenAt = performance.now();
   if (opts.lazy && tree.length > 1) {
     for (const p of tree) release(p);
@@ -67,30 +77,34 @@ export function dump(opts: DumpOptions): DumpResult {
   try {
     const totals = { pages: 0, zero: 0, injected: 0 };
     let lazy = false;
+    let lazyRuns: LazyRunImage[] = [];
     for (const p of tree) {
-      const r = dumpProcess(p, images, table, opts);
+      const r = dumpProcess(p, images, table, opts, sp);
       totals.pages += r.pages;
       totals.zero += r.zero;
       totals.injected += r.injected;
       lazy ||= r.lazy;
+      if (p.pid === pid) lazyRuns = r.lazyRuns;
     }
-    const vdso = vdsoIdentity(pid);
+    const tInv = performance.now();
+    const vdso = vdsoIdentity(pid, readMaps(pid));
     const inventory: Inventory = {
       formatVersion: FORMAT_VERSION, ferryVersion: FERRY_VERSION, arch: os.arch(), kernel: os.release(),
       vdsoSha256: vdso.sha256, vdsoSize: vdso.size, rootPid: pid, pids: tree.map((p) => p.pid), createdMs: Date.now(),
-      lazy, shellJob: !!opts.shellJob, frozenAtUs: Math.round((performance.timeOrigin + frozenAt) * 1000),
+      lazy, shellJob: !!opts.shellJob, frozenAtUs: epochUsOf(frozenAt),
     };
     images.write("files.img", "Files", { files: table.files });
     images.write("inventory.img", "Inventory", inventory); // last: its presence means complete
+    sp.record("inventory", tInv);
     const killed = !opts.leaveRunning && !opts.leaveStopped;
     const hold = killed && !!opts.holdTcpSeconds && table.held.length > 0 && spawnHolder(opts.images, table.held, opts.holdTcpSeconds);
     done = true;
     const result: DumpResult = {
-      pid, pages: totals.pages, zeroPagesSkipped: totals.zero, frozenMs: 0, durationMs: 0, injectedSyscalls: totals.injected,
+      pid, frozenAtUs: inventory.frozenAtUs!, lazyRuns, pages: totals.pages, zeroPagesSkipped: totals.zero, frozenMs: 0, durationMs: 0, injectedSyscalls: totals.injected,
       heldTcpConnections: hold ? table.held.length : 0,
     };
     if (opts.leaveRunning || opts.leaveStopped) table.release();
-    finish(tree, opts);
+    sp.time(opts.leaveRunning || opts.leaveStopped ? "release" : "kill", () => finish(tree, opts));
     result.frozenMs = performance.now() - frozenAt;
     result.durationMs = performance.now() - t0;
     return result;
@@ -104,19 +118,22 @@ export function dump(opts: DumpOptions): DumpResult {
 }
 
 /** One frozen process of the tree: core, address space, pages and fd table. */
-function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts: DumpOptions) {
+function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts: DumpOptions, sp: Spans) {
   const { pid } = p;
   if (p.zombie) {
     images.write(`core-${pid}.img`, "Core", { pid, ...p.zombie, zombie: true });
-    return { pages: 0, zero: 0, injected: 0, lazy: false };
+    return { pages: 0, zero: 0, injected: 0, lazy: false, lazyRuns: [] };
   }
+  let since = performance.now();
   const vmas = readVmas(pid);
   const inj = Injector.forTask(pid, vmas);
   // Nothing may be delivered while ferry runs calls inside the task: block everything.
   for (const t of p.threads) setSigmask(t.tid, ~0n);
   inj.mapScratch(SCRATCH_SIZE);
+  sp.record("maps, scratch", since);
   let injected = 0;
   try {
+    since = performance.now();
     const threads = p.threads.map((t) => {
       const tinj = t.tid === pid ? inj : inj.forThread(t.tid);
       const image = dumpThread(t.tid, tinj, t.regs, t.restarted);
@@ -125,11 +142,13 @@ function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts:
       return image;
     });
     const core = dumpCore(pid, inj, threads);
+    sp.record("threads, core", since);
     const vmaImages = vmas.map((v) => describeVma(v));
-    const mm = dumpMmFields(pid, inj, vmaImages);
-    const lazy = opts.lazy ? planLazyDump(pid, vmaImages, core.threads) : null;
+    const mm = sp.time("mm fields", () => dumpMmFields(pid, inj, vmaImages));
+    const lazy = opts.lazy ? sp.time("lazy plan", () => planLazyDump(pid, vmaImages, core.threads)) : null;
     inj.unmapScratch();
     injected += inj.count;
+    since = performance.now();
 
     const pages = new PagesWriter(images.path(`pages-${pid}.img`));
     let zero = 0;
@@ -139,12 +158,15 @@ function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts:
     } finally {
       pages.close();
     }
-    const fds = table.dumpFds(pid);
+    sp.record("pages", since);
+    const fds = sp.time("fds", () => table.dumpFds(pid));
+    since = performance.now();
     images.write(`core-${pid}.img`, "Core", core);
     images.write(`mm-${pid}.img`, "Mm", mm);
     images.write(`pagemap-${pid}.img`, "PageMap", { runs: pages.runs, totalPages: pages.pages, zeroPagesSkipped: zero, lazyRuns: lazy?.lazyRuns ?? [], lazyPages: lazy?.lazyPages ?? 0 });
     images.write(`fds-${pid}.img`, "FdTable", { fds });
-    return { pages: pages.pages, zero, injected, lazy: !!lazy };
+    sp.record("write images", since);
+    return { pages: pages.pages, zero, injected, lazy: !!lazy, lazyRuns: lazy?.lazyRuns ?? [] };
   } finally {
     if (inj.scratch) {
       try {

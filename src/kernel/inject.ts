@@ -1,7 +1,7 @@
 import { NR, MAP, PROT, PAGE_SIZE } from "./sys.js";
 import { PTRACE, Regs, getRegs, setRegs, ptrace, waitStop } from "./ptrace.js";
 import { readMem, writeMem, peekMem } from "./mem.js";
-import { readVmas, type Vma } from "./procfs.js";
+import { readMaps, type Vma } from "./procfs.js";
 import { FerryError } from "../errors.js";
 import { SyscallError } from "./sys.js";
 
@@ -38,7 +38,7 @@ export class Injector {
     this.template = template ?? getRegs(pid);
   }
 
-  static forTask(pid: number, vmas = readVmas(pid)): Injector {
+  static forTask(pid: number, vmas = readMaps(pid)): Injector {
     const vdso = vmas.find((v) => v.path === "[vdso]");
     if (!vdso) throw new FerryError("FERRY_NO_VDSO", `process ${pid} has no vDSO: ferry needs it to run system calls inside the process`);
     const image = peekMem(pid, vdso.start, vdso.end - vdso.start);

@@ -15,7 +15,19 @@ export interface Vma {
 const VMA_LINE = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ([0-9a-f]+) (\S+) (\d+)\s*(.*)$/;
 
 export function readVmas(pid: number): Vma[] {
-  const text = fs.readFileSync(`/proc/${pid}/smaps`, "utf8");
+  return parseVmas(fs.readFileSync(`/proc/${pid}/smaps`, "utf8"));
+}
+
+/**
+ * The mappings without their VmFlags (`flags` empty), from /proc/PID/maps: reading smaps makes
+ * the kernel walk every page table entry of the process for its counters (8 ms for 256 MiB of
+ * memory, 22 ms for 1 GiB here), maps does not. For where the flags do not matter.
+ */
+export function readMaps(pid: number): Vma[] {
+  return parseVmas(fs.readFileSync(`/proc/${pid}/maps`, "utf8"));
+}
+
+function parseVmas(text: string): Vma[] {
   const out: Vma[] = [];
   let cur: Vma | null = null;
   for (const line of text.split("\n")) {

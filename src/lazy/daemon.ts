@@ -3,6 +3,7 @@ import { FerryError } from "../errors.js";
 import { native } from "../kernel/native.js";
 import { NR, PAGE_SIZE, rawSyscall } from "../kernel/sys.js";
 import { readUffdMsgs } from "../kernel/uffd.js";
+import { realtimeUs } from "../kernel/clock.js";
 import type { Frame } from "../net/framing.js";
 import type { Endpoint } from "../net/endpoint.js";
 import type { Transport } from "../net/transport.js";
@@ -45,7 +46,8 @@ export interface DaemonOptions {
 
 /** Pages held at the destination, by source address, in the PAGES layout (offsets -1: a zero page). */
 export interface LocalPages {
-  has(src: number): boolean;
+  /** the source ranges held here, sorted, [start, end) */
+  ranges: { start: number; end: number }[];
   read(src: number, nrPages: number): { payload: Buffer; offsets: Int32Array };
 }
 
@@ -87,7 +89,8 @@ export class LazyPagesDaemon {
     this.requested = new Uint8Array(index.total);
     this.stats.pagesTotal = index.total;
     this.local = opts.local ? new Uint8Array(index.total) : null;
-    if (this.local) for (let i = 0; i < index.total; i++) this.local[i] = opts.local!.has(index.addrOf(i)) ? 1 : 0;
+    // by ranges, not by page: this runs while the process waits for its restore
+    for (const r of opts.local?.ranges ?? []) this.local!.fill(1, ...index.indexRange(r.start, r.end));
     this.finished = new Promise((resolve) => (this.finish = resolve));
     this.uffdGuard = opts.guard ?? null;
     this.link = new PageLink(opts.pageServer, opts.images.pid, opts.retryForMs, {
@@ -109,7 +112,7 @@ export class LazyPagesDaemon {
   }
 
   /** Take over the restored process's userfaultfd; it runs from now on. */
-  adopt(t: TargetUffd, resumedAtUs = Date.now() * 1000): void {
+  adopt(t: TargetUffd, resumedAtUs = realtimeUs()): void {
     if (this.main) throw new FerryError("FERRY_LAZY_BUSY", "this lazy-pages daemon already serves a process");
     if (t.pid !== this.opts.images.pid) {
       throw new FerryError("FERRY_LAZY_PID", `the restored process is ${t.pid}, the images are of ${this.opts.images.pid}`);
@@ -409,6 +412,8 @@ export class LazyPagesDaemon {
   private pendingRanges(): PageRange[] {
     const { index } = this.opts.images;
     if (this.mms.length === 1 && !this.local) return index.ranges(this.mms[0].pending);
+    // at the resume (every page missing): what is not held here, at memchr speed
+    if (this.mms.length === 1 && this.mms[0].pendingCount === index.total) return index.ranges(this.local!, 0);
     const union = new Uint8Array(index.total);
     for (const mm of this.mms) for (let i = 0; i < union.length; i++) union[i] |= mm.pending[i];
     if (this.local) for (let i = 0; i < union.length; i++) union[i] &= this.local[i] ^ 1; // never asked of the source

@@ -7,6 +7,7 @@ import type { UffdGuard } from "./guard.js";
 import { HandoffListener, handOffUffd } from "./handoff.js";
 import { loadLazyImages } from "./images.js";
 import type { LazySummary, ProgressLine } from "./stats.js";
+import { Spans } from "../spans.js";
 
 export interface LazyDaemonOptions {
   images: string;
@@ -66,13 +67,14 @@ export function restoreLazy(opts: { images: string; shellJob?: boolean }): Resto
  * `ferry restore --lazy --page-server ADDR:PORT`: daemon and restore in one process. Resolves
  * with the restored process once it runs; `transfer` with the summary when all pages arrived.
  */
-export async function restoreLazyWithServer(opts: LazyDaemonOptions & { shellJob?: boolean; beforeRestore?: () => void }): Promise<{ restored: Restored; transfer: Promise<LazySummary> }> {
-  const daemon = daemonFor(opts);
-  await daemon.connect();
+export async function restoreLazyWithServer(opts: LazyDaemonOptions & { shellJob?: boolean; beforeRestore?: () => void; spans?: Spans }): Promise<{ restored: Restored; transfer: Promise<LazySummary> }> {
+  const sp = opts.spans ?? new Spans();
+  const daemon = sp.time("lazy-pages daemon", () => daemonFor(opts));
+  await sp.timeAsync("page server connection", () => daemon.connect());
   opts.beforeRestore?.();
   let restored: Restored;
   try {
-    restored = restore({ images: opts.images, shellJob: opts.shellJob, lazy: (t) => daemon.adopt(t) });
+    restored = restore({ images: opts.images, shellJob: opts.shellJob, spans: sp, lazy: (t) => daemon.adopt(t) });
   } catch (e) {
     daemon.emergency(`restore failed: ${(e as Error).message}`);
     throw e;

@@ -3,6 +3,7 @@ import path from "node:path";
 import { FerryError } from "../errors.js";
 import { native } from "../kernel/native.js";
 import { NR, rawSyscall, sys, SyscallError } from "../kernel/sys.js";
+import { epochUsOf } from "../kernel/clock.js";
 import type { TargetUffd } from "./attach.js";
 
 /*
@@ -91,7 +92,7 @@ export function handOffUffd(dir: string, uffd: TargetUffd, timeoutSeconds = 10):
       const e = new SyscallError("connect", Number(-r));
       throw new FerryError("FERRY_NO_DAEMON", `no lazy-pages daemon at ${file} (${e.code}): start \`ferry lazy-pages --images ${dir} --page-server ADDR:PORT\` first, or restore with --page-server`);
     }
-    const info: HandoffInfo = { pid: uffd.pid, features: uffd.features, ranges: uffd.ranges, resumedAtUs: Math.round((performance.timeOrigin + performance.now()) * 1000) };
+    const info: HandoffInfo = { pid: uffd.pid, features: uffd.features, ranges: uffd.ranges, resumedAtUs: epochUsOf(performance.now()) };
     const data = Buffer.from(JSON.stringify(info));
     const control = rightsControl(uffd.fd);
     const hdr = msghdr(data, control);

@@ -43,10 +43,11 @@ export class LazyMm {
     segments: Segment[],
     pending: Uint8Array,
     readonly pid = 0,
+    pendingCount = countOnes(pending),
   ) {
     this.segments = segments.sort((a, b) => a.dst - b.dst);
     this.pending = pending;
-    this.pendingCount = countOnes(pending);
+    this.pendingCount = pendingCount;
   }
 
   /** The restored process: every lazy page missing, every mapping where the image had it. */
@@ -55,7 +56,7 @@ export class LazyMm {
       dst: v.start, src: v.start, len: v.end - v.start,
       atFork: v.vmflags.includes("dc") ? "skip" : v.vmflags.includes("wf") ? "wipe" : "copy",
     } as Segment));
-    return new LazyMm(uffd, index, `process ${pid}`, segments, new Uint8Array(index.total).fill(1), pid);
+    return new LazyMm(uffd, index, `process ${pid}`, segments, new Uint8Array(index.total).fill(1), pid, index.total);
   }
 
   /** A child forked from this address space now, with its own uffd. */

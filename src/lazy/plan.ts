@@ -41,16 +41,19 @@ export function planLazyDump(pid: number, vmas: VmaImage[], threads: Pick<Thread
   const fd = fs.openSync(`/proc/${pid}/pagemap`, "r");
   const lazyRuns: LazyRunImage[] = [];
   const eager: { addr: number; len: number }[] = [];
+  const eagerSorted = [...eagerPages].sort((a, b) => a - b);
   try {
+    // by ranges, never by page: the process is frozen meanwhile
     for (const v of lazyVmas) {
       for (const r of presentRanges(fd, v.start, v.end)) {
         let runStart = r.start;
-        for (let a = r.start; a <= r.end; a += PAGE_SIZE) {
-          if (a < r.end && !eagerPages.has(a)) continue;
+        for (const a of eagerSorted) {
+          if (a < r.start || a >= r.end) continue;
           if (a > runStart) addRun(lazyRuns, runStart, a);
-          if (a < r.end) eager.push({ addr: a, len: PAGE_SIZE });
+          eager.push({ addr: a, len: PAGE_SIZE });
           runStart = a + PAGE_SIZE;
         }
+        if (r.end > runStart) addRun(lazyRuns, runStart, r.end);
       }
     }
   } finally {

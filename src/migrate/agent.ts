@@ -6,6 +6,7 @@ import { FerryError } from "../errors.js";
 import { restore, type Restored } from "../restore/index.js";
 import { uffdUnregister } from "../kernel/uffd.js";
 import { processExists } from "../kernel/procfs.js";
+import { epochUsOf, realtimeUs } from "../kernel/clock.js";
 import type { Endpoint } from "../net/endpoint.js";
 import type { Transport } from "../net/transport.js";
 import { restoreLazyWithServer } from "../lazy/destination.js";
@@ -18,6 +19,8 @@ import { PageStore } from "./pageStore.js";
 import { MCMD, MIGRATE_VERSION, parseHello, parseMessage, parseRestoreRequest, type Hello, type HelloOk, type RestoreRequest, type RestoredReply } from "./protocol.js";
 import { CODEC } from "./compression.js";
 import { runActionScript } from "./actionScript.js";
+import { warmImageCodecs } from "../images/store.js";
+import { Spans, roundSteps } from "../spans.js";
 
 export interface AgentOptions {
   listen: Endpoint;
@@ -53,6 +56,7 @@ export interface AgentSessionResult {
 
 /** `ferry agent`: the destination of `ferry migrate`. Serves one migration at a time. */
 export async function runAgent(opts: AgentOptions): Promise<void> {
+  warmImageCodecs(); // now, not while a migrating process waits for its restore
   let chain = Promise.resolve();
   let finish!: () => void;
   const finished = new Promise<void>((r) => (finish = r));
@@ -120,11 +124,13 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
     phase("receiving");
     receiver = new ImageReceiver(dir);
     let req: RestoreRequest;
+    let sp!: Spans;
     try {
       for (;;) {
         const f = await control.next();
         if (receiver.take(f.cmd, f.payload)) continue;
         if (f.cmd === MCMD.RESTORE) {
+          sp = new Spans();
           req = parseRestoreRequest(f.payload);
           break;
         }
@@ -146,7 +152,7 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
     if (req.pageServerPort) {
       const r = await restoreLazyWithServer({
         images: dir, pageServer: { host: socket.remoteAddress!.replace(/^::ffff:/, ""), port: req.pageServerPort }, retryForMs: opts.retryForMs ?? 10_000, maxRate: opts.maxRate, transport: opts.transport,
-        log: (l) => opts.log?.(l), local: store.localPages(req.keep ?? []), guard: guard ?? undefined,
+        log: (l) => opts.log?.(l), local: req.keep?.length ? store.localPages(req.keep) : undefined, guard: guard ?? undefined, spans: sp,
         beforeRestore: () => phase("restore"),
       });
       guard = null; // the daemon's now
@@ -158,9 +164,9 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
       phase("restore");
       // pre-copy: every page is here; the registration ends once they are in
       restored = restore({
-        images: dir, lazy: (t) => {
+        images: dir, spans: sp, lazy: (t) => {
           try {
-            install(t);
+            sp.time("install pre-copied pages", () => install(t));
             for (const r of t.ranges) uffdUnregister(t.fd, r.start, r.end - r.start);
           } finally {
             fs.closeSync(t.fd);
@@ -171,7 +177,7 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
       resumedAtUs = nowUs();
     } else {
       phase("restore");
-      restored = restore({ images: dir });
+      restored = restore({ images: dir, spans: sp });
       resumed = true;
       resumedAtUs = nowUs();
     }
@@ -182,7 +188,10 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
     }
     phase("running");
     if (process.env.FERRY_DEBUG) opts.log?.(`restore ${(performance.now() - tRestore).toFixed(1)} ms (restore() ${restored.durationMs.toFixed(1)} ms, ${installed} pages installed)`);
-    const reply: RestoredReply = { pid: restored.pid, resumedAtUs, restoreMs: restored.durationMs, installedPages: installed };
+    const reply: RestoredReply = {
+      pid: restored.pid, resumedAtUs, restoreMs: restored.durationMs, installedPages: installed,
+      steps: roundSteps(sp.steps), stepsOriginUs: epochUsOf(sp.origin),
+    };
     // from here on the connection may fail without changing anything: the process runs here
     await control.sendJson(MCMD.RESTORED, reply).catch(() => {});
     let lazy: LazySummary | null = null;
@@ -213,5 +222,5 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
 }
 
 function nowUs(): number {
-  return Math.round((performance.timeOrigin + performance.now()) * 1000);
+  return realtimeUs();
 }

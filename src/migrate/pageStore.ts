@@ -1,7 +1,7 @@
+import { FerryError } from "../errors.js";
 import { PAGE_SIZE, SyscallError } from "../kernel/sys.js";
 import { native } from "../kernel/native.js";
 import { uffdCopy } from "../kernel/uffd.js";
-import { FerryError } from "../errors.js";
 import { MAX_PAGES, bitmapBytes } from "./protocol.js";
 import type { LocalPages } from "../lazy/daemon.js";
 
@@ -51,16 +51,17 @@ export class PageStore {
    * resume, in the background or when the process touches one first.
    */
   localPages(keep: [number, number][]): LocalPages {
-    const isKept = keptTest(keep);
     return {
-      has: (src) => isKept(src) && this.latest.has(src),
+      // every kept page came in a round (the source keeps only pages it sent): read() checks it
+      ranges: keep.map(([start, n]) => ({ start, end: start + n * PAGE_SIZE })).sort((a, b) => a.start - b.start),
       read: (src, n) => {
         const payload = Buffer.allocUnsafe(n * PAGE_SIZE);
         const offsets = new Int32Array(n);
         let out = 0;
         for (let k = 0; k < n; k++) {
           const p = this.latest.get(src + k * PAGE_SIZE);
-          if (!p || p.off < 0) {
+          if (!p) throw new FerryError("FERRY_PROTOCOL", `the source said the page at 0x${(src + k * PAGE_SIZE).toString(16)} is here, but no round brought it`);
+          if (p.off < 0) {
             offsets[k] = -1;
             continue;
           }

@@ -1,6 +1,7 @@
 import { FerryError } from "../errors.js";
 import { PAGE_SIZE } from "../kernel/sys.js";
 import type { LazySummary } from "../lazy/stats.js";
+import type { Step } from "../spans.js";
 
 /**
  * The control connection of `ferry migrate` (source) and `ferry agent` (destination). It carries
@@ -74,7 +75,15 @@ export interface RestoreRequest {
   /** source pages the agent holds from the rounds and may install (neither re-dirtied nor dropped) */
   keep?: [number, number][];
 }
-export interface RestoredReply { pid: number; resumedAtUs: number; restoreMs: number; installedPages: number }
+export interface RestoredReply {
+  pid: number;
+  resumedAtUs: number;
+  restoreMs: number;
+  installedPages: number;
+  /** the agent's steps from RESTORE to the resume, `at` in ms from stepsOriginUs (epoch µs) */
+  steps?: Step[];
+  stepsOriginUs?: number;
+}
 
 export const json = (o: unknown) => Buffer.from(JSON.stringify(o));
 
@@ -150,7 +159,15 @@ export function parseRestoreRequest(b: Buffer): RestoreRequest {
 export function parseRestored(b: Buffer): RestoredReply {
   const o = parseObject(b, "RESTORED");
   if (!isInt(o.pid, 1, 1 << 22) || !isNum(o.resumedAtUs) || !isNum(o.restoreMs) || !isInt(o.installedPages, 0)) bad("RESTORED");
-  return { pid: o.pid, resumedAtUs: o.resumedAtUs, restoreMs: o.restoreMs, installedPages: o.installedPages };
+  const r: RestoredReply = { pid: o.pid, resumedAtUs: o.resumedAtUs, restoreMs: o.restoreMs, installedPages: o.installedPages };
+  if (o.steps !== undefined) {
+    const ok = Array.isArray(o.steps) && o.steps.length <= 1000 && isNum(o.stepsOriginUs) &&
+      o.steps.every((x) => typeof x === "object" && x !== null && typeof x.name === "string" && x.name.length <= 200 && isNum(x.at) && isNum(x.ms));
+    if (!ok) bad("RESTORED (steps)");
+    r.steps = (o.steps as Step[]).map((x) => ({ name: x.name, at: x.at, ms: x.ms }));
+    r.stepsOriginUs = o.stepsOriginUs as number;
+  }
+  return r;
 }
 
 /** DONE: the agent's lazy summary (null without a lazy transfer), as far as the source reads it. */

@@ -5,20 +5,21 @@ import { FerryError } from "../errors.js";
 import { dump } from "../dump/index.js";
 import { childrenOf } from "../dump/tree.js";
 import { processExists } from "../kernel/procfs.js";
-import { ImageDir } from "../images/store.js";
-import type { Inventory } from "../images/types.js";
 import { NR, SIG, rawSyscall } from "../kernel/sys.js";
+import { epochUsOf } from "../kernel/clock.js";
 import type { Endpoint } from "../net/endpoint.js";
 import type { Transport } from "../net/transport.js";
 import type { LazySummary } from "../lazy/stats.js";
+import { Spans } from "../spans.js";
 import { Control } from "./control.js";
 import { sendImages } from "./imageStream.js";
 import { MCMD, MIGRATE_VERSION, parseDone, parseHelloOk, parseRestored, type Mode, type RestoreRequest, type RestoredReply } from "./protocol.js";
 import { ResumeGuard } from "./resumeGuard.js";
 import { runActionScript } from "./actionScript.js";
 import { CODEC, FrameCompressor, type CompressSetting } from "./compression.js";
-import { startPageServer } from "./pageServerHost.js";
-import { Timeline } from "./timeline.js";
+import { PageServerHost } from "./pageServerHost.js";
+import type { PageServer } from "../lazy/pageServer.js";
+import { Timeline, type SwitchStep } from "./timeline.js";
 import { runPrecopy, type PrecopyResult } from "./precopy.js";
 import { summarize, type MigrateSummary } from "./summary.js";
 
@@ -77,12 +78,13 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
   let handedOver = false;
   let guard: ResumeGuard | null = null;
   let precopy: PrecopyResult | null = null;
-  let server: Awaited<ReturnType<typeof startPageServer>> | null = null;
-  const sample = () => tl.sample({ bytesSent: control.bytesOut + (server?.server.stats.bytesSent ?? 0), faults: server?.server.stats.faultRequests ?? 0, pagesArrived: server?.server.stats.pagesSent ?? 0 });
+  let host: PageServerHost | null = null;
+  let server: PageServer | null = null;
+  const sample = () => tl.sample({ bytesSent: control.bytesOut + (server?.stats.bytesSent ?? 0), faults: server?.stats.faultRequests ?? 0, pagesArrived: server?.stats.pagesSent ?? 0 });
   const sampler = setInterval(sample, 20);
   const onAbort = () => {
     control.close();
-    server?.server.abandon("interrupted");
+    server?.abandon("interrupted");
   };
   opts.signal?.addEventListener("abort", onAbort, { once: true });
   try {
@@ -93,6 +95,8 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
     if (ok.version !== MIGRATE_VERSION) throw new FerryError("FERRY_VERSION", `the agent speaks migration protocol ${ok.version}, this ferry ${MIGRATE_VERSION}`);
     if (compress === "on" && ok.codec !== CODEC) opts.log?.(`the agent cannot decode ${CODEC}: page data goes uncompressed`);
     control.compressor = new FrameCompressor(compress, ok.codec ?? null);
+    // listening now, not during the downtime: the port goes with RESTORE
+    if (mode === "lazy" || mode === "hybrid") host = await PageServerHost.listen((socket.localAddress ?? "0.0.0.0").replace(/^::ffff:/, ""), opts.transport);
     if (mode === "precopy" || mode === "hybrid") {
       tl.phase("precopy");
       precopy = await runPrecopy({ pid: opts.pid, control, timeline: tl, maxDowntimeMs: opts.maxDowntimeMs ?? 50, maxRounds: opts.maxRounds ?? 8, signal: opts.signal });
@@ -100,38 +104,42 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
     tl.phase("dump");
     const lazyDump = mode !== "stop-copy";
     guard.frozen();
-    const d = dump({ pid: opts.pid, images, lazy: lazyDump, leaveStopped: true });
+    const sp = new Spans(tl.t0);
+    const d = dump({ pid: opts.pid, images, lazy: lazyDump, leaveStopped: true, spans: sp });
     stopped = true;
     runActionScript(opts.actionScript, "post-dump", opts.pid);
-    const inventory = new ImageDir(images).read<Inventory>("inventory.img", "Inventory");
-    tl.freezeMs = (inventory.frozenAtUs ?? 0) / 1000 - (performance.timeOrigin + tl.t0);
-    const request: RestoreRequest = {};
+    const t0Us = epochUsOf(tl.t0);
+    tl.freezeMs = (d.frozenAtUs - t0Us) / 1000;
+    let request: RestoreRequest = {};
+    let lazyRuns = d.lazyRuns;
     tl.phase("switch-over");
-    if (precopy) Object.assign(request, await precopy.switchOver(images, mode === "precopy"));
+    if (precopy) ({ request, lazyRuns } = await sp.timeAsync("pre-copy switch-over", () => precopy!.switchOver(images, mode === "precopy")));
     tl.phase("images");
-    if (mode === "lazy" || mode === "hybrid") {
-      server = await startPageServer(opts.pid, images, (socket.localAddress ?? "0.0.0.0").replace(/^::ffff:/, ""), opts.transport, opts.retryForMs ?? 10_000, opts.log);
-      request.pageServerPort = server.port;
-    }
-    const imageBytes = await sendImages(control, images);
+    if (host) request.pageServerPort = host.port;
+    const imageBytes = await sp.timeAsync("send images", () => sendImages(control, images));
     if (opts.signal?.aborted) throw new FerryError("FERRY_INTERRUPTED", "interrupted");
     tl.phase("restore");
     // the point of no return: from now on the destination may run the process
     guard.standDown();
     handedOver = true;
+    const tAsk = performance.now();
     await control.sendJson(MCMD.RESTORE, request);
     let restored: RestoredReply;
     try {
+      // while the agent gets ready (its first step is to reach this page server, which waits meanwhile)
+      if (host) server = await sp.timeAsync("page server", () => host!.serve(opts.pid, lazyRuns, opts.retryForMs ?? 10_000, opts.log));
       restored = parseRestored((await control.expect(MCMD.RESTORED)).payload);
     } catch (e) {
       if ((e as FerryError).code === "FERRY_AGENT") handedOver = false; // an ERROR: nothing runs there (sent only before a resume)
       throw e;
     }
-    tl.resumeMs = restored.resumedAtUs / 1000 - (performance.timeOrigin + tl.t0);
+    sp.record("restore at the destination", tAsk);
+    tl.switchSteps = [...sp.steps.map((x) => ({ where: "source" as const, ...x })), ...agentSteps(restored, t0Us)];
+    tl.resumeMs = (restored.resumedAtUs - t0Us) / 1000;
     let lazy: LazySummary | null = null;
     if (server) {
       tl.phase("lazy");
-      const outcome = await server.server.outcome;
+      const outcome = await server.outcome;
       // the agent's summary; its connection may be lost while the lazy transfer goes on by its own
       lazy = await control.expect(MCMD.DONE, outcome.delivered ? 5_000 : 15_000).then((f) => parseDone(f.payload), () => null);
       if (!outcome.delivered) {
@@ -149,11 +157,11 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
     tl.phase("done");
     return summarize({
       mode, pid: opts.pid, timeline: tl, dump: d, imageBytes, controlBytes: control.bytesOut, restored, lazy, precopy,
-      pageServer: server?.server.stats ?? null, compression: control.compressor.summary(),
+      pageServer: server?.stats ?? null, compression: control.compressor.summary(),
     });
   } catch (e) {
     tl.phase("failed");
-    server?.server.abandon("the migration failed"); // the ptrace hold goes, the group stop stays
+    server?.abandon("the migration failed"); // the ptrace hold goes, the group stop stays
     if (!stopped) {
       if (processExists(opts.pid)) throw new FerryError((e as FerryError).code ?? "FERRY_MIGRATE", `${(e as Error).message}; process ${opts.pid} runs on here as before`);
       throw e;
@@ -169,8 +177,16 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
     clearInterval(sampler);
     opts.signal?.removeEventListener("abort", onAbort);
     precopy?.close();
+    host?.close();
     control.close();
     if (!opts.keepImages) fs.rmSync(images, { recursive: true, force: true });
     guard?.close();
   }
+}
+
+/** The agent's steps on our timeline (the two hosts' clocks are taken to agree, as for the downtime). */
+function agentSteps(r: RestoredReply, t0Us: number): SwitchStep[] {
+  if (!r.steps || r.stepsOriginUs === undefined) return [];
+  const offset = (r.stepsOriginUs - t0Us) / 1000;
+  return r.steps.map((s) => ({ where: "destination", name: s.name, at: s.at + offset, ms: s.ms }));
 }

@@ -3,7 +3,7 @@ import type { LazySummary } from "../lazy/stats.js";
 import type { SourceStats } from "../lazy/pageServer.js";
 import type { Mode, RestoredReply } from "./protocol.js";
 import type { PrecopyResult } from "./precopy.js";
-import type { RoundRecord, Timeline } from "./timeline.js";
+import type { RoundRecord, SwitchStep, Timeline } from "./timeline.js";
 import type { CompressionSummary } from "./compression.js";
 
 export interface MigrateSummary {
@@ -14,6 +14,8 @@ export interface MigrateSummary {
   restoredPid: number;
   /** from the freeze here to the process running there */
   downtimeMs: number;
+  /** where the downtime went: each step on either side, `at` in ms from the freeze (the seize began before it) */
+  downtimeSteps: SwitchStep[];
   totalMs: number;
   /** images (everything but pre-copied and lazily sent memory) */
   imageBytes: number;
@@ -68,6 +70,7 @@ export function summarize(o: {
   return {
     pid: o.pid, mode: o.mode, outcome: "complete", restoredPid: o.restored.pid,
     downtimeMs: r2(tl.resumeMs! - tl.freezeMs!),
+    downtimeSteps: tl.switchSteps.map((s) => ({ where: s.where, name: s.name, at: r2(s.at - tl.freezeMs!), ms: r2(s.ms) })),
     totalMs: r2(tl.now()),
     imageBytes: o.imageBytes,
     bytesSent: o.controlBytes + (o.pageServer?.bytesSent ?? 0),

@@ -1,3 +1,10 @@
+import type { Step } from "../spans.js";
+
+/** A step of the switch-over, on the source or at the destination (`at`: ms from the start). */
+export interface SwitchStep extends Step {
+  where: "source" | "destination";
+}
+
 /**
  * What happened during one migration, in order, with times (ms from its start): the data the
  * progress line, the JSON summary and the HTML report are drawn from.
@@ -34,6 +41,8 @@ export class Timeline {
   resumeMs: number | null = null;
   /** told of each phase as it begins (`ferry migrate --phase-fd`) */
   onPhase: ((p: Phase) => void) | null = null;
+  /** the steps from the freeze to the resume, both sides */
+  switchSteps: SwitchStep[] = [];
 
   now(): number {
     return performance.now() - this.t0;

@@ -1,15 +1,47 @@
 import { FerryError } from "../errors.js";
-import { NR, SIG, cstring } from "../kernel/sys.js";
+import { NR, SIG, cstring, rawSyscall } from "../kernel/sys.js";
 import type { Injector } from "../kernel/inject.js";
-import { readU64le, type CoreImage, type ThreadImage } from "../images/types.js";
+import { readU64le, type CoreImage, type RlimitImage, type SigActionImage, type ThreadImage } from "../images/types.js";
 
 const PR_SET_PDEATHSIG = 1, PR_SET_DUMPABLE = 4, PR_SET_NAME = 15, PR_SET_TIMERSLACK = 29;
 const PR_SET_CHILD_SUBREAPER = 36, PR_SET_NO_NEW_PRIVS = 38, PR_TIMER_CREATE_RESTORE_IDS = 77;
 
-export function restoreSigactions(inj: Injector, core: CoreImage): void {
+/**
+ * What a new task starts with: the signal actions and resource limits of the task that cloned it
+ * (ferry for the root, its restored parent for a child). Only what differs is set inside it: each
+ * injected call is a ptrace round trip, and most of 64 actions and 16 limits are the defaults.
+ */
+export interface Inherited {
+  sigactions: SigActionImage[];
+  rlimits: RlimitImage[];
+}
+
+/** Ferry's own actions and limits, asked of the kernel directly (no injection): what a stub cloned now inherits. */
+export function ownInherited(): Inherited {
+  const sigactions: SigActionImage[] = [];
+  const k = Buffer.alloc(32);
+  for (let sig = 1; sig <= 64; sig++) {
+    if (sig === SIG.KILL || sig === SIG.STOP) continue;
+    if (rawSyscall(NR.rt_sigaction, sig, 0, k, 8) < 0n) continue; // unknown: set it
+    sigactions.push({ signo: sig, handler: Number(k.readBigUInt64LE(0)), flags: Number(k.readBigUInt64LE(8)), restorer: Number(k.readBigUInt64LE(16)), mask: Buffer.from(k.subarray(24, 32)) });
+  }
+  const rlimits: RlimitImage[] = [];
+  for (let r = 0; r < 16; r++) {
+    const b = Buffer.alloc(16);
+    if (rawSyscall(NR.prlimit64, 0, r, 0, b) < 0n) continue;
+    rlimits.push({ resource: r, cur: b.subarray(0, 8), max: b.subarray(8, 16) });
+  }
+  return { sigactions, rlimits };
+}
+
+const sameAction = (a: SigActionImage, b: SigActionImage | undefined) =>
+  !!b && a.handler === b.handler && a.flags === b.flags && a.restorer === b.restorer && Buffer.compare(a.mask, b.mask) === 0;
+
+export function restoreSigactions(inj: Injector, core: CoreImage, inherited: Inherited): void {
   const k = Buffer.alloc(32);
   for (const a of core.sigactions) {
     if (a.signo === SIG.KILL || a.signo === SIG.STOP) continue;
+    if (sameAction(a, inherited.sigactions.find((b) => b.signo === a.signo))) continue;
     k.writeBigUInt64LE(BigInt(a.handler), 0);
     k.writeBigUInt64LE(BigInt(a.flags), 8);
     k.writeBigUInt64LE(BigInt(a.restorer), 16);
@@ -62,8 +94,10 @@ export function restoreTimers(inj: Injector, core: CoreImage): void {
   inj.ok("prctl(PR_TIMER_CREATE_RESTORE_IDS)", NR.prctl, PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0);
 }
 
-export function restoreRlimits(inj: Injector, core: CoreImage): void {
+export function restoreRlimits(inj: Injector, core: CoreImage, inherited: Inherited): void {
   for (const r of core.rlimits) {
+    const had = inherited.rlimits.find((x) => x.resource === r.resource);
+    if (had && had.cur.equals(r.cur) && had.max.equals(r.max)) continue;
     const b = Buffer.concat([r.cur, r.max]);
     const res = inj.call(NR.prlimit64, 0, r.resource, inj.put(0, b), 0);
     if (res < 0n) {

@@ -11,9 +11,10 @@ import { ImageDir } from "../images/store.js";
 import { readU64le, type CoreImage, type FdTableImage, type FilesImage, type Inventory, type MmImage, type PageMapImage, type VmaImage } from "../images/types.js";
 import { placeScratch, clearAddressSpace, moveVdso, mapVmas, fillPages, setMmFields, vmasToFill, type SharedObjects } from "./mm.js";
 import { becomeSubreaper, cloneProcess, cloneThread, killAll, makeZombie, type Task } from "./tasks.js";
-import { restoreSigactions, restoreTimers, restoreRlimits, restoreProcessAttrs, restoreThreadState, restorePending, restoreCreds } from "./core.js";
+import { restoreSigactions, restoreTimers, restoreRlimits, restoreProcessAttrs, restoreThreadState, restorePending, restoreCreds, ownInherited, type Inherited } from "./core.js";
 import { OpenedFiles, installFds } from "./files.js";
 import { checkLazyRestore, createTargetUffd, registerLazyRanges, type TargetUffd } from "../lazy/attach.js";
+import { Spans } from "../spans.js";
 
 export interface RestoreOptions {
   images: string;
@@ -23,6 +24,8 @@ export interface RestoreOptions {
    * (lazy ranges registered, MISSING). The callee owns the fd from then on, also when it throws.
    */
   lazy?: (uffd: TargetUffd) => void;
+  /** records how long each step took */
+  spans?: Spans;
 }
 
 export interface Restored {
@@ -90,6 +93,7 @@ interface Restoration {
   lazy?: (uffd: TargetUffd) => void;
   bytes: number;
   injected: number;
+  spans: Spans;
 }
 
 function checkPidFree(pid: number): void {
@@ -109,18 +113,21 @@ function checkPidFree(pid: number): void {
  */
 export function restore(opts: RestoreOptions): Restored {
   const t0 = performance.now();
+  const sp = opts.spans ?? new Spans(t0);
   const images = new ImageDir(opts.images);
-  const tree = loadImages(images);
+  const tree = sp.time("load images", () => loadImages(images));
   checkLazyRestore(tree.inventory, opts.images, !!opts.lazy);
   const pid = tree.inventory.rootPid;
   for (const p of [...tree.procs.keys(), ...tree.zombies.keys()]) checkPidFree(p);
   const r: Restoration = {
     images, tree, opened: new OpenedFiles(images, tree.files), shellJob: !!opts.shellJob || tree.inventory.shellJob,
-    tasks: [], sharedObjects: new Map(), lazy: opts.lazy, bytes: 0, injected: 0,
+    tasks: [], sharedObjects: new Map(), lazy: opts.lazy, bytes: 0, injected: 0, spans: sp,
   };
   try {
-    r.opened.openAll();
+    sp.time("open files", () => r.opened.openAll());
     if (tree.procs.size + tree.zombies.size > 1) becomeSubreaper();
+    const tClone = performance.now();
+    const inherited = ownInherited(); // the stub's, as it is cloned right now
     const child = native.spawnStub([pid], 0);
     if (child < 0) {
       if (child === -17) checkPidFree(pid);
@@ -129,9 +136,12 @@ export function restore(opts: RestoreOptions): Restored {
     r.tasks.push({ pid: child, tid: child });
     waitStop(child);
     ptrace(PTRACE.SETOPTIONS, child, 0, PTRACE_O.TRACESYSGOOD | PTRACE_O.EXITKILL | PTRACE_O.TRACECLONE | PTRACE_O.TRACEFORK);
-    build(r, Injector.forTask(child));
+    sp.record("clone3", tClone);
+    build(r, Injector.forTask(child), inherited);
     // Every process of the tree is complete: only now does any of them run again.
-    for (const t of r.tasks) ptrace(PTRACE.DETACH, t.tid, 0, 0);
+    sp.time("resume", () => {
+      for (const t of r.tasks) ptrace(PTRACE.DETACH, t.tid, 0, 0);
+    });
     return { pid: child, durationMs: performance.now() - t0, bytes: r.bytes, injectedSyscalls: r.injected };
   } catch (e) {
     killAll(r.tasks);
@@ -142,9 +152,11 @@ export function restore(opts: RestoreOptions): Restored {
 }
 
 /** Build one process inside a stopped task that has its PID; its children are built from it. */
-function build(r: Restoration, inj: Injector): void {
+function build(r: Restoration, inj: Injector, inherited: Inherited): void {
   const pid = inj.pid;
   const img = r.tree.procs.get(pid)!;
+  const sp = r.spans;
+  let since = performance.now();
   // The task is a copy of ferry or of its parent: forget their rseq area, signals and fds first.
   const rseq = getRseqConfig(pid);
   if (rseq.address) inj.ok("rseq unregister", NR.rseq, rseq.address, rseq.length, 1, rseq.signature);
@@ -153,27 +165,31 @@ function build(r: Restoration, inj: Injector): void {
   inj.ok("close_range", NR.close_range, 0, 0xffffffff, 0);
   clearAddressSpace(inj);
   moveVdso(inj, img.mm.vmas);
-  mapVmas(inj, img.mm, img.fill, r.sharedObjects);
-  r.bytes += fillPages(inj, img.mm, img.pagemap, r.images.path(`pages-${pid}.img`), img.fill);
-  setMmFields(inj, img.mm);
+  sp.record("clear address space", since);
+  sp.time("mmap VMAs", () => mapVmas(inj, img.mm, img.fill, r.sharedObjects));
+  r.bytes += sp.time("pages", () => fillPages(inj, img.mm, img.pagemap, r.images.path(`pages-${pid}.img`), img.fill));
+  sp.time("mm fields", () => setMmFields(inj, img.mm));
   // made inside the process while it still has our privileges; registered after the last injection
-  const uffd = r.lazy ? createTargetUffd(inj) : null;
-  installFds(inj, img.fds, r.opened);
-  restoreSigactions(inj, img.core);
-  restoreRlimits(inj, img.core);
+  const uffd = r.lazy ? sp.time("userfaultfd", () => createTargetUffd(inj)) : null;
+  sp.time("fds", () => installFds(inj, img.fds, r.opened));
+  since = performance.now();
+  restoreSigactions(inj, img.core, inherited);
+  restoreRlimits(inj, img.core, inherited);
   restoreTimers(inj, img.core);
   restoreProcessAttrs(inj, img.core, r.shellJob);
+  sp.record("signals, timers, attributes", since);
   // Children now: they inherit this process's session and group, as they did at first.
   for (const [childPid, child] of r.tree.procs) {
     if (child.core.ppid !== pid || childPid === r.tree.inventory.rootPid) continue;
     const childInj = cloneProcess(inj, childPid);
     r.tasks.push({ pid: childPid, tid: childPid });
-    build(r, childInj);
+    build(r, childInj, img.core); // a child starts with what this process has now
   }
   for (const [zombiePid, zombie] of r.tree.zombies) {
     if (zombie.ppid === pid) makeZombie(inj, zombiePid, zombie.exitStatus ?? 0);
   }
   // Every other thread: cloned inside the process with its TID, then given its own state.
+  since = performance.now();
   const [mainThread, ...others] = img.core.threads;
   const threads = [{ image: mainThread, inj }];
   for (const t of others) {
@@ -184,22 +200,25 @@ function build(r: Restoration, inj: Injector): void {
   restorePending(inj, img.core);
   for (const t of threads) restoreCreds(t.inj, img.core);
   inj.unmapScratch();
+  sp.record("threads, pending signals, credentials", since);
   if (uffd) {
     let registered;
     try {
-      registered = registerLazyRanges(pid, uffd, img.mm.vmas);
+      registered = sp.time("userfaultfd register", () => registerLazyRanges(pid, uffd, img.mm.vmas));
     } catch (e) {
       fs.closeSync(uffd.fd);
       throw e;
     }
-    r.lazy!(registered); // owns the fd from here, whatever happens
+    sp.time("userfaultfd hand-off", () => r.lazy!(registered)); // owns the fd from here, whatever happens
   }
+  since = performance.now();
   // Last, each thread at its stop: the registers and mask it had.
   for (const { image } of threads) {
     if (image.xstate.length) setRegset(image.tid, NT_X86_XSTATE, image.xstate);
     setRegs(image.tid, new Regs(Buffer.from(image.regs)));
     setSigmask(image.tid, readU64le(image.sigmask));
   }
+  sp.record("registers", since);
   r.injected += threads.reduce((n, t) => n + t.inj.count, 0);
 }
 

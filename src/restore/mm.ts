@@ -2,7 +2,7 @@ import fs from "node:fs";
 import { attachSysv } from "./sysv.js";
 import { FerryError } from "../errors.js";
 import { NR, MAP, PROT, O, PAGE_SIZE, cstring } from "../kernel/sys.js";
-import { readVmas, type Vma } from "../kernel/procfs.js";
+import { readMaps, type Vma } from "../kernel/procfs.js";
 import { vdsoBlock, SCRATCH_SIZE, type Injector } from "../kernel/inject.js";
 import type { MmImage, PageMapImage, VmaImage } from "../images/types.js";
 
@@ -37,7 +37,7 @@ export function placeScratch(inj: Injector, image: VmaImage[]): number {
 /** Unmap everything the stub inherited from ferry's own process, but the scratch area and the vDSO. */
 export function clearAddressSpace(inj: Injector): void {
   const keep = [[inj.scratch, inj.scratch + inj.scratchSize]];
-  const block = vdsoBlock(readVmas(inj.pid));
+  const block = vdsoBlock(readMaps(inj.pid));
   if (block.length) keep.push([block[0].start, block[block.length - 1].end]);
   keep.sort((a, b) => a[0] - b[0]);
   let from = 0;
@@ -54,7 +54,7 @@ export function clearAddressSpace(inj: Injector): void {
  */
 export function moveVdso(inj: Injector, image: VmaImage[]): void {
   const want = image.filter((v) => v.kind === "vdso" || v.kind === "vvar").sort((a, b) => a.start - b.start);
-  const have = vdsoBlock(readVmas(inj.pid));
+  const have = vdsoBlock(readMaps(inj.pid));
   if (!want.length) return;
   if (want.length !== have.length || want.some((w, i) => w.end - w.start !== have[i].end - have[i].start || w.path !== have[i].path)) {
     throw new FerryError("FERRY_VDSO_MISMATCH", `the vDSO layout differs from the image's (${want.map((w) => w.path).join(" ")}): restore on the kernel that made the dump`);
