@@ -42,6 +42,8 @@ export interface LazyOptions {
   warm: boolean;
   /** bytes the link probes move */
   linkProbeBytes: number;
+  /** with --profile: where the source's and the destination's CPU profiles go */
+  profileDir: string | null;
 }
 
 /** One lazy migration as the benchmark saw it. Times in ms. */
@@ -85,8 +87,9 @@ export async function runLazy(o: LazyOptions, sweeper: string, cleanup: Cleanup)
 }
 
 /** Run a lazyRunner mode inside `host`, pinned to `cpus`. */
-function runnerIn(host: Host, mode: string, args: string[], cpus: string, local: Cleanup): RunnerProcess {
-  const r = new RunnerProcess(mode, args, cpus, [], (argv, opts) => host.spawn(argv, opts), LAZY_RUNNER);
+function runnerIn(host: Host, mode: string, args: string[], cpus: string, local: Cleanup, profile?: { dir: string | null; name: string }): RunnerProcess {
+  const flags = profile?.dir ? ["--cpu-prof", "--cpu-prof-interval=250", `--cpu-prof-dir=${profile.dir}`, `--cpu-prof-name=${profile.name}.cpuprofile`] : [];
+  const r = new RunnerProcess(mode, args, cpus, flags, (argv, opts) => host.spawn(argv, opts), LAZY_RUNNER);
   // its stdin's end stops it (killing nsenter alone would leave it running); the host's teardown kills the rest
   local.add(`${mode} runner in ${host.name}`, () => {
     r.child.stdin?.end();
@@ -116,8 +119,9 @@ async function lazyCycle(o: LazyOptions, sweeper: string, sizeMiB: number, probe
     const victim = await startSweeper(hosts.a, sweeper, sizeMiB, workDir, o.cpu);
     await sleep(o.settleMs);
     const listen = `${hosts.a.address}:${PORT}`;
-    const source = runnerIn(hosts.a, "source", ["--pid", String(victim.pid), "--images", images, "--listen", listen, "--key", key], o.ferryCpus, local);
-    const dest = runnerIn(hosts.b, "dest", ["--images", images, "--page-server", listen, "--key", key], o.ferryCpus, local);
+    const profile = (side: string) => ({ dir: o.profileDir, name: `lazy-${side}-${label.replace(/[^\w.-]+/g, "-")}` });
+    const source = runnerIn(hosts.a, "source", ["--pid", String(victim.pid), "--images", images, "--listen", listen, "--key", key], o.ferryCpus, local, profile("source"));
+    const dest = runnerIn(hosts.b, "dest", ["--images", images, "--page-server", listen, "--key", key], o.ferryCpus, local, profile("dest"));
     const [srcLoaded, dstLoaded] = await Promise.all([source, dest].map((r) => r.next<LoadedReport>("loaded", OP_TIMEOUT_MS)));
 
     say(source, { go: true }); // freeze, dump all but the lazy memory, listen

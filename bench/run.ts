@@ -71,7 +71,7 @@ async function main(opts: BenchOptions, cleanup: Cleanup): Promise<BenchReport> 
   const migrate = opts.scenarios.includes("migrate") ? await runMigrate(opts.migrate, opts.modes, opts.runs, opts.linkBytes, cleanup) : null;
   const lazyRun = opts.scenarios.includes("lazy") ? await runLazy({
     sizesMiB: opts.lazySizesMiB, runs: opts.runs, cpu: opts.cpu, ferryCpus: opts.ferryCpus, settleMs: opts.settleMs, warm: opts.warm,
-    linkProbeBytes: opts.linkBytes,
+    linkProbeBytes: opts.linkBytes, profileDir: opts.profile ? profileDir : null,
   }, bins.sweeper, cleanup) : null;
   const measured = limits as Limits | null; // assigned inside runOne: TypeScript cannot see it
   if ((bySize.size || treeCycles) && !measured) throw new FerryError("FERRY_BENCH", "no physical limits measured");
