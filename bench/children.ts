@@ -29,9 +29,10 @@ export class RunnerProcess {
   private stderr = "";
   private closed = false;
 
-  constructor(readonly mode: string, args: string[], cpu: number | string, nodeFlags: string[] = [], launch: Launch = here) {
+  /** `script`: another runner than bench/runner.ts (bench/lazyRunner.ts) */
+  constructor(readonly mode: string, args: string[], cpu: number | string, nodeFlags: string[] = [], launch: Launch = here, script = RUNNER) {
     this.startedAtMs = performance.now();
-    this.child = launch(["taskset", "-c", String(cpu), process.execPath, ...nodeFlags, RUNNER, mode, ...args], {
+    this.child = launch(["taskset", "-c", String(cpu), process.execPath, ...nodeFlags, script, mode, ...args], {
       stdio: ["pipe", "pipe", "pipe"],
       cwd: REPO_ROOT,
     });

@@ -102,7 +102,7 @@ export async function runCycle(ctx: CycleContext, label: string, sizeMiB: number
     const workDir = fs.mkdtempSync(`${WORK_PREFIX}${process.pid}-`);
     local.add(`work dir ${workDir}`, () => removeDir(workDir));
     const images = path.join(workDir, "images");
-    const warm = ctx.warmMiB ? await warmMemory(ctx, local) : null;
+    const warm = ctx.warmMiB ? await warmMemory(ctx.cpu, ctx.warmMiB, local) : null;
     const victim = await startVictim(workDir, ctx.cpu, local);
     await sleep(ctx.settleMs);
 
@@ -160,8 +160,9 @@ export async function runCycle(ctx: CycleContext, label: string, sizeMiB: number
   }
 }
 
-async function warmMemory(ctx: CycleContext, local: Cleanup): Promise<Omit<WarmReport, "event">> {
-  const warmer = new RunnerProcess("warm", ["--mib", String(ctx.warmMiB)], ctx.cpu);
+/** Touch and free `mib` MiB (bench/runner.ts, runWarm) on `cpu`. */
+export async function warmMemory(cpu: number, mib: number, local: Cleanup): Promise<Omit<WarmReport, "event">> {
+  const warmer = new RunnerProcess("warm", ["--mib", String(mib)], cpu);
   local.add("warm runner", () => warmer.stop());
   const { report } = await warmer.next<WarmReport>("warmed", OP_TIMEOUT_MS);
   await warmer.finished(10_000); // its memory is free again once it has exited

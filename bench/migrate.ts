@@ -123,12 +123,11 @@ export async function runMigrate(shape: MigrateShape, modes: Mode[], runs: numbe
   }
 }
 
-/** TCP and TLS bandwidth of one connection from hA to hB, best of 3 each. */
-async function probeLink(hosts: TwoHosts, key: string, bytes: number): Promise<LinkProbe> {
+/** TCP and TLS bandwidth of one connection from hA to hB, best of 3 each, on `cpus` (default: all). */
+export async function probeLink(hosts: TwoHosts, key: string, bytes: number, cpus = `0-${os.availableParallelism() - 1}`): Promise<LinkProbe> {
   const rate = async (kind: "tcp" | "tls") => {
     const addr = `127.100.0.2:${port++}`;
     const common = ["--transport", kind, "--key", key, "--bytes", String(bytes), "--tries", "3"];
-    const cpus = `0-${os.availableParallelism() - 1}`;
     const receiver = new RunnerProcess("link-recv", ["--listen", addr, ...common], cpus, [], (argv, o) => hosts.b.spawn(argv, o));
     let sender: RunnerProcess | null = null;
     try {

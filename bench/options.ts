@@ -14,7 +14,7 @@ export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url
  * single: one process per size; tree: a process tree beside one process of its memory; tcp: TCP
  * repair; migrate: `ferry migrate` between two hosts in each mode.
  */
-export const SCENARIOS = ["single", "tree", "tcp", "migrate"] as const;
+export const SCENARIOS = ["single", "tree", "tcp", "migrate", "lazy"] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export interface BenchOptions {
@@ -31,6 +31,8 @@ export interface BenchOptions {
   modes: Mode[];
   /** bytes each try of the link probe sends from hA to hB */
   linkBytes: number;
+  /** sizes of the lazy scenario's victim (bench/lazy.ts) */
+  lazySizesMiB: number[];
   /** dump+restore cycles per size; the table shows medians */
   runs: number;
   quick: boolean;
@@ -60,6 +62,7 @@ export const USAGE = `usage: node dist/bench/run.js [--scenarios single,tree,tcp
   --migrate  the migration victim: TOTALxHOTxPAGES, MiB in all, MiB rewritten all the time, hot pages
              rewritten per ~1 ms tick (default 1024x64x64)
   --modes    migration modes to run (default stop-copy,lazy,precopy,hybrid)
+  --lazy-sizes  lazy scenario: the victim's sizes in MiB, migrated lazily between two hosts (default 256,1024,4096; 64 with --quick)
   --runs     dump+restore cycles per size, medians reported (default 3, 1 with --quick)
   --quick    smoke mode: one cycle each, 64 MiB, a 2x2x8 tree, 50 connections, a 64x8x64 migration, small probes
   --cpu      CPU that ferry and the victim are pinned to (default: the last one)
@@ -79,6 +82,7 @@ export function parseOptions(argv: string[]): BenchOptions | null {
       tree: { type: "string" },
       connections: { type: "string" },
       migrate: { type: "string" },
+      "lazy-sizes": { type: "string" },
       modes: { type: "string" },
       runs: { type: "string" },
       quick: { type: "boolean", default: false },
@@ -106,8 +110,9 @@ export function parseOptions(argv: string[]): BenchOptions | null {
   const connections = values.connections ? positiveInt("--connections", values.connections) : quick ? 50 : 1000;
   const migrate = values.migrate ? migrateShape(values.migrate) : quick ? { totalMiB: 64, hotMiB: 8, pagesPerTick: 64 } : { totalMiB: 1024, hotMiB: 64, pagesPerTick: 64 };
   const modes = values.modes ? values.modes.split(",").map(mode) : [...MODES_IN_ORDER];
+  const lazySizesMiB = values["lazy-sizes"] ? values["lazy-sizes"].split(",").map((s) => positiveInt("--lazy-sizes", s)) : quick ? [64] : [256, 1024, 4096];
   return {
-    scenarios: SCENARIOS.filter((s) => scenarios.includes(s)), sizesMiB, tree, connections, migrate, modes,
+    scenarios: SCENARIOS.filter((s) => scenarios.includes(s)), sizesMiB, tree, connections, migrate, modes, lazySizesMiB,
     linkBytes: quick ? 32 << 20 : 256 << 20, runs, quick, cpu,
     ferryCpus: values["ferry-cpus"] ?? String(cpu),
     outDir: path.resolve(values.out ?? path.join(REPO_ROOT, "bench/results")),

@@ -3,7 +3,8 @@
  * /dev/shm, and put every figure beside the physical limit measured in the same run; then a tree of
  * 8 processes × 4 threads × 64 MiB beside one process of 512 MiB, and TCP repair of 1,000
  * established connections (bench/scenarios.ts), and `ferry migrate` of 1 GiB with a 64 MiB hot set
- * between two hosts in each mode (bench/migrate.ts). `--scenarios` picks among them.
+ * between two hosts in each mode (bench/migrate.ts), and lazy migrations of 256 MiB, 1 GiB and 4 GiB
+ * between the two hosts (bench/lazy.ts). `--scenarios` picks among them.
  * Writes <out>/latest.json and <out>/latest.md and prints the table. See bench/options.ts for flags.
  */
 import fs from "node:fs";
@@ -20,6 +21,8 @@ import { runTcp, runTree, summarizeTcp, summarizeTree } from "./scenarios.js";
 import { renderTable } from "./table.js";
 import { renderMigrate, renderTcp, renderTree } from "./scenarioTable.js";
 import { runMigrate } from "./migrate.js";
+import { runLazy, summarizeLazy } from "./lazy.js";
+import { renderLazy } from "./lazyTable.js";
 import { renderProfile } from "./profile.js";
 import type { Limits } from "./limits.js";
 
@@ -66,6 +69,10 @@ async function main(opts: BenchOptions, cleanup: Cleanup): Promise<BenchReport> 
   const treeCycles = opts.scenarios.includes("tree") ? await runTree(opts.tree, opts.runs, bins, runOne) : null;
   const tcpCycles = opts.scenarios.includes("tcp") ? await runTcp(opts.connections, opts.runs, bins, runOne) : null;
   const migrate = opts.scenarios.includes("migrate") ? await runMigrate(opts.migrate, opts.modes, opts.runs, opts.linkBytes, cleanup) : null;
+  const lazyRun = opts.scenarios.includes("lazy") ? await runLazy({
+    sizesMiB: opts.lazySizesMiB, runs: opts.runs, cpu: opts.cpu, ferryCpus: opts.ferryCpus, settleMs: opts.settleMs, warm: opts.warm,
+    linkProbeBytes: opts.linkBytes, profileDir: opts.profile ? profileDir : null,
+  }, bins.sweeper, cleanup) : null;
   const measured = limits as Limits | null; // assigned inside runOne: TypeScript cannot see it
   if ((bySize.size || treeCycles) && !measured) throw new FerryError("FERRY_BENCH", "no physical limits measured");
   const sizes = [...bySize].map(([m, cycles]) => ({ ...summarize(m, cycles, measured!), runs: cycles }));
@@ -74,7 +81,7 @@ async function main(opts: BenchOptions, cleanup: Cleanup): Promise<BenchReport> 
     startedAt,
     finishedAt: new Date().toISOString(),
     options: {
-      scenarios: opts.scenarios, sizesMiB: opts.sizesMiB, tree: opts.tree, connections: opts.connections, migrate: opts.migrate, modes: opts.modes,
+      scenarios: opts.scenarios, sizesMiB: opts.sizesMiB, tree: opts.tree, connections: opts.connections, migrate: opts.migrate, modes: opts.modes, lazySizesMiB: opts.lazySizesMiB,
       runs: opts.runs, quick: opts.quick, cpu: opts.cpu, profile: opts.profile, warm: opts.warm,
     },
     host: hostInfo(),
@@ -86,6 +93,7 @@ async function main(opts: BenchOptions, cleanup: Cleanup): Promise<BenchReport> 
     tree: treeCycles ? summarizeTree(treeCycles, measured!) : null,
     tcp: tcpCycles ? summarizeTcp(tcpCycles) : null,
     migrate,
+    lazy: lazyRun ? summarizeLazy(lazyRun) : null,
     targets1GiB: TARGETS_1GIB,
     reference: CRIU_REFERENCE,
   };
@@ -128,6 +136,7 @@ function save(report: BenchReport, outDir: string, profiles: string): { json: st
     report.tree ? renderTree(report.tree, report.options.runs) : "",
     report.tcp ? renderTcp(report.tcp, report.options.runs) : "",
     report.migrate ? renderMigrate(report.migrate, report.options.runs) : "",
+    report.lazy ? renderLazy(report.lazy, report.options.runs, report.ferryCpus ?? String(report.pinnedCpu)) : "",
     profiles,
   ];
   const table = sections.filter((s) => s).join("\n");
@@ -182,7 +191,7 @@ try {
   const { json, table } = save(report, opts.outDir, profileSummary(opts));
   process.stdout.write(opts.json ? json : table);
   process.stderr.write(`bench: saved ${path.join(opts.outDir, "latest.json")} and latest.md\n`);
-  if (report.sizes.some((s) => s.verdict !== "PASS") || (report.tree && report.tree.verdict !== "PASS") || (report.tcp && report.tcp.verdict !== "PASS") || (report.migrate && report.migrate.verdict !== "PASS")) {
+  if (report.sizes.some((s) => s.verdict !== "PASS") || (report.tree && report.tree.verdict !== "PASS") || (report.tcp && report.tcp.verdict !== "PASS") || (report.migrate && report.migrate.verdict !== "PASS") || (report.lazy && report.lazy.verdict !== "PASS")) {
     process.stderr.write("bench: a restored victim found itself wrong, or did not run (see the verdicts in latest.json)\n");
     process.exitCode = 1;
   }

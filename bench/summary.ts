@@ -3,6 +3,7 @@ import type { Limits } from "./limits.js";
 import type { Scenario } from "./options.js";
 import type { TcpReport, TreeReport } from "./scenarios.js";
 import type { MigrateReport, MigrateShape } from "./migrate.js";
+import type { LazyReport } from "./lazy.js";
 import type { Mode } from "../src/migrate/protocol.js";
 
 /** Medians over the cycles of one size, with the floors the physical limits allow. Times in ms. */
@@ -102,7 +103,7 @@ export interface BenchReport {
   finishedAt: string;
   options: {
     scenarios: Scenario[]; sizesMiB: number[]; tree: { processes: number; threads: number; mib: number }; connections: number;
-    migrate: MigrateShape; modes: Mode[];
+    migrate: MigrateShape; modes: Mode[]; lazySizesMiB?: number[];
     runs: number; quick: boolean; cpu: number; profile: boolean; warm: boolean;
   };
   host: { kernel: string; cpuModel: string; cpus: number; node: string; thp: string; ferryCommit: string };
@@ -122,6 +123,8 @@ export interface BenchReport {
   tcp: TcpReport | null;
   /** the migration scenario, or null when not selected */
   migrate: MigrateReport | null;
+  /** the lazy scenario, or null when not selected (absent in older reports) */
+  lazy?: LazyReport | null;
   targets1GiB: typeof TARGETS_1GIB;
   reference: typeof CRIU_REFERENCE;
 }

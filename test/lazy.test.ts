@@ -13,6 +13,7 @@ import type { LazySummary } from "../src/lazy/stats.js";
 import { finishVictim, buildVictim } from "./harness/victims.js";
 import { lastJson, startFerryIn, startVictimIn, stateOf, type HostVictim } from "./harness/hosts.js";
 import { ferry, tempDir } from "./harness/ferry.js";
+import { redisClientIn } from "./harness/redisClient.js";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 let port = 7100 + (process.pid % 500);
@@ -236,5 +237,83 @@ test("lazy images refuse a plain restore", async () => {
     assert.equal(s.code, 1);
     assert.match(s.stderr, /kept frozen here: `ferry resume \d+`/);
     assert.equal(stateOf(v.rootPid), "T");
+  });
+});
+
+/** The root PID of the one process called `comm` in `host` (null when there is none). */
+function processIn(host: TwoHosts["a"], comm: string): number | null {
+  for (const e of fs.readdirSync("/proc")) {
+    const p = Number(e);
+    try {
+      if (p && host.localPid(p) !== null && fs.readFileSync(`/proc/${p}/comm`, "utf8").trim() === comm) return p;
+    } catch { /* gone */ }
+  }
+  return null;
+}
+
+test("redis-server migrated lazily: keys written before are read after, through a connection opened before (its address moves with it)", async () => {
+  assert.ok(fs.existsSync("/usr/bin/redis-server"), "redis-server is missing: run `bash scripts/install-system-deps.sh redis`");
+  await withHosts(async (hosts, images) => {
+    // The service address lives on host A's veth; after the dump it moves to host B, as a
+    // migrated service's address does: the client (in host B) talks to it across the veth first.
+    const service = "127.100.0.10", port = 6400;
+    execFileSync("ip", ["-n", hosts.a.netns, "addr", "add", `${service}/32`, "dev", "vA"]);
+    const dir = path.dirname(images);
+    hosts.a.skipPidsTo(1000);
+    const starter = hosts.a.spawn(["setsid", "-f", "/usr/bin/redis-server", "--port", String(port), "--bind", "0.0.0.0",
+      "--save", "", "--appendonly", "no", "--protected-mode", "no", "--daemonize", "no", "--dir", dir], { stdio: "ignore" });
+    starter.on("error", () => {});
+    let client = null;
+    for (let i = 0; i < 200 && !client; i++) {
+      client = await redisClientIn(hosts.b, service, port).catch(() => null);
+      if (!client) await sleep(50);
+    }
+    assert.ok(client, "redis did not start listening in host A");
+    try {
+      assert.equal(await client.ask("SET", "alpha", "42"), "+OK");
+      assert.equal(await client.ask("RPUSH", "list", "a", "b", "c"), ":3");
+      assert.equal(await client.ask("FILL", "100000"), "+OK"); // ~15 MB of values: most of its memory travels lazily
+      const rootPid = processIn(hosts.a, "redis-server");
+      assert.ok(rootPid, "redis-server runs in host A");
+      const pid = hosts.a.localPid(rootPid)!;
+      const threads = fs.readdirSync(`/proc/${rootPid}/task`).length;
+      assert.ok(threads > 1, "redis runs several threads");
+
+      const listen = `127.100.0.1:${nextPort()}`;
+      const src = startFerryIn(hosts.a, ["dump", String(pid), "-D", images, "--lazy", "--listen", listen, "--json"], { statusFd: true });
+      await src.ready;
+      execFileSync("ip", ["-n", hosts.a.netns, "addr", "del", `${service}/32`, "dev", "vA"]);
+      execFileSync("ip", ["-n", hosts.b.netns, "addr", "add", `${service}/32`, "dev", "lo"]);
+      const pidfile = path.join(dir, "pid");
+      const dst = startFerryIn(hosts.b, ["restore", "-D", images, "--lazy", "--page-server", listen, "--json", "--pidfile", pidfile], { statusFd: true });
+      await dst.ready;
+      const restored = await restoredPid(hosts, pidfile);
+
+      // The same connection, opened before the dump, carries on; the values come lazily.
+      assert.equal(await client.ask("GET", "alpha"), "42");
+      assert.deepEqual(await client.ask("LRANGE", "list", "0", "-1"), ["a", "b", "c"]);
+      assert.equal(await client.ask("GET", "key:77777"), "value:77777:".repeat(10));
+      assert.equal(await client.ask("DBSIZE"), ":100002");
+      assert.equal(await client.ask("SET", "beta", "after"), "+OK");
+      // And the listener accepts new clients at its address in host B.
+      const other = await redisClientIn(hosts.b, service, port);
+      assert.equal(await other.ask("GET", "beta"), "after");
+      other.close();
+      assert.equal(fs.readdirSync(`/proc/${restored}/task`).length, threads, "every thread is back");
+
+      const s = await src.done;
+      assert.equal(s.code, 0, s.stderr);
+      assert.deepEqual(await client.ask("SHUTDOWN", "NOSAVE"), { error: "the server closed the connection" });
+      const run = await dst.done;
+      assert.equal(run.code, 0, run.stderr);
+      const { lazy } = lastJson<{ lazy: LazySummary }>(run);
+      assert.equal(lazy.outcome, "complete");
+      // jemalloc gives memory back (MADV_DONTNEED) while pages are missing: those are dropped, not fetched
+      assert.equal(lazy.pagesByFault + lazy.pagesPushed + lazy.droppedPages, lazy.pages, "every page arrived once, asked for or pushed, or was given up by redis");
+      assert.ok(lazy.pages * 4096 > 15e6, `redis's memory travelled lazily (${lazy.pages} pages)`);
+      process.stderr.write(`# redis lazy: ${JSON.stringify({ downtimeMs: lazy.downtimeMs, bytesBeforeRestore: lazy.bytesBeforeRestore, pages: lazy.pages, faults: lazy.faults, faultLatencyUs: lazy.faultLatencyUs, allPagesMs: lazy.allPagesMs, droppedPages: lazy.droppedPages, events: lazy.events })}\n`);
+    } finally {
+      client.close();
+    }
   });
 });

@@ -3,7 +3,7 @@ import { FerryError } from "../errors.js";
 import { PAGE_SIZE } from "../kernel/sys.js";
 import { vmRead } from "../kernel/mem.js";
 import { FrameChannel } from "../net/channel.js";
-import type { Frame } from "../net/framing.js";
+import { HEADER_SIZE, encodeHeader, type Frame } from "../net/framing.js";
 import { formatEndpoint, type Endpoint } from "../net/endpoint.js";
 import { defaultTransport, type Transport } from "../net/transport.js";
 import { CMD, PAGES_FLAG, MAX_FRAME_PAGES, MAX_PAYLOAD, PROTOCOL_VERSION, bitmapBytes, decodeRanges, payloadLimit, type Hello } from "./protocol.js";
@@ -65,7 +65,7 @@ export class PageServer {
   private readonly sent: Uint8Array;
   private cursor = 0;
   private readonly cpuAtStart = process.cpuUsage();
-  /** frame buffers, recycled once the kernel has their bytes (no garbage per page sent) */
+  /** frame buffers (header, bitmap, pages), recycled once the kernel has their bytes (no garbage per page sent) */
   private readonly pool: Buffer[] = [];
   private pendingBatchOpen = false;
   private streaming = false;
@@ -283,13 +283,14 @@ export class PageServer {
   private sendPages(ch: FrameChannel, first: number, n: number, flags: number, id: number): number {
     const addr = this.opts.index.addrOf(first);
     const bm = bitmapBytes(n);
-    const size = bitmapBytes(BULK_PAGES) + BULK_PAGES * PAGE_SIZE;
-    const pooled = bm + n * PAGE_SIZE <= size;
-    const payload = pooled ? this.pool.pop() ?? Buffer.allocUnsafeSlow(size) : Buffer.allocUnsafe(bm + n * PAGE_SIZE);
+    const size = HEADER_SIZE + bitmapBytes(BULK_PAGES) + BULK_PAGES * PAGE_SIZE;
+    const pooled = HEADER_SIZE + bm + n * PAGE_SIZE <= size;
+    const frame = pooled ? this.pool.pop() ?? Buffer.allocUnsafeSlow(size) : Buffer.allocUnsafe(HEADER_SIZE + bm + n * PAGE_SIZE);
+    const payload = frame.subarray(HEADER_SIZE);
     payload.fill(0, 0, bm);
     const got = vmRead(this.pid, payload.subarray(bm), [{ addr, len: n * PAGE_SIZE }]);
     if (got !== n * PAGE_SIZE) {
-      if (pooled) this.pool.push(payload);
+      if (pooled) this.pool.push(frame);
       throw new FerryError("FERRY_SOURCE_MEMORY", `cannot read the source's pages at 0x${addr.toString(16)} (${got} of ${n * PAGE_SIZE} bytes)`);
     }
     let out = bm;
@@ -307,10 +308,11 @@ export class PageServer {
       if (!this.sent[k]) this.stats.pagesSent++;
       this.sent[k] = 1;
     }
-    this.stats.bytesSent += 32 + out;
-    ch.send({ cmd: CMD.PAGES, flags, nrPages: n, vaddr: addr, id }, payload.subarray(0, out), pooled ? () => this.pool.push(payload) : undefined);
+    this.stats.bytesSent += HEADER_SIZE + out;
+    encodeHeader({ cmd: CMD.PAGES, flags, nrPages: n, vaddr: addr, id }, out, frame);
+    ch.sendEncoded(frame.subarray(0, HEADER_SIZE + out), pooled ? () => this.pool.push(frame) : undefined);
     this.opts.onProgress?.(this.stats);
-    return 32 + out;
+    return HEADER_SIZE + out;
   }
 
   /** The destination holds every page: the source copy goes, then we say goodbye. */

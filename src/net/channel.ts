@@ -60,6 +60,19 @@ export class FrameChannel {
     return ok;
   }
 
+  /**
+   * Queue a frame whose header (encodeHeader) is already in its first 32 bytes: one buffer, one
+   * write (a corked header and payload cost TLS a copy of both into one buffer).
+   */
+  sendEncoded(frame: Buffer, written?: () => void): boolean {
+    if (this.closed) {
+      written?.();
+      return false;
+    }
+    this.bytesOut += frame.length;
+    return this.socket.write(frame, written && (() => written()));
+  }
+
   get needsDrain(): boolean {
     return this.socket.writableNeedDrain;
   }

@@ -24,7 +24,7 @@ export interface Frame extends FrameHeader {
   payload: Buffer;
 }
 
-export function encodeHeader(h: FrameHeader, payloadLength: number, into = Buffer.allocUnsafe(HEADER_SIZE)): Buffer {
+export function encodeHeader(h: FrameHeader, payloadLength: number, into: Buffer = Buffer.allocUnsafe(HEADER_SIZE)): Buffer {
   into.writeUInt16LE(h.cmd, 0);
   into.writeUInt16LE(h.flags, 2);
   into.writeUInt32LE(h.nrPages, 4);
