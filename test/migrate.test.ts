@@ -172,7 +172,8 @@ test("--compress auto on a slow link (hA's veth shaped to 100 Mbit/s) with compr
     const c = summary.compression;
     process.stderr.write(`# auto compression, slow link: ${JSON.stringify(c)}\n`);
     assert.equal(c.setting, "auto");
-    assert.ok(c.measured?.linkBps && c.measured.linkBps < 25e6, `it measured the 12.5 MB/s link: ${c.measured?.linkBps} bytes/s`);
+    // socket buffers absorb bursts at memory speed, so the estimate runs above 12.5 MB/s; the unshaped veth carries ~1 GB/s
+    assert.ok(c.measured?.linkBps && c.measured.linkBps < 100e6, `it found the link slow (12.5 MB/s shaped): ${c.measured?.linkBps} bytes/s`);
     assert.ok(c.used && c.framesCompressed > 0, "compression was turned on");
     assert.ok(summary.bytesSent < t(summary) * 0.6, `${summary.bytesSent} bytes sent for ${t(summary)} bytes of pages`);
   });
