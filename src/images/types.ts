@@ -149,6 +149,8 @@ export interface PageMapImage {
   /** lazy images: the pages the page server holds */
   lazyRuns?: LazyRunImage[];
   lazyPages?: number;
+  /** pages the process shares with its parent since fork (same frame at dump): its parent's copy is restored */
+  inheritedRuns?: LazyRunImage[];
 }
 
 export interface FdImage {

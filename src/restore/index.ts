@@ -13,6 +13,7 @@ import { placeScratch, clearAddressSpace, moveVdso, mapVmas, fillPages, setMmFie
 import { becomeSubreaper, cloneProcess, cloneThread, killAll, makeZombie, type Task } from "./tasks.js";
 import { restoreSigactions, restoreTimers, restoreRlimits, restoreProcessAttrs, restoreThreadState, restorePending, restoreCreds, ownInherited, type Inherited } from "./core.js";
 import { OpenedFiles, installFds } from "./files.js";
+import { keptMappings, dropAbsentPages } from "./inherited.js";
 import { checkLazyRestore, createTargetUffd, registerLazyRanges, type TargetUffd } from "../lazy/attach.js";
 import { Spans } from "../spans.js";
 
@@ -41,6 +42,8 @@ export interface ProcessImages {
   pagemap: PageMapImage;
   fds: FdTableImage;
   fill: Set<VmaImage>;
+  /** mappings kept as cloned from the parent (pages still shared since fork) */
+  kept: Set<VmaImage>;
 }
 
 export interface TreeImages {
@@ -77,7 +80,11 @@ export function loadImages(images: ImageDir): TreeImages {
       mm, pagemap,
       fds: images.read<FdTableImage>(`fds-${pid}.img`, "FdTable"),
       fill: vmasToFill(mm, pagemap),
+      kept: new Set(),
     });
+  }
+  for (const [pid, img] of procs) {
+    img.kept = keptMappings(images.path(`pagemap-${pid}.img`), img.mm, img.pagemap, pid === inventory.rootPid ? undefined : procs.get(img.core.ppid)?.mm);
   }
   return { inventory, files: images.read<FilesImage>("files.img", "Files"), procs, zombies };
 }
@@ -163,11 +170,12 @@ function build(r: Restoration, inj: Injector, inherited: Inherited): void {
   setSigmask(pid, ~0n);
   placeScratch(inj, img.mm.vmas);
   inj.ok("close_range", NR.close_range, 0, 0xffffffff, 0);
-  clearAddressSpace(inj);
+  clearAddressSpace(inj, img.kept);
   moveVdso(inj, img.mm.vmas);
   sp.record("clear address space", since);
-  sp.time("mmap VMAs", () => mapVmas(inj, img.mm, img.fill, r.sharedObjects));
-  r.bytes += sp.time("pages", () => fillPages(inj, img.mm, img.pagemap, r.images.path(`pages-${pid}.img`), img.fill));
+  sp.time("mmap VMAs", () => mapVmas(inj, img.mm, img.fill, r.sharedObjects, img.kept));
+  if (img.kept.size) sp.time("inherited pages", () => dropAbsentPages(inj, img.kept, img.pagemap));
+  r.bytes += sp.time("pages", () => fillPages(inj, img.mm, img.pagemap, r.images.path(`pages-${pid}.img`), img.fill, img.kept));
   sp.time("mm fields", () => setMmFields(inj, img.mm));
   // made inside the process while it still has our privileges; registered after the last injection
   const uffd = r.lazy ? sp.time("userfaultfd", () => createTargetUffd(inj)) : null;
@@ -178,7 +186,8 @@ function build(r: Restoration, inj: Injector, inherited: Inherited): void {
   restoreTimers(inj, img.core);
   restoreProcessAttrs(inj, img.core, r.shellJob);
   sp.record("signals, timers, attributes", since);
-  // Children now: they inherit this process's session and group, as they did at first.
+  // Children now: they inherit this process's session and group, as they did at first, and its
+  // memory, filled above and untouched since (injected calls use the scratch area only).
   for (const [childPid, child] of r.tree.procs) {
     if (child.core.ppid !== pid || childPid === r.tree.inventory.rootPid) continue;
     const childInj = cloneProcess(inj, childPid);

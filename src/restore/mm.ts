@@ -34,9 +34,12 @@ export function placeScratch(inj: Injector, image: VmaImage[]): number {
   throw new FerryError("FERRY_RESTORE", "no room for ferry's scratch page in the restored address space");
 }
 
-/** Unmap everything the stub inherited from ferry's own process, but the scratch area and the vDSO. */
-export function clearAddressSpace(inj: Injector): void {
-  const keep = [[inj.scratch, inj.scratch + inj.scratchSize]];
+/**
+ * Unmap everything the stub inherited (from ferry's own process, or from its restored parent),
+ * but the scratch area, the vDSO and the mappings `kept` from the parent.
+ */
+export function clearAddressSpace(inj: Injector, kept: Set<VmaImage> = new Set()): void {
+  const keep = [[inj.scratch, inj.scratch + inj.scratchSize], ...[...kept].map((v) => [v.start, v.end])];
   const block = vdsoBlock(readMaps(inj.pid));
   if (block.length) keep.push([block[0].start, block[block.length - 1].end]);
   keep.sort((a, b) => a[0] - b[0]);
@@ -89,10 +92,15 @@ function moveBlock(inj: Injector, from: { start: number; end: number; path: stri
 /** Shared memory objects already mapped in the tree, by inode: where to find each again. */
 export type SharedObjects = Map<number, { pid: number; vma: VmaImage }>;
 
-export function mapVmas(inj: Injector, mm: MmImage, fill: Set<VmaImage>, objects: SharedObjects = new Map()): void {
+export function mapVmas(inj: Injector, mm: MmImage, fill: Set<VmaImage>, objects: SharedObjects = new Map(), kept: Set<VmaImage> = new Set()): void {
   const sysvAttached = new Set<string>();
   for (const v of mm.vmas) {
     if (v.kind === "vdso" || v.kind === "vvar") continue;
+    if (kept.has(v)) {
+      // there since the clone, with its protections: writable only while its own pages come
+      if (fill.has(v) && (v.prot | PROT.READ | PROT.WRITE) !== v.prot) inj.ok("mprotect", NR.mprotect, v.start, v.end - v.start, v.prot | PROT.READ | PROT.WRITE);
+      continue;
+    }
     if (v.kind === "sysv") {
       attachSysv(inj, v, fill.has(v), sysvAttached);
       adviseVma(inj, v);
