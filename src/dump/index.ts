@@ -1,6 +1,6 @@
 import os from "node:os";
 import { FerryError } from "../errors.js";
-import { NR, SIG, sys } from "../kernel/sys.js";
+import { NR, PAGE_SIZE, SIG, sys } from "../kernel/sys.js";
 import { setSigmask, waitTask, WALL } from "../kernel/ptrace.js";
 import { readMaps, readVmas } from "../kernel/procfs.js";
 import { Injector, SCRATCH_SIZE } from "../kernel/inject.js";
@@ -13,6 +13,7 @@ import { validateTarget } from "./seize.js";
 import { dumpThread, dumpCore } from "./core.js";
 import { freezeTree, release, type FrozenProcess } from "./tree.js";
 import { describeVma, dumpMmFields, dumpPages } from "./mm.js";
+import { inheritedPagesOfTree } from "./inherited.js";
 import { FileTable } from "../files/registry.js";
 import { spawnHolder } from "../files/tcpHolder.js";
 import { planLazyDump, writeEagerPages } from "../lazy/plan.js";
@@ -78,8 +79,11 @@ export function dump(opts: DumpOptions): DumpResult {
     const totals = { pages: 0, zero: 0, injected: 0 };
     let lazy = false;
     let lazyRuns: LazyRunImage[] = [];
+    // Before any page is read: a page another process pins to read it (process_vm_readv) is
+    // no longer shared after that, the kernel gives the pinned process a copy of its own.
+    const inherited = opts.lazy ? new Map<number, LazyRunImage[]>() : sp.time("inherited pages", () => inheritedPagesOfTree(tree));
     for (const p of tree) {
-      const r = dumpProcess(p, images, table, opts, sp);
+      const r = dumpProcess(p, images, table, opts, sp, inherited.get(p.pid) ?? []);
       totals.pages += r.pages;
       totals.zero += r.zero;
       totals.injected += r.injected;
@@ -117,8 +121,11 @@ export function dump(opts: DumpOptions): DumpResult {
   }
 }
 
-/** One frozen process of the tree: core, address space, pages and fd table. */
-function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts: DumpOptions, sp: Spans) {
+/**
+ * One frozen process of the tree: core, address space, pages and fd table. The pages it still
+ * shares with its parent since fork (`inherited`) are recorded, not written.
+ */
+function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts: DumpOptions, sp: Spans, inherited: LazyRunImage[]) {
   const { pid } = p;
   if (p.zombie) {
     images.write(`core-${pid}.img`, "Core", { pid, ...p.zombie, zombie: true });
@@ -153,7 +160,7 @@ function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts:
     const pages = new PagesWriter(images.path(`pages-${pid}.img`));
     let zero = 0;
     try {
-      zero = dumpPages(pid, vmaImages.filter((v) => !v.lazy), pages);
+      zero = dumpPages(pid, vmaImages.filter((v) => !v.lazy), pages, inherited.map((r) => ({ addr: r.vaddr, len: r.nrPages * PAGE_SIZE })));
       if (lazy) writeEagerPages(pid, lazy, pages);
     } finally {
       pages.close();
@@ -163,7 +170,7 @@ function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts:
     since = performance.now();
     images.write(`core-${pid}.img`, "Core", core);
     images.write(`mm-${pid}.img`, "Mm", mm);
-    images.write(`pagemap-${pid}.img`, "PageMap", { runs: pages.runs, totalPages: pages.pages, zeroPagesSkipped: zero, lazyRuns: lazy?.lazyRuns ?? [], lazyPages: lazy?.lazyPages ?? 0 });
+    images.write(`pagemap-${pid}.img`, "PageMap", { runs: pages.runs, totalPages: pages.pages, zeroPagesSkipped: zero, lazyRuns: lazy?.lazyRuns ?? [], lazyPages: lazy?.lazyPages ?? 0, inheritedRuns: inherited });
     images.write(`fds-${pid}.img`, "FdTable", { fds });
     sp.record("write images", since);
     return { pages: pages.pages, zero, injected, lazy: !!lazy, lazyRuns: lazy?.lazyRuns ?? [] };

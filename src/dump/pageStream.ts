@@ -22,9 +22,10 @@ const HELPER_MIN_BYTES = 64 << 20;
  * Stream the pages of `vmas` that must travel into `pages`: PAGEMAP_SCAN says which are there,
  * process_vm_readv reads them in batches of up to 2 MiB, and pages of zeros are left out where a
  * fresh mapping reads zeros anyway. Where a second CPU is free, a helper thread writes each batch
- * to the page file while the next one is read. Returns the number of zero pages skipped.
+ * to the page file while the next one is read. Pages in `inherited` (sorted) are left out: the
+ * parent's copy is restored. Returns the number of zero pages skipped.
  */
-export function dumpPages(pid: number, vmas: VmaImage[], pages: PagesWriter): number {
+export function dumpPages(pid: number, vmas: VmaImage[], pages: PagesWriter, inherited: Range[] = []): number {
   const mapped = vmas.reduce((s, v) => s + (v.hasPages ? v.end - v.start : 0), 0);
   const helper = mapped >= HELPER_MIN_BYTES ? PageHelper.start() : null;
   // The helper writes straight from the batch buffers: they are shared, and one is reused only once written.
@@ -38,7 +39,7 @@ export function dumpPages(pid: number, vmas: VmaImage[], pages: PagesWriter): nu
       if (!v.hasPages) continue;
       // A private file mapping shows the file where a page is missing: its zero pages must travel.
       const skipZero = v.kind !== "file";
-      for (const batch of batches(wantedPages(pagemapFd, v))) {
+      for (const batch of batches(without(wantedPages(pagemapFd, v), inherited))) {
         if (helper) {
           slot = (slot + 1) % SLOTS;
           if (writing[slot]) helper.waitFor(writing[slot]);
@@ -113,6 +114,24 @@ function wantedPagesByEntries(pagemapFd: number, v: VmaImage): Range[] {
       if (last && last.addr + last.len === addr) last.len += PAGE_SIZE;
       else out.push({ addr, len: PAGE_SIZE });
     }
+  }
+  return out;
+}
+
+/** `ranges` (sorted) less the pages in `skip` (sorted). */
+function without(ranges: Range[], skip: Range[]): Range[] {
+  if (!skip.length) return ranges;
+  const out: Range[] = [];
+  let k = 0;
+  for (const r of ranges) {
+    let addr = r.addr;
+    const end = r.addr + r.len;
+    while (k < skip.length && skip[k].addr + skip[k].len <= addr) k++;
+    for (let j = k; j < skip.length && skip[j].addr < end && addr < end; j++) {
+      if (skip[j].addr > addr) out.push({ addr, len: skip[j].addr - addr });
+      addr = Math.max(addr, skip[j].addr + skip[j].len);
+    }
+    if (addr < end) out.push({ addr, len: end - addr });
   }
   return out;
 }
