@@ -112,6 +112,7 @@ export const VICTIM_SPECS: readonly VictimSpec[] = [
   { name: "inotify", checks: "inotify watches on a dir and a file with a gap in wds: same wds report new events, no stray IN_IGNORED" },
   // process trees
   { name: "tree", checks: "parent, 2 children, a grandchild: PIDs, parents, groups, session, a shared page, a shared offset, a pipe between them" },
+  { name: "cow_tree", checks: "32 MiB private memory written before 3 forks and a grandchild, each with pages of its own, zeroed, dropped and new, and pages written after the fork: every page of every process" },
   // blocked in a syscall
   { name: "blocked_read", checks: "blocked in read() on an empty pipe: returns only -1/EINTR on SIGTERM", blockedIn: "read" },
   { name: "blocked_nanosleep", checks: "blocked in nanosleep(1000 s): EINTR only on SIGTERM, time left consistent", blockedIn: "nanosleep", restartBlock: true },
@@ -323,7 +324,7 @@ export async function finishVictim(pid: number, resultFile: string, timeoutMs = 
 }
 
 /** Is PID still the victim that writes RESULTFILE (and not a process that reused its PID)? */
-function isVictim(pid: number, resultFile: string): boolean {
+export function isVictim(pid: number, resultFile: string): boolean {
   try {
     return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[1] === resultFile;
   } catch {
