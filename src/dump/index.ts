@@ -2,7 +2,7 @@ import os from "node:os";
 import { FerryError } from "../errors.js";
 import { NR, PAGE_SIZE, SIG, sys } from "../kernel/sys.js";
 import { setSigmask, waitTask, WALL } from "../kernel/ptrace.js";
-import { readMaps, readVmas } from "../kernel/procfs.js";
+import { readMaps, readVmas, type Vma } from "../kernel/procfs.js";
 import { Injector, SCRATCH_SIZE } from "../kernel/inject.js";
 import { vdsoIdentity } from "../kernel/vdso.js";
 import { epochUsOf } from "../kernel/clock.js";
@@ -81,9 +81,10 @@ export function dump(opts: DumpOptions): DumpResult {
     let lazyRuns: LazyRunImage[] = [];
     // Before any page is read: a page another process pins to read it (process_vm_readv) is
     // no longer shared after that, the kernel gives the pinned process a copy of its own.
-    const inherited = opts.lazy ? new Map<number, LazyRunImage[]>() : sp.time("inherited pages", () => inheritedPagesOfTree(tree));
+    const vmas = sp.time("maps", () => new Map(tree.filter((p) => !p.zombie).map((p) => [p.pid, readVmas(p.pid)])));
+    const inherited = opts.lazy ? new Map<number, LazyRunImage[]>() : sp.time("inherited pages", () => inheritedPagesOfTree(tree, vmas));
     for (const p of tree) {
-      const r = dumpProcess(p, images, table, opts, sp, inherited.get(p.pid) ?? []);
+      const r = dumpProcess(p, images, table, opts, sp, vmas.get(p.pid) ?? [], inherited.get(p.pid) ?? []);
       totals.pages += r.pages;
       totals.zero += r.zero;
       totals.injected += r.injected;
@@ -125,19 +126,18 @@ export function dump(opts: DumpOptions): DumpResult {
  * One frozen process of the tree: core, address space, pages and fd table. The pages it still
  * shares with its parent since fork (`inherited`) are recorded, not written.
  */
-function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts: DumpOptions, sp: Spans, inherited: LazyRunImage[]) {
+function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts: DumpOptions, sp: Spans, vmas: Vma[], inherited: LazyRunImage[]) {
   const { pid } = p;
   if (p.zombie) {
     images.write(`core-${pid}.img`, "Core", { pid, ...p.zombie, zombie: true });
     return { pages: 0, zero: 0, injected: 0, lazy: false, lazyRuns: [] };
   }
   let since = performance.now();
-  const vmas = readVmas(pid);
   const inj = Injector.forTask(pid, vmas);
   // Nothing may be delivered while ferry runs calls inside the task: block everything.
   for (const t of p.threads) setSigmask(t.tid, ~0n);
   inj.mapScratch(SCRATCH_SIZE);
-  sp.record("maps, scratch", since);
+  sp.record("scratch", since);
   let injected = 0;
   try {
     since = performance.now();

@@ -3,7 +3,7 @@ import { PAGE_SIZE } from "../kernel/sys.js";
 import { PM, readPagemap } from "../kernel/mem.js";
 import type { LazyRunImage, VmaImage } from "../images/types.js";
 import { sameMapping } from "../images/inherited.js";
-import { readVmas } from "../kernel/procfs.js";
+import type { Vma } from "../kernel/procfs.js";
 import { describeVma } from "./mm.js";
 import type { FrozenProcess } from "./tree.js";
 
@@ -20,12 +20,15 @@ import type { FrozenProcess } from "./tree.js";
  * another process pin it (the parent ends up with a copy of its own, the same content).
  */
 
+const PRESENT = Number(PM.PRESENT >> 32n);
+const PFN_HIGH = (1 << 23) - 1; // PFN bits 32-54
+
 /** For every process of the (frozen) tree whose parent is in it too: its inherited pages. */
-export function inheritedPagesOfTree(tree: FrozenProcess[]): Map<number, LazyRunImage[]> {
-  const vmas = new Map<number, VmaImage[]>();
+export function inheritedPagesOfTree(tree: FrozenProcess[], vmas: Map<number, Vma[]>): Map<number, LazyRunImage[]> {
+  const described = new Map<number, VmaImage[]>();
   const vmasOf = (pid: number) => {
-    if (!vmas.has(pid)) vmas.set(pid, readVmas(pid).map((v) => describeVma(v)));
-    return vmas.get(pid)!;
+    if (!described.has(pid)) described.set(pid, (vmas.get(pid) ?? []).map((v) => describeVma(v)));
+    return described.get(pid)!;
   };
   const out = new Map<number, LazyRunImage[]>();
   for (const p of tree) {
@@ -45,17 +48,18 @@ function inheritedRuns(pid: number, vmas: VmaImage[], parentPid: number, parentV
   const own = fs.openSync(`/proc/${pid}/pagemap`, "r");
   const theirs = fs.openSync(`/proc/${parentPid}/pagemap`, "r");
   const CHUNK = 1 << 15; // pages compared at once (256 KiB of entries per process)
-  const PFN = (1n << 55n) - 1n;
   try {
     for (const v of mine) {
       for (let base = v.start; base < v.end; base += CHUNK * PAGE_SIZE) {
         const end = Math.min(v.end, base + CHUNK * PAGE_SIZE);
-        const a = readPagemap(own, base, end), b = readPagemap(theirs, base, end);
-        for (let i = 0; i < a.length; i++) {
+        // little endian 32-bit halves: the PFN is bits 0-54, PRESENT bit 63
+        const a = new Uint32Array(readPagemap(own, base, end).buffer), b = new Uint32Array(readPagemap(theirs, base, end).buffer);
+        for (let i = 0; i < a.length; i += 2) {
           // present in both (not swapped), and a real frame number: without CAP_SYS_ADMIN it reads 0
-          const same = (a[i] & PM.PRESENT) !== 0n && (b[i] & PM.PRESENT) !== 0n && (a[i] & PFN) !== 0n && (a[i] & PFN) === (b[i] & PFN);
+          const same = (a[i + 1] & PRESENT) !== 0 && (b[i + 1] & PRESENT) !== 0 && a[i] === b[i]
+            && (a[i + 1] & PFN_HIGH) === (b[i + 1] & PFN_HIGH) && (a[i] !== 0 || (a[i + 1] & PFN_HIGH) !== 0);
           if (!same) continue;
-          const addr = base + i * PAGE_SIZE;
+          const addr = base + (i / 2) * PAGE_SIZE;
           const last = runs[runs.length - 1];
           if (last && last.vaddr + last.nrPages * PAGE_SIZE === addr) last.nrPages++;
           else runs.push({ vaddr: addr, nrPages: 1 });
