@@ -62,16 +62,25 @@ static void diverge(int who)
 	SETUP(madvise(page_at(dropped_page(who)), VPAGE, MADV_DONTNEED) == 0);
 }
 
+/* The first thing wrong that member WHO found; its verdict is whether there is one. */
+static __attribute__((format(printf, 2, 3))) void complain(int who, const char *fmt, ...)
+{
+	if (sh->why[who][0])
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(sh->why[who], sizeof sh->why[who], fmt, ap);
+	va_end(ap);
+}
+
 static void check_area(int who)
 {
-	for (unsigned long page = 0; page < AREA_PAGES && sh->verdict[who] == 0; page++) {
+	for (unsigned long page = 0; page < AREA_PAGES && !sh->why[who][0]; page++) {
 		uint64_t seed = expected_seed(who, page);
 		long at = seed ? pattern_mismatch(page_at(page), VPAGE, seed) : zero_mismatch(page_at(page), VPAGE);
-		if (at >= 0) {
-			snprintf(sh->why[who], sizeof sh->why[who], "member %d: page %lu differs at byte %ld (expected %s %llu)",
+		if (at >= 0)
+			complain(who, "member %d: page %lu differs at byte %ld (expected %s %llu)",
 				 who, page, at, seed ? "pattern" : "zeros", (unsigned long long)seed);
-			sh->verdict[who] = -1;
-		}
 	}
 }
 
@@ -94,24 +103,19 @@ static void __attribute__((noreturn)) member(int who)
 	if (grandchild) {
 		kill(grandchild, SIGTERM);
 		int status;
-		if (waitpid(grandchild, &status, 0) != grandchild || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-			if (sh->verdict[who] == 0)
-				snprintf(sh->why[who], sizeof sh->why[who], "grandchild %d did not exit cleanly: %x", grandchild, status);
-			sh->verdict[who] = -1;
-		}
+		if (waitpid(grandchild, &status, 0) != grandchild || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			complain(who, "grandchild %d did not exit cleanly: %x", grandchild, status);
 	}
-	if (sh->verdict[who] == 0)
-		sh->verdict[who] = 1;
+	sh->verdict[who] = sh->why[who][0] ? -1 : 1;
 	_exit(0);
 }
 
 int main(int argc, char **argv)
 {
 	victim_init(argc, argv);
-	sh = mmap(NULL, VPAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	SETUP(sh != MAP_FAILED);
 	area = mmap(NULL, AREA_PAGES * VPAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	SETUP(area != MAP_FAILED);
+	sh = mmap(NULL, VPAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	SETUP(area != MAP_FAILED && sh != MAP_FAILED);
 	for (unsigned long page = 0; page < DATA_PAGES; page++)
 		write_page(page, page + 1);
 	sh->pids[0] = getpid();
@@ -136,7 +140,7 @@ int main(int argc, char **argv)
 
 	victim_wait(NULL);
 	check_area(0);
-	CHECK(sh->verdict[0] == 0, "%s", sh->why[0]);
+	CHECK(!sh->why[0][0], "%s", sh->why[0]);
 	for (int w = 1; w <= 3; w++) {
 		kill(sh->pids[w], SIGTERM);
 		int status;
