@@ -5,7 +5,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { FERRY_CLI, ferry, tempDir, waitPidGone, type FerryRun } from "./harness/ferry.js";
 import { ImageDir } from "../src/images/store.js";
-import type { Inventory } from "../src/images/types.js";
+import type { Inventory, MmImage, PageMapImage } from "../src/images/types.js";
 import { startVictim, cleanupVictim } from "./harness/victims.js";
 
 /** A plain single-threaded program to dump: coreutils sleep, with only /dev/null fds. */
@@ -140,6 +140,30 @@ test("a tree whose restore fails half-way leaves none of its processes behind", 
     for (const pid of pids) assert.equal(fs.existsSync(`/proc/${pid}`), false, `PID ${pid} of the tree is left behind`);
   } finally {
     await cleanupVictim(v);
+  }
+});
+
+test("pages said to be inherited where no parent's mapping holds them are refused before anything runs", async () => {
+  const v = await startVictim("cow_tree");
+  const dir = path.join(tempDir(), "img");
+  try {
+    const run = await ferry(["dump", String(v.pid), "-D", dir]);
+    assert.equal(run.code, 0, run.stderr);
+    await v.exited;
+    const images = new ImageDir(dir);
+    const pids = images.read<Inventory>("inventory.img", "Inventory").pids;
+    for (const pid of pids) await waitPidGone(pid);
+    const children = pids.filter((pid) => pid !== v.pid);
+    assert.ok(children.some((pid) => images.read<PageMapImage>(`pagemap-${pid}.img`, "PageMap").inheritedRuns?.length), "the children share pages with their parents");
+    // The root has no parent in the tree: nothing it holds can come from one.
+    const file = `pagemap-${v.pid}.img`;
+    const heap = images.read<MmImage>(`mm-${v.pid}.img`, "Mm").vmas.find((m) => m.kind === "anon" && !m.shared)!;
+    images.write(file, "PageMap", { ...images.read<PageMapImage>(file, "PageMap"), inheritedRuns: [{ vaddr: heap.start, nrPages: 1 }] });
+    oneLineError(await ferry(["restore", "-D", dir]), new RegExp(`${file}: pages at 0x${heap.start.toString(16)} are said to be inherited`));
+    for (const pid of pids) assert.equal(fs.existsSync(`/proc/${pid}`), false, `PID ${pid} of the tree is left behind`);
+  } finally {
+    await cleanupVictim(v);
+    fs.rmSync(path.dirname(dir), { recursive: true, force: true });
   }
 });
 
