@@ -33,11 +33,9 @@ interface CopyTarget {
 const HELPER_MIN_BYTES = 64 << 20;
 
 /** Copy the page data into the task (every checksum checked before this returns), then set the real protections. */
-export function fillPages(inj: Injector, mm: MmImage, pagemap: PageMapImage, pagesFile: string, fill: Set<VmaImage>, kept: Set<VmaImage> = new Set()): number {
+export function fillPages(inj: Injector, mm: MmImage, pagemap: PageMapImage, pagesFile: string, fill: Set<VmaImage>): number {
   const reader = new PagesReader(pagesFile);
-  // Mappings kept from the parent hold its pages already (UFFDIO_COPY would meet EEXIST there):
-  // process_vm_writev writes over them, breaking copy-on-write where the child had its own page.
-  let target = pagemap.runs.length ? openCopyTarget(inj, new Set([...fill].filter((v) => !kept.has(v)))) : null;
+  let target = pagemap.runs.length ? openCopyTarget(inj, fill) : null;
   // Checksums on the second CPU pay once there is more to copy than the thread takes to start.
   const helper = pagemap.totalPages * PAGE_SIZE >= HELPER_MIN_BYTES ? PageHelper.start() : null;
   let bytes = 0;

@@ -13,7 +13,7 @@ import { placeScratch, clearAddressSpace, moveVdso, mapVmas, fillPages, setMmFie
 import { becomeSubreaper, cloneProcess, cloneThread, killAll, makeZombie, type Task } from "./tasks.js";
 import { restoreSigactions, restoreTimers, restoreRlimits, restoreProcessAttrs, restoreThreadState, restorePending, restoreCreds, ownInherited, type Inherited } from "./core.js";
 import { OpenedFiles, installFds } from "./files.js";
-import { keptMappings, dropAbsentPages } from "./inherited.js";
+import { keptMappings, dropUninherited } from "./inherited.js";
 import { checkLazyRestore, createTargetUffd, registerLazyRanges, type TargetUffd } from "../lazy/attach.js";
 import { Spans } from "../spans.js";
 
@@ -174,8 +174,8 @@ function build(r: Restoration, inj: Injector, inherited: Inherited): void {
   moveVdso(inj, img.mm.vmas);
   sp.record("clear address space", since);
   sp.time("mmap VMAs", () => mapVmas(inj, img.mm, img.fill, r.sharedObjects, img.kept));
-  if (img.kept.size) sp.time("inherited pages", () => dropAbsentPages(inj, img.kept, img.pagemap));
-  r.bytes += sp.time("pages", () => fillPages(inj, img.mm, img.pagemap, r.images.path(`pages-${pid}.img`), img.fill, img.kept));
+  if (img.kept.size) sp.time("inherited pages", () => dropUninherited(inj, img.kept, img.pagemap));
+  r.bytes += sp.time("pages", () => fillPages(inj, img.mm, img.pagemap, r.images.path(`pages-${pid}.img`), img.fill));
   sp.time("mm fields", () => setMmFields(inj, img.mm));
   // made inside the process while it still has our privileges; registered after the last injection
   const uffd = r.lazy ? sp.time("userfaultfd", () => createTargetUffd(inj)) : null;

@@ -8,9 +8,9 @@ import type { MmImage, PageMapImage, VmaImage } from "../images/types.js";
  * A child's private memory still shared with its parent since fork (see dump/inherited.ts). The
  * parent is filled before it clones the child; the child keeps the mappings it gets from that
  * clone instead of mapping them afresh, so the pages stay copy-on-write shared as they were.
- * In a kept mapping the child's own pages are written over (copy-on-write breaks there), and
- * the pages it did not have at dump (neither its own nor inherited) are dropped: zeros, as in a
- * fresh mapping.
+ * In a kept mapping every page but the inherited ones is dropped first: the pages the child did
+ * not have read zeros, as in a fresh mapping, and its own pages are then filled like any others
+ * (UFFDIO_COPY into an empty page, no copy-on-write copy of the parent's to overwrite).
  */
 
 /** The child's VMAs to keep from its parent, checked: every inherited run lies in one of them. */
@@ -27,9 +27,9 @@ export function keptMappings(file: string, mm: MmImage, pagemap: PageMapImage, p
   return kept;
 }
 
-/** Address ranges of the image's VMA `v` that hold neither own nor inherited pages. */
-function absentRanges(v: VmaImage, pagemap: PageMapImage): [number, number][] {
-  const present = [...pagemap.runs, ...(pagemap.inheritedRuns ?? [])]
+/** Address ranges of the image's VMA `v` that hold no inherited pages. */
+function uninherited(v: VmaImage, pagemap: PageMapImage): [number, number][] {
+  const present = (pagemap.inheritedRuns ?? [])
     .map((r) => [r.vaddr, r.vaddr + r.nrPages * PAGE_SIZE] as [number, number])
     .filter(([s, e]) => s < v.end && v.start < e)
     .sort((a, b) => a[0] - b[0]);
@@ -43,10 +43,10 @@ function absentRanges(v: VmaImage, pagemap: PageMapImage): [number, number][] {
   return out;
 }
 
-/** In the kept mappings, drop the parent's pages where the child had none: they read zeros again. */
-export function dropAbsentPages(inj: Injector, kept: Set<VmaImage>, pagemap: PageMapImage): void {
+/** In the kept mappings, drop the parent's pages but those the child inherited (before the fill). */
+export function dropUninherited(inj: Injector, kept: Set<VmaImage>, pagemap: PageMapImage): void {
   const MADV_DONTNEED = 4;
   for (const v of kept) {
-    for (const [s, e] of absentRanges(v, pagemap)) inj.ok(`madvise(0x${s.toString(16)}, MADV_DONTNEED)`, NR.madvise, s, e - s, MADV_DONTNEED);
+    for (const [s, e] of uninherited(v, pagemap)) inj.ok(`madvise(0x${s.toString(16)}, MADV_DONTNEED)`, NR.madvise, s, e - s, MADV_DONTNEED);
   }
 }
