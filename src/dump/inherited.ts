@@ -50,6 +50,7 @@ function inheritedRuns(pid: number, vmas: VmaImage[], parentPid: number, parentV
   const CHUNK = 1 << 15; // pages compared at once (256 KiB of entries per process)
   try {
     for (const v of mine) {
+      const first = runs.length; // a run never spans two VMAs: the restore keeps each VMA on its own
       for (let base = v.start; base < v.end; base += CHUNK * PAGE_SIZE) {
         const end = Math.min(v.end, base + CHUNK * PAGE_SIZE);
         // little endian 32-bit halves: the PFN is bits 0-54, PRESENT bit 63
@@ -60,7 +61,7 @@ function inheritedRuns(pid: number, vmas: VmaImage[], parentPid: number, parentV
             && (a[i + 1] & PFN_HIGH) === (b[i + 1] & PFN_HIGH) && (a[i] !== 0 || (a[i + 1] & PFN_HIGH) !== 0);
           if (!same) continue;
           const addr = base + (i / 2) * PAGE_SIZE;
-          const last = runs[runs.length - 1];
+          const last = runs.length > first ? runs[runs.length - 1] : undefined;
           if (last && last.vaddr + last.nrPages * PAGE_SIZE === addr) last.nrPages++;
           else runs.push({ vaddr: addr, nrPages: 1 });
         }

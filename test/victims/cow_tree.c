@@ -3,7 +3,8 @@
  * over 32 MiB of private anonymous memory and forks three children; child 1 forks a grandchild.
  * Each of them then writes a page of its own over the parent's data, zeroes another, drops a
  * third with MADV_DONTNEED and writes a page the parent never had; the parent and child 1 also
- * write a page after their forks (which their children must not see). After restore each
+ * write a page after their forks (which their children must not see). Four pages in the middle
+ * are read-only (the area is three mappings side by side). After restore each
  * process checks every page of the area against what it alone should hold, and reports into a
  * shared page; the parent ends the tree and judges. (The test measures the sharing.)
  */
@@ -12,6 +13,7 @@
 
 #define AREA_PAGES 8192UL                  /* 32 MiB */
 #define DATA_PAGES (AREA_PAGES - 16)       /* what the parent writes; the tail stays untouched */
+#define READONLY_PAGE 100UL               /* and 3 more: read-only in all */
 #define MEMBERS 5                          /* parent, children 1-3, grandchild 4 (of child 1) */
 
 static const int lineage[MEMBERS][3] = { { 0, -1 }, { 0, 1, -1 }, { 0, 2, -1 }, { 0, 3, -1 }, { 0, 1, 4 } };
@@ -118,6 +120,8 @@ int main(int argc, char **argv)
 	SETUP(area != MAP_FAILED && sh != MAP_FAILED);
 	for (unsigned long page = 0; page < DATA_PAGES; page++)
 		write_page(page, page + 1);
+	/* a read-only stretch: three VMAs side by side, each shared on its own */
+	SETUP(mprotect(page_at(READONLY_PAGE), 4 * VPAGE, PROT_READ) == 0);
 	sh->pids[0] = getpid();
 	for (int who = 1; who <= 3; who++) {
 		pid_t c = fork();
