@@ -119,32 +119,12 @@ test("image files are readable by their owner only", async () => {
   void execFileSync;
 });
 
-test("a tree whose restore fails half-way leaves none of its processes behind", async () => {
-  const v = await startVictim("tree");
-  const dir = path.join(tempDir(), "img");
-  try {
-    const run = await ferry(["dump", String(v.pid), "-D", dir]);
-    assert.equal(run.code, 0, run.stderr);
-    await v.exited;
-    const images = new ImageDir(dir);
-    const pids = images.read<Inventory>("inventory.img", "Inventory").pids;
-    assert.ok(pids.length >= 4, "parent, two children, a grandchild (and zombies)");
-    for (const pid of pids) await waitPidGone(pid);
-    // Spoil the last live process's pages: the failure comes after its parents were built.
-    const last = pids.filter((pid) => fs.existsSync(path.join(dir, `pages-${pid}.img`))).pop()!;
-    const pages = path.join(dir, `pages-${last}.img`);
-    const fd = fs.openSync(pages, "r+");
-    fs.writeSync(fd, Buffer.from([0xff, 0x00, 0xff]), 0, 3, 100);
-    fs.closeSync(fd);
-    oneLineError(await ferry(["restore", "-D", dir]), new RegExp(`pages-${last}\\.img: checksum mismatch`));
-    for (const pid of pids) assert.equal(fs.existsSync(`/proc/${pid}`), false, `PID ${pid} of the tree is left behind`);
-  } finally {
-    await cleanupVictim(v);
-  }
-});
-
-test("pages said to be inherited where no parent's mapping holds them are refused before anything runs", async () => {
-  const v = await startVictim("cow_tree");
+/**
+ * Start a tree victim, dump it (ferry kills it) and wait until all its PIDs are free; `spoil` then
+ * damages the images, and the restore must fail with one line, leaving none of the tree behind.
+ */
+async function spoiledTreeRestore(name: string, spoil: (images: ImageDir, pids: number[], root: number) => RegExp): Promise<void> {
+  const v = await startVictim(name);
   const dir = path.join(tempDir(), "img");
   try {
     const run = await ferry(["dump", String(v.pid), "-D", dir]);
@@ -153,19 +133,36 @@ test("pages said to be inherited where no parent's mapping holds them are refuse
     const images = new ImageDir(dir);
     const pids = images.read<Inventory>("inventory.img", "Inventory").pids;
     for (const pid of pids) await waitPidGone(pid);
-    const children = pids.filter((pid) => pid !== v.pid);
-    assert.ok(children.some((pid) => images.read<PageMapImage>(`pagemap-${pid}.img`, "PageMap").inheritedRuns?.length), "the children share pages with their parents");
-    // The root has no parent in the tree: nothing it holds can come from one.
-    const file = `pagemap-${v.pid}.img`;
-    const heap = images.read<MmImage>(`mm-${v.pid}.img`, "Mm").vmas.find((m) => m.kind === "anon" && !m.shared)!;
-    images.write(file, "PageMap", { ...images.read<PageMapImage>(file, "PageMap"), inheritedRuns: [{ vaddr: heap.start, nrPages: 1 }] });
-    oneLineError(await ferry(["restore", "-D", dir]), new RegExp(`${file}: pages at 0x${heap.start.toString(16)} are said to be inherited`));
+    const error = spoil(images, pids, v.pid);
+    oneLineError(await ferry(["restore", "-D", dir]), error);
     for (const pid of pids) assert.equal(fs.existsSync(`/proc/${pid}`), false, `PID ${pid} of the tree is left behind`);
   } finally {
     await cleanupVictim(v);
     fs.rmSync(path.dirname(dir), { recursive: true, force: true });
   }
-});
+}
+
+test("a tree whose restore fails half-way leaves none of its processes behind", () =>
+  spoiledTreeRestore("tree", (images, pids) => {
+    assert.ok(pids.length >= 4, "parent, two children, a grandchild (and zombies)");
+    // Spoil the last live process's pages: the failure comes after its parents were built.
+    const last = pids.filter((pid) => fs.existsSync(images.path(`pages-${pid}.img`))).pop()!;
+    const fd = fs.openSync(images.path(`pages-${last}.img`), "r+");
+    fs.writeSync(fd, Buffer.from([0xff, 0x00, 0xff]), 0, 3, 100);
+    fs.closeSync(fd);
+    return new RegExp(`pages-${last}\\.img: checksum mismatch`);
+  }));
+
+test("pages said to be inherited where no parent's mapping holds them are refused before anything runs", () =>
+  spoiledTreeRestore("cow_tree", (images, pids, root) => {
+    const children = pids.filter((pid) => pid !== root);
+    assert.ok(children.some((pid) => images.read<PageMapImage>(`pagemap-${pid}.img`, "PageMap").inheritedRuns?.length), "the children share pages with their parents");
+    // The root has no parent in the tree: nothing it holds can come from one.
+    const file = `pagemap-${root}.img`;
+    const heap = images.read<MmImage>(`mm-${root}.img`, "Mm").vmas.find((m) => m.kind === "anon" && !m.shared)!;
+    images.write(file, "PageMap", { ...images.read<PageMapImage>(file, "PageMap"), inheritedRuns: [{ vaddr: heap.start, nrPages: 1 }] });
+    return new RegExp(`${file}: pages at 0x${heap.start.toString(16)} are said to be inherited`);
+  }));
 
 test("an fd ferry cannot move is named precisely, and the process keeps running", async () => {
   // python3 holds a packet socket; ferry does not move AF_PACKET sockets.
