@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import { startVictim, finishVictim, cleanupVictim, isVictim } from "./harness/victims.js";
-import { dumpAndRestore, tempDir, type RunningFerry } from "./harness/ferry.js";
+import { dumpAndRestore, ferry, tempDir, type RunningFerry } from "./harness/ferry.js";
 
 /** The cow_tree victim's private area, written by the parent before it forks. */
 const AREA_KB = 32 * 1024;
@@ -54,6 +54,27 @@ test("cow_tree: private memory shared since fork is shared again after restore, 
   } finally {
     restored?.child.kill("SIGKILL");
     // the members too, when the parent did not end them (their own parent then is init)
+    for (const pid of tree.slice(1)) if (isVictim(pid, v.resultFile)) process.kill(pid, "SIGKILL");
+    await cleanupVictim(v);
+    fs.rmSync(images, { recursive: true, force: true });
+  }
+});
+
+test("cow_tree: a dump --leave-running leaves the tree's memory shared, and every page right", async (t) => {
+  const v = await startVictim("cow_tree");
+  const images = tempDir("ferry-cow-");
+  let tree: number[] = [];
+  try {
+    tree = treeOf(v.pid);
+    const before = pssAnonKb(tree);
+    const run = await ferry(["dump", String(v.pid), "-D", images, "--leave-running"]);
+    assert.equal(run.code, 0, run.stderr);
+    const after = pssAnonKb(tree);
+    t.diagnostic(`Pss_Anon of the tree: ${sum(before)} kB before the dump, ${sum(after)} kB after it (${after.join(" + ")})`);
+    // Read with a pin, the parent's pages would each get a copy of their own: two areas.
+    assert.ok(sum(after) < 1.5 * AREA_KB, `after the dump the tree holds ${sum(after)} kB of anonymous memory (Pss: ${after.join(", ")}), before it ${sum(before)} kB: the dump un-shared the area`);
+    assert.equal(await finishVictim(v.pid, v.resultFile), "PASS");
+  } finally {
     for (const pid of tree.slice(1)) if (isVictim(pid, v.resultFile)) process.kill(pid, "SIGKILL");
     await cleanupVictim(v);
     fs.rmSync(images, { recursive: true, force: true });

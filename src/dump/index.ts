@@ -13,7 +13,7 @@ import { validateTarget } from "./seize.js";
 import { dumpThread, dumpCore } from "./core.js";
 import { freezeTree, release, type FrozenProcess } from "./tree.js";
 import { describeVma, dumpMmFields, dumpPages } from "./mm.js";
-import { inheritedPagesOfTree } from "./inherited.js";
+import { inheritedPagesOfTree, sharedWithChildren } from "./inherited.js";
 import { FileTable } from "../files/registry.js";
 import { spawnHolder } from "../files/tcpHolder.js";
 import { planLazyDump, writeEagerPages } from "../lazy/plan.js";
@@ -83,8 +83,10 @@ export function dump(opts: DumpOptions): DumpResult {
     // no longer shared after that, the kernel gives the pinned process a copy of its own.
     const vmas = sp.time("maps", () => new Map(tree.filter((p) => !p.zombie).map((p) => [p.pid, readVmas(p.pid)])));
     const inherited = opts.lazy ? new Map<number, LazyRunImage[]>() : sp.time("inherited pages", () => inheritedPagesOfTree(tree, vmas));
+    // A tree that goes on running keeps its pages shared: those are read without a pin.
+    const shared = opts.leaveRunning || opts.leaveStopped ? sharedWithChildren(tree, inherited) : new Map<number, LazyRunImage[]>();
     for (const p of tree) {
-      const r = dumpProcess(p, images, table, opts, sp, vmas.get(p.pid) ?? [], inherited.get(p.pid) ?? []);
+      const r = dumpProcess(p, images, table, opts, sp, vmas.get(p.pid) ?? [], inherited.get(p.pid) ?? [], shared.get(p.pid) ?? []);
       totals.pages += r.pages;
       totals.zero += r.zero;
       totals.injected += r.injected;
@@ -124,9 +126,10 @@ export function dump(opts: DumpOptions): DumpResult {
 
 /**
  * One frozen process of the tree: core, address space, pages and fd table. The pages it still
- * shares with its parent since fork (`inherited`) are recorded, not written.
+ * shares with its parent since fork (`inherited`) are recorded, not written; those it shares
+ * with its children (`shared`) are read without a pin (see PageSelection).
  */
-function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts: DumpOptions, sp: Spans, vmas: Vma[], inherited: LazyRunImage[]) {
+function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts: DumpOptions, sp: Spans, vmas: Vma[], inherited: LazyRunImage[], shared: LazyRunImage[]) {
   const { pid } = p;
   if (p.zombie) {
     images.write(`core-${pid}.img`, "Core", { pid, ...p.zombie, zombie: true });
@@ -160,7 +163,8 @@ function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts:
     const pages = new PagesWriter(images.path(`pages-${pid}.img`));
     let zero = 0;
     try {
-      zero = dumpPages(pid, vmaImages.filter((v) => !v.lazy), pages, inherited.map((r) => ({ addr: r.vaddr, len: r.nrPages * PAGE_SIZE })));
+      const ranges = (runs: LazyRunImage[]) => runs.map((r) => ({ addr: r.vaddr, len: r.nrPages * PAGE_SIZE }));
+      zero = dumpPages(pid, vmaImages.filter((v) => !v.lazy), pages, { inherited: ranges(inherited), sharedWithChildren: ranges(shared) });
       if (lazy) writeEagerPages(pid, lazy, pages);
     } finally {
       pages.close();

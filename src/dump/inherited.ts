@@ -40,6 +40,23 @@ export function inheritedPagesOfTree(tree: FrozenProcess[], vmas: Map<number, Vm
   return out;
 }
 
+/** For every parent: the pages its children inherited from it, as sorted, disjoint runs. */
+export function sharedWithChildren(tree: FrozenProcess[], inherited: Map<number, LazyRunImage[]>): Map<number, LazyRunImage[]> {
+  const out = new Map<number, LazyRunImage[]>();
+  for (const parent of tree) {
+    const runs = parent.children.flatMap((c) => inherited.get(c) ?? []).sort((a, b) => a.vaddr - b.vaddr);
+    const merged: LazyRunImage[] = [];
+    for (const r of runs) {
+      const last = merged[merged.length - 1];
+      const lastEnd = last ? last.vaddr + last.nrPages * PAGE_SIZE : -1;
+      if (last && r.vaddr <= lastEnd) last.nrPages = Math.max(lastEnd, r.vaddr + r.nrPages * PAGE_SIZE) / PAGE_SIZE - last.vaddr / PAGE_SIZE;
+      else merged.push({ ...r });
+    }
+    if (merged.length) out.set(parent.pid, merged);
+  }
+  return out;
+}
+
 /** Page ranges of `pid` that map the same frame as `parentPid` at the same address (both frozen). */
 function inheritedRuns(pid: number, vmas: VmaImage[], parentPid: number, parentVmas: VmaImage[]): LazyRunImage[] {
   const mine = vmas.filter((v) => sameMapping(v, parentVmas));

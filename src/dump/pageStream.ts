@@ -13,6 +13,18 @@ const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
 
 type Range = { addr: number; len: number };
 
+/** Pages of a process in a tree that are not read the usual way (sorted ranges). */
+export interface PageSelection {
+  /** shared with its parent since fork: left out, the parent's copy is restored */
+  inherited?: Range[];
+  /**
+   * Shared with a child that goes on running: read through /proc/PID/mem (at about half the
+   * speed), which does not pin them. process_vm_readv pins what it reads, and before another
+   * process pins an anonymous page shared since fork the kernel gives its owner a copy of its own.
+   */
+  sharedWithChildren?: Range[];
+}
+
 /** With a helper thread, batches in flight: one being read while the helper writes the others. */
 const SLOTS = 3;
 /** Below this much mapped memory to dump, no helper thread (it takes ~30 ms to start). */
@@ -22,10 +34,9 @@ const HELPER_MIN_BYTES = 64 << 20;
  * Stream the pages of `vmas` that must travel into `pages`: PAGEMAP_SCAN says which are there,
  * process_vm_readv reads them in batches of up to 2 MiB, and pages of zeros are left out where a
  * fresh mapping reads zeros anyway. Where a second CPU is free, a helper thread writes each batch
- * to the page file while the next one is read. Pages in `inherited` (sorted) are left out: the
- * parent's copy is restored. Returns the number of zero pages skipped.
+ * to the page file while the next one is read. Returns the number of zero pages skipped.
  */
-export function dumpPages(pid: number, vmas: VmaImage[], pages: PagesWriter, inherited: Range[] = []): number {
+export function dumpPages(pid: number, vmas: VmaImage[], pages: PagesWriter, select: PageSelection = {}): number {
   const mapped = vmas.reduce((s, v) => s + (v.hasPages ? v.end - v.start : 0), 0);
   const helper = mapped >= HELPER_MIN_BYTES ? PageHelper.start() : null;
   // The helper writes straight from the batch buffers: they are shared, and one is reused only once written.
@@ -33,20 +44,25 @@ export function dumpPages(pid: number, vmas: VmaImage[], pages: PagesWriter, inh
   const writing = new Array<number>(SLOTS).fill(0);
   let slot = 0;
   const pagemapFd = fs.openSync(`/proc/${pid}/pagemap`, "r");
+  const shared = select.sharedWithChildren ?? [];
+  const memFd = shared.length ? fs.openSync(`/proc/${pid}/mem`, "r") : -1;
   let zero = 0;
   try {
     for (const v of vmas) {
       if (!v.hasPages) continue;
       // A private file mapping shows the file where a page is missing: its zero pages must travel.
       const skipZero = v.kind !== "file";
-      for (const batch of batches(without(wantedPages(pagemapFd, v), inherited))) {
+      const wanted = split(wantedPages(pagemapFd, v), select.inherited ?? []).outside;
+      const { outside, inside } = split(wanted, shared);
+      for (const [batch, unpinned] of [...[...batches(outside)].map((b) => [b, false] as const), ...[...batches(inside)].map((b) => [b, true] as const)]) {
         if (helper) {
           slot = (slot + 1) % SLOTS;
           if (writing[slot]) helper.waitFor(writing[slot]);
         }
         const len = batch.reduce((s, r) => s + r.len, 0);
         const data = ring.subarray(slot * BATCH, slot * BATCH + len);
-        readBatch(pid, v, batch, data);
+        if (unpinned) readThroughMem(memFd, batch, data);
+        else readBatch(pid, v, batch, data);
         const kept = skipZero ? dropZeroPages(data, batch) : { bytes: len, ranges: batch };
         zero += (len - kept.bytes) / PAGE_SIZE;
         if (kept.bytes) writing[slot] = pages.addBatch(data.subarray(0, kept.bytes), kept.ranges, helper?.ready ? helper : null);
@@ -55,6 +71,7 @@ export function dumpPages(pid: number, vmas: VmaImage[], pages: PagesWriter, inh
     helper?.waitFor();
   } finally {
     fs.closeSync(pagemapFd);
+    if (memFd >= 0) fs.closeSync(memFd);
     if (helper) {
       try {
         helper.waitFor(); // the page file must not be closed under a write
@@ -74,6 +91,18 @@ function readBatch(pid: number, v: VmaImage, batch: Range[], data: Buffer): void
   let off = 0;
   for (const r of batch) {
     peekMem(pid, r.addr, r.len).copy(data, off);
+    off += r.len;
+  }
+}
+
+function readThroughMem(memFd: number, batch: Range[], data: Buffer): void {
+  let off = 0;
+  for (const r of batch) {
+    for (let done = 0; done < r.len;) {
+      const n = fs.readSync(memFd, data, off + done, r.len - done, r.addr + done);
+      if (n <= 0) throw new FerryError("FERRY_DUMP_MEMORY", `/proc/PID/mem: could not read 0x${(r.addr + done).toString(16)}`);
+      done += n;
+    }
     off += r.len;
   }
 }
@@ -118,22 +147,24 @@ function wantedPagesByEntries(pagemapFd: number, v: VmaImage): Range[] {
   return out;
 }
 
-/** `ranges` (sorted) less the pages in `skip` (sorted). */
-function without(ranges: Range[], skip: Range[]): Range[] {
-  if (!skip.length) return ranges;
-  const out: Range[] = [];
+/** `ranges` (sorted) cut into the parts outside and inside `by` (sorted). */
+function split(ranges: Range[], by: Range[]): { outside: Range[]; inside: Range[] } {
+  if (!by.length) return { outside: ranges, inside: [] };
+  const outside: Range[] = [], inside: Range[] = [];
   let k = 0;
   for (const r of ranges) {
     let addr = r.addr;
     const end = r.addr + r.len;
-    while (k < skip.length && skip[k].addr + skip[k].len <= addr) k++;
-    for (let j = k; j < skip.length && skip[j].addr < end && addr < end; j++) {
-      if (skip[j].addr > addr) out.push({ addr, len: skip[j].addr - addr });
-      addr = Math.max(addr, skip[j].addr + skip[j].len);
+    while (k < by.length && by[k].addr + by[k].len <= addr) k++;
+    for (let j = k; j < by.length && by[j].addr < end && addr < end; j++) {
+      if (by[j].addr > addr) outside.push({ addr, len: by[j].addr - addr });
+      const from = Math.max(addr, by[j].addr), to = Math.min(end, by[j].addr + by[j].len);
+      inside.push({ addr: from, len: to - from });
+      addr = to;
     }
-    if (addr < end) out.push({ addr, len: end - addr });
+    if (addr < end) outside.push({ addr, len: end - addr });
   }
-  return out;
+  return { outside, inside };
 }
 
 /** Split ranges into groups of at most BATCH bytes (splitting a range when needed). */
