@@ -79,8 +79,8 @@ export function dump(opts: DumpOptions): DumpResult {
     const totals = { pages: 0, zero: 0, injected: 0 };
     let lazy = false;
     let lazyRuns: LazyRunImage[] = [];
-    // Before any page is read: a page another process pins to read it (process_vm_readv) is
-    // no longer shared after that, the kernel gives the pinned process a copy of its own.
+    // Before any page is read: when ferry pins a page shared since fork to read it
+    // (process_vm_readv), the kernel first gives the process it reads a copy of its own.
     const vmas = sp.time("maps", () => new Map(tree.filter((p) => !p.zombie).map((p) => [p.pid, readVmas(p.pid)])));
     const inherited = opts.lazy ? new Map<number, LazyRunImage[]>() : sp.time("inherited pages", () => inheritedPagesOfTree(tree, vmas));
     // A tree that goes on running keeps its pages shared: those are read without a pin.
