@@ -78,12 +78,20 @@ export async function runLazy(o: LazyOptions, sweeper: string, cleanup: Cleanup)
       process.stderr.write(
         `bench: ${label}: downtime ${l.downtimeMs?.toFixed(1)} ms, faults ${l.faults} p50 ${l.faultLatencyUs.p50} µs p99 ${l.faultLatencyUs.p99} µs, ` +
         `all pages after ${l.allPagesMs?.toFixed(0)} ms (${l.mbPerS} MB/s), daemon peak RSS ${cycle.destination.peakRssMiB.toFixed(0)} MiB, ` +
-        `victim: ${cycle.victim.pass ? "PASS" : cycle.victim.verdict}\n`,
+        `victim: ${cycle.victim.pass ? "PASS" : cycle.victim.verdict}\n` + faultStagesLine(cycle),
       );
     }
   }
   if (!link) throw new FerryError("FERRY_BENCH", "the lazy scenario ran no cycle");
   return { link, cycles };
+}
+
+/** The fault path stage by stage (medians, µs): where a fault's time went in this cycle. */
+function faultStagesLine(c: LazyCycle): string {
+  const st = c.lazy.faultStagesUs, src = c.source.stats;
+  const f = (x: { p50: number | null; p99: number | null; count: number } | null | undefined) => (x?.count ? `${x.p50}/${x.p99}` : "-");
+  return `bench:   fault stages p50/p99 µs: poll→GET sent ${f(st.pollToSent)}, GET→reply ${f(st.sentToReply)} (source ${f(src.faultServiceUs)}), ` +
+    `reply→copied ${f(st.replyToCopied)}; ping on the fault connection ${f(st.pingRtt)}; bulk frame at the destination ${f(st.bulkFrame)}, pump turn at the source ${f(src.pumpTurnUs)}\n`;
 }
 
 /** Run a lazyRunner mode inside `host`, pinned to `cpus`. */

@@ -148,6 +148,8 @@ test("npm run bench --quick: a 64 MiB victim, a process tree and 50 TCP connecti
     const timed = lazyCycle.lazy.faultLatencyUs.count;
     assert.ok(timed > 0 && timed <= lazyCycle.lazy.faults, `${timed} fault latencies for ${lazyCycle.lazy.faults} faults`);
     assert.ok(lazyCycle.source.stats.pagesSent >= 16384, "the source served every page");
+    const { faultRequests, faultServiceUs } = lazyCycle.source.stats;
+    assert.equal(faultServiceUs?.count, faultRequests, "every fault request's service was timed at the source");
 
     const table = fs.readFileSync(path.join(out, "latest.md"), "utf8");
     assert.ok(stdout.includes(table), "the table is printed as saved");

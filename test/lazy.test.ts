@@ -85,6 +85,10 @@ test("lazy migration of a victim sweeping 64 MiB: it runs at the destination bef
     assert.ok(lazy.pages >= 64 * 256, `all 64 MiB were lazy (${lazy.pages} pages)`);
     assert.equal(lazy.pagesByFault + lazy.pagesPushed, lazy.pages, "every page arrived once, asked for or pushed");
     assert.ok(lazy.faults > 0 && lazy.faultLatencyUs.p50 !== null, "the process faulted on missing pages");
+    const stages = lazy.faultStagesUs;
+    assert.ok(stages.sentToReply.count > 0 && stages.sentToReply.count <= lazy.faults, `${stages.sentToReply.count} requests timed for ${lazy.faults} faults`);
+    assert.equal(stages.replyToCopied.count, stages.sentToReply.count, "every timed reply was timed until its UFFDIO_COPY");
+    assert.ok(stages.pollToSent.count <= stages.sentToReply.count && stages.bulkFrame.count > 0, JSON.stringify(stages));
     assert.ok(lazy.bytesBeforeRestore < 200_000, `images before the restore: ${lazy.bytesBeforeRestore} bytes`);
     assert.equal(stateOf(v.rootPid), null, "the source copy is gone once the destination holds every page");
     process.stderr.write(`# lazy 64 MiB: ${JSON.stringify({ downtimeMs: lazy.downtimeMs, bytesBeforeRestore: lazy.bytesBeforeRestore, faults: lazy.faults, faultLatencyUs: lazy.faultLatencyUs, allPagesMs: lazy.allPagesMs, mbPerS: lazy.mbPerS })}\n`);

@@ -69,6 +69,9 @@ export class LazyPagesDaemon {
   private reqId = 0;
   /** fault requests sent and not answered yet */
   private waiting = 0;
+  /** when the current uffd poll callback started (0 outside it), and when each GET went out: FaultStages */
+  private pollAt = 0;
+  private readonly sentAt = new Map<number, number>();
   private main: LazyMm | null = null;
   private pidWatch: { fd: number; poll: object } | null = null;
   private uffdGuard: UffdGuard | null;
@@ -99,6 +102,9 @@ export class LazyPagesDaemon {
       onDown: (why) => this.onDown(why),
       onGiveUp: (why) => this.fail(why),
       onBye: () => this.onBye(),
+      onPingRtt: (us) => {
+        if (this.main && !this.completing) this.stats.stages.pingRtt.add(us);
+      },
     }, opts.transport, opts.maxRate ?? 0);
   }
 
@@ -163,11 +169,13 @@ export class LazyPagesDaemon {
   private watch(mm: LazyMm): void {
     mm.poll = native.pollStart(mm.uffd, UV_READABLE, (status) => {
       if (status < 0) return this.fail(`polling the userfaultfd of ${mm.label} failed (${status})`);
+      this.pollAt = performance.now();
       this.guard(() => {
         this.drain(mm);
         this.serveFaults(mm);
         this.checkComplete();
       });
+      this.pollAt = 0;
     });
   }
 
@@ -232,6 +240,9 @@ export class LazyPagesDaemon {
     this.requested.fill(1, i, i + n);
     if (!this.link.up) return;
     this.link.get(index.addrOf(i), n, ++this.reqId);
+    const now = performance.now();
+    this.sentAt.set(this.reqId, now);
+    if (this.pollAt) this.stats.stages.pollToSent.add((now - this.pollAt) * 1000);
     if (this.waiting++ === 0) this.link.holdBulk(true);
   }
 
@@ -252,6 +263,12 @@ export class LazyPagesDaemon {
   // ------------------------------------------------------------------ pages arriving
 
   private onPages(f: Frame, fromBulk: boolean): void {
+    const arrivedAt = performance.now();
+    const sentAt = f.flags & PAGES_FLAG.REPLY ? this.sentAt.get(f.id) : undefined;
+    if (sentAt !== undefined) {
+      this.sentAt.delete(f.id); // the first frame of the reply: the faulting page
+      this.stats.stages.sentToReply.add((arrivedAt - sentAt) * 1000);
+    }
     const { index } = this.opts.images;
     const first = index.indexOf(f.vaddr);
     const n = f.nrPages;
@@ -282,7 +299,9 @@ export class LazyPagesDaemon {
       }
     }
     for (const mm of [...this.mms]) if (mm.alive) this.install(mm, first, n, f.payload, offsets);
+    if (sentAt !== undefined) this.stats.stages.replyToCopied.add((performance.now() - arrivedAt) * 1000);
     if (fromBulk) {
+      this.stats.stages.bulkFrame.add((performance.now() - arrivedAt) * 1000);
       this.unacked += f.payload.length + 32;
       if (this.unacked >= ACK_EVERY) {
         this.link.ack(f.id);
@@ -451,6 +470,7 @@ export class LazyPagesDaemon {
     // answers lost with the old connection: ask again for what threads wait on
     this.requested.fill(0);
     this.waiting = 0;
+    this.sentAt.clear();
     for (const mm of this.mms) for (const i of mm.faultStart.keys()) if (mm.pending[i] && !this.requested[i]) this.request(mm, i);
   }
 

@@ -6,7 +6,8 @@ import { formatEndpoint, type Endpoint } from "../net/endpoint.js";
 import { defaultTransport, type Transport } from "../net/transport.js";
 import { CMD, MAX_PAYLOAD, PAGES_FLAG, PROTOCOL_VERSION, MAX_RANGES_PER_FRAME, encodeRanges, payloadLimit, type Hello, type PageRange } from "./protocol.js";
 
-const PING_EVERY_MS = 1000;
+/** FERRY_FAULT_TRACE=1: a PING every 20 ms, the fault connection's own round trip under load (FaultStages.pingRtt) */
+const PING_EVERY_MS = process.env.FERRY_FAULT_TRACE ? 20 : 1000;
 /** Nothing heard for this long on a link with work outstanding: it is dead even if TCP does not know. */
 const SILENCE_MS = 4000;
 const RETRY_EVERY_MS = 200;
@@ -22,6 +23,8 @@ export interface LinkHandlers {
   /** the page server stayed unreachable for the whole retry window */
   onGiveUp(why: string): void;
   onBye(): void;
+  /** a PING's round trip on the fault connection (µs) */
+  onPingRtt?(us: number): void;
 }
 
 /**
@@ -198,6 +201,7 @@ export class PageLink {
         if (f.id === this.pingId) {
           const rtt = performance.now() - this.pingSentAt;
           this.rttMs = this.rttMs ? Math.min(this.rttMs, rtt) : rtt;
+          this.handlers.onPingRtt?.(rtt * 1000);
           this.onPong?.();
         }
         return;

@@ -9,7 +9,7 @@ import { defaultTransport, type Transport } from "../net/transport.js";
 import { CMD, PAGES_FLAG, MAX_FRAME_PAGES, MAX_PAYLOAD, PROTOCOL_VERSION, bitmapBytes, decodeRanges, payloadLimit, type Hello } from "./protocol.js";
 import { indexOfValue, type PageIndex } from "./pageIndex.js";
 import type { FrozenProcess } from "./frozen.js";
-import { cpuMsSince } from "./stats.js";
+import { Latencies, cpuMsSince, type StageUs } from "./stats.js";
 
 /** Pages per pushed frame: small enough that a fault request waits little behind one. */
 const BULK_PAGES = 64;
@@ -44,6 +44,10 @@ export interface SourceStats {
   connections: number;
   /** CPU time of this process (user + system) until now */
   cpuMs: number;
+  /** a GET decoded → the faulting page's reply written (µs) */
+  faultServiceUs: StageUs | null;
+  /** one turn of the bulk stream (read, check for zeros, write one frame): what a GET may wait behind (µs) */
+  pumpTurnUs: StageUs | null;
 }
 
 export type PageServerOutcome =
@@ -65,6 +69,8 @@ export class PageServer {
   private readonly sent: Uint8Array;
   private cursor = 0;
   private readonly cpuAtStart = process.cpuUsage();
+  private readonly faultService = new Latencies();
+  private readonly pumpTurn = new Latencies();
   /** frame buffers (header, bitmap, pages), recycled once the kernel has their bytes (no garbage per page sent) */
   private readonly pool: Buffer[] = [];
   private pendingBatchOpen = false;
@@ -84,7 +90,7 @@ export class PageServer {
 
   constructor(private readonly opts: PageServerOptions) {
     this.sent = new Uint8Array(opts.index.total);
-    this.stats = { pagesTotal: opts.index.total, pagesSent: 0, zeroPagesSent: 0, bytesSent: 0, faultRequests: 0, pagesResent: 0, connections: 0, cpuMs: 0 };
+    this.stats = { pagesTotal: opts.index.total, pagesSent: 0, zeroPagesSent: 0, bytesSent: 0, faultRequests: 0, pagesResent: 0, connections: 0, cpuMs: 0, faultServiceUs: null, pumpTurnUs: null };
     this.outcome = new Promise((resolve) => (this.finished = resolve));
   }
 
@@ -192,10 +198,12 @@ export class PageServer {
       return;
     }
     this.stats.faultRequests++;
+    const t0 = performance.now();
     for (let i = first; i < first + f.nrPages; i++) if (this.sent[i]) this.stats.pagesResent++;
     // the faulting page alone first: the thread waits on it, not on its neighbours
     const more = f.nrPages > 1;
     if (this.trySendPages(ch, first, 1, PAGES_FLAG.REPLY | (more ? PAGES_FLAG.MORE : 0), f.id) < 0) return;
+    this.faultService.add((performance.now() - t0) * 1000);
     if (more && this.trySendPages(ch, first + 1, f.nrPages - 1, PAGES_FLAG.REPLY, f.id) < 0) return;
     this.cursor = first + f.nrPages;
   }
@@ -257,8 +265,10 @@ export class PageServer {
     const max = Math.min(BULK_PAGES, index.contiguousFrom(i));
     while (n < max && this.sent[i + n] === 0) n++;
     const seq = ++this.seq;
+    const t0 = performance.now();
     const bytes = this.trySendPages(ch, i, n, 0, seq);
     if (bytes < 0) return;
+    this.pumpTurn.add((performance.now() - t0) * 1000);
     this.inflight.push({ seq, bytes });
     this.inflightBytes += bytes;
     this.rateBytes += bytes;
@@ -344,6 +354,8 @@ export class PageServer {
   private end(o: PageServerOutcome): void {
     if (!this.server) return;
     this.stats.cpuMs = cpuMsSince(this.cpuAtStart);
+    this.stats.faultServiceUs = this.faultService.brief();
+    this.stats.pumpTurnUs = this.pumpTurn.brief();
     this.server.close();
     this.server = null;
     if (this.lostTimer) clearTimeout(this.lostTimer);

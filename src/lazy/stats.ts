@@ -1,5 +1,7 @@
 import { PAGE_SIZE } from "../kernel/sys.js";
 
+const round = (x: number | null, digits = 2) => (x === null ? null : Number(x.toFixed(digits)));
+
 /** Latencies in microseconds, kept in a growable typed array (one number per fault). */
 export class Latencies {
   private data = new Float64Array(1024);
@@ -14,6 +16,18 @@ export class Latencies {
     this.data[this.count++] = us;
   }
 
+  mean(): number | null {
+    if (!this.count) return null;
+    let sum = 0;
+    for (let i = 0; i < this.count; i++) sum += this.data[i];
+    return sum / this.count;
+  }
+
+  /** p50, p99 and mean, rounded to 0.1 µs (null when nothing was measured). */
+  brief(): StageUs {
+    return { p50: round(this.percentile(50), 1), p99: round(this.percentile(99), 1), mean: round(this.mean(), 1), count: this.count };
+  }
+
   /** p in [0, 100]; nearest-rank. */
   percentile(p: number): number | null {
     if (!this.count) return null;
@@ -22,6 +36,37 @@ export class Latencies {
     return sorted[rank];
   }
 }
+
+export interface StageUs {
+  p50: number | null;
+  p99: number | null;
+  mean: number | null;
+  count: number;
+}
+
+/**
+ * Where a fault's time goes at the destination, stage by stage (µs), over every fault that asked
+ * the source: the uffd became readable (libuv's poll callback) → its GET written on the fault
+ * connection → the first reply frame decoded → UFFDIO_COPY returned (the thread woken). The
+ * source's share of sentToReply is its own faultServiceUs (SourceStats).
+ */
+export class FaultStages {
+  readonly pollToSent = new Latencies();
+  readonly sentToReply = new Latencies();
+  readonly replyToCopied = new Latencies();
+  /** PING → PONG on the fault connection while pages are still missing (the stream runs) */
+  readonly pingRtt = new Latencies();
+  /** one pushed frame at the destination: decoded → installed (JS work that can delay a fault) */
+  readonly bulkFrame = new Latencies();
+
+  summary(): FaultStagesSummary {
+    return {
+      pollToSent: this.pollToSent.brief(), sentToReply: this.sentToReply.brief(), replyToCopied: this.replyToCopied.brief(),
+      pingRtt: this.pingRtt.brief(), bulkFrame: this.bulkFrame.brief(),
+    };
+  }
+}
+export type FaultStagesSummary = Record<"pollToSent" | "sentToReply" | "replyToCopied" | "pingRtt" | "bulkFrame", StageUs>;
 
 /** What the destination counts while it fills a process. */
 export class DaemonStats {
@@ -41,6 +86,7 @@ export class DaemonStats {
   /** faults on pages that never were at the source, or were dropped: answered with zeros locally */
   localFaults = 0;
   readonly latency = new Latencies();
+  readonly stages = new FaultStages();
   events = { fork: 0, remap: 0, remove: 0, unmap: 0 };
   droppedPages = 0;
   reconnects = 0;
@@ -63,6 +109,8 @@ export interface LazySummary {
   faults: number;
   localFaults: number;
   faultLatencyUs: { p50: number | null; p99: number | null; max: number | null; count: number };
+  /** the fault path stage by stage (FaultStages) */
+  faultStagesUs: FaultStagesSummary;
   /** from the resume here until the last page arrived */
   allPagesMs: number | null;
   mbPerS: number | null;
@@ -79,7 +127,6 @@ export function cpuMsSince(start: NodeJS.CpuUsage): number {
   return Math.round((u.user + u.system) / 1000);
 }
 
-const round = (x: number | null, digits = 2) => (x === null ? null : Number(x.toFixed(digits)));
 
 export function summarize(s: DaemonStats, pid: number, o: { outcome: LazySummary["outcome"]; error?: string; frozenAtUs?: number; resumedAtUs?: number; imageBytes: number; rttMs: number }): LazySummary {
   const allPagesMs = s.allArrivedAt && s.resumedAt ? s.allArrivedAt - s.resumedAt : null;
@@ -101,6 +148,7 @@ export function summarize(s: DaemonStats, pid: number, o: { outcome: LazySummary
       p50: round(s.latency.percentile(50), 1), p99: round(s.latency.percentile(99), 1),
       max: round(s.latency.percentile(100), 1), count: s.latency.count,
     },
+    faultStagesUs: s.stages.summary(),
     allPagesMs: round(allPagesMs),
     mbPerS: secs > 0 ? round((s.pagesInstalled * PAGE_SIZE) / 1e6 / secs, 1) : null,
     events: s.events,
