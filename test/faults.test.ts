@@ -48,7 +48,8 @@ function errorLine(run: { stderr: string }): string {
   return lines[0];
 }
 
-const running = (state: string | null) => state !== null && state !== "T" && state !== "t";
+/** A stopped task (T, t) or a dead one not yet reaped (Z, X) runs no code. */
+const running = (state: string | null) => state !== null && !["T", "t", "Z", "X"].includes(state);
 
 /** Where the process is, once both sides are done: never running on both hosts. */
 function whereIsIt(m: Migration): { source: string | null; dest: number | null } {
