@@ -11,7 +11,8 @@ import { Spans } from "../spans.js";
 
 export interface LazyDaemonOptions {
   images: string;
-  pageServer: Endpoint;
+  /** null: every page is held here (`local`), none is fetched (a pre-copy migration) */
+  pageServer: Endpoint | null;
   /** how long a lost page server may take to come back before the process is killed (default 10 s) */
   retryForMs?: number;
   /** cap of the background stream, bytes/s */
@@ -66,11 +67,13 @@ export function restoreLazy(opts: { images: string; shellJob?: boolean }): Resto
 /**
  * `ferry restore --lazy --page-server ADDR:PORT`: daemon and restore in one process. Resolves
  * with the restored process once it runs; `transfer` with the summary when all pages arrived.
+ * Without a page server (pre-copy) every lazy page is in `local`: installed after the resume.
  */
 export async function restoreLazyWithServer(opts: LazyDaemonOptions & { shellJob?: boolean; beforeRestore?: () => void; spans?: Spans }): Promise<{ restored: Restored; transfer: Promise<LazySummary> }> {
   const sp = opts.spans ?? new Spans();
   const daemon = sp.time("lazy-pages daemon", () => daemonFor(opts));
-  await sp.timeAsync("page server connection", () => daemon.connect());
+  if (opts.pageServer) await sp.timeAsync("page server connection", () => daemon.connect());
+  else await daemon.connect();
   opts.beforeRestore?.();
   let restored: Restored;
   try {

@@ -149,6 +149,17 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
         }
         throw new FerryError("FERRY_NOT_DELIVERED", `${outcome.reason}; process ${opts.pid} is kept frozen here: \`ferry resume ${opts.pid}\` runs it here again (only if the destination's copy is dead)`);
       }
+    } else if (mode === "precopy") {
+      // the agent installs the pages after the resume: its copy holds all of its memory only
+      // once it says so (it kills its copy rather than let it run on anything else)
+      tl.phase("install");
+      lazy = await control.expect(MCMD.DONE, 15_000).then((f) => parseDone(f.payload), () => null);
+      if (lazy?.outcome === "failed") {
+        handedOver = false; // the destination killed its copy and said so: ours runs on
+        throw new FerryError("FERRY_LAZY_FAILED", `the destination could not install the pre-copied pages (${lazy.error ?? "no reason given"}): process ${opts.pid} runs on here`);
+      }
+      if (!lazy) throw new FerryError("FERRY_NOT_DELIVERED", `the destination did not say it holds all of process ${opts.pid}'s memory; the process is kept frozen here: \`ferry resume ${opts.pid}\` runs it here again (only if the destination's copy is dead)`);
+      rawSyscall(NR.kill, opts.pid, SIG.KILL);
     } else {
       rawSyscall(NR.kill, opts.pid, SIG.KILL);
     }
