@@ -8,6 +8,7 @@ import { HandoffListener, handOffUffd } from "./handoff.js";
 import { loadLazyImages } from "./images.js";
 import type { LazySummary, ProgressLine } from "./stats.js";
 import { Spans } from "../spans.js";
+import { ImageDir } from "../images/store.js";
 
 export interface LazyDaemonOptions {
   images: string;
@@ -26,9 +27,9 @@ export interface LazyDaemonOptions {
   guard?: UffdGuard;
 }
 
-function daemonFor(opts: LazyDaemonOptions): LazyPagesDaemon {
+function daemonFor(opts: LazyDaemonOptions, images: string | ImageDir = opts.images): LazyPagesDaemon {
   return new LazyPagesDaemon({
-    images: loadLazyImages(opts.images), pageServer: opts.pageServer, transport: opts.transport,
+    images: loadLazyImages(images), pageServer: opts.pageServer, transport: opts.transport,
     retryForMs: opts.retryForMs ?? 10_000, maxRate: opts.maxRate, log: opts.log ?? (() => {}), progress: opts.progress,
     local: opts.local, guard: opts.guard,
   });
@@ -71,13 +72,14 @@ export function restoreLazy(opts: { images: string; shellJob?: boolean }): Resto
  */
 export async function restoreLazyWithServer(opts: LazyDaemonOptions & { shellJob?: boolean; beforeRestore?: () => void; spans?: Spans }): Promise<{ restored: Restored; transfer: Promise<LazySummary> }> {
   const sp = opts.spans ?? new Spans();
-  const daemon = sp.time("lazy-pages daemon", () => daemonFor(opts));
+  const images = ImageDir.shared(opts.images); // decoded once, for the daemon and the restore
+  const daemon = sp.time("lazy-pages daemon", () => daemonFor(opts, images));
   if (opts.pageServer) await sp.timeAsync("page server connection", () => daemon.connect());
   else await daemon.connect();
   opts.beforeRestore?.();
   let restored: Restored;
   try {
-    restored = restore({ images: opts.images, shellJob: opts.shellJob, spans: sp, lazy: (t) => daemon.adopt(t) });
+    restored = restore({ images, shellJob: opts.shellJob, spans: sp, lazy: (t) => daemon.adopt(t) });
   } catch (e) {
     daemon.emergency(`restore failed: ${(e as Error).message}`);
     throw e;
