@@ -10,6 +10,7 @@ import type { Transport } from "../net/transport.js";
 import { PAGES_FLAG, MAX_FRAME_PAGES, bitmapBytes, type PageRange } from "./protocol.js";
 import { PageLink } from "./link.js";
 import { NoPageServer } from "./noPageServer.js";
+import type { EarlyChannels } from "./earlyLink.js";
 import { LazyMm } from "./lazyMm.js";
 import { DaemonStats, ProgressLine, mib, summarize, type LazySummary } from "./stats.js";
 import type { LazyImages } from "./images.js";
@@ -44,6 +45,8 @@ export interface DaemonOptions {
   local?: LocalPages;
   /** a guard prepared ahead (its start costs milliseconds); else the daemon prepares its own now */
   guard?: UffdGuard;
+  /** the page server's connections, opened ahead (their handshakes cost milliseconds too) */
+  early?: EarlyChannels;
 }
 
 /** Pages held at the destination, by source address, in the PAGES layout (offsets -1: a zero page). */
@@ -101,7 +104,7 @@ export class LazyPagesDaemon {
       onDown: (why) => this.onDown(why),
       onGiveUp: (why) => this.fail(why),
       onBye: () => this.onBye(),
-    }, opts.transport, opts.maxRate ?? 0);
+    }, opts.transport, opts.maxRate ?? 0, opts.early ?? null);
   }
 
   /** Reach the page server before anything is restored (so a dead source fails early, cleanly). */

@@ -4,6 +4,7 @@ import type { Endpoint } from "../net/endpoint.js";
 import type { Transport } from "../net/transport.js";
 import { LazyPagesDaemon, type LocalPages } from "./daemon.js";
 import type { UffdGuard } from "./guard.js";
+import type { EarlyChannels } from "./earlyLink.js";
 import { HandoffListener, handOffUffd } from "./handoff.js";
 import { loadLazyImages } from "./images.js";
 import type { LazySummary, ProgressLine } from "./stats.js";
@@ -25,13 +26,15 @@ export interface LazyDaemonOptions {
   local?: LocalPages;
   /** the uffd guard, prepared ahead (see UffdGuard) */
   guard?: UffdGuard;
+  /** the page server's connections, opened ahead (see EarlyChannels) */
+  early?: EarlyChannels;
 }
 
 function daemonFor(opts: LazyDaemonOptions, images: string | ImageDir = opts.images): LazyPagesDaemon {
   return new LazyPagesDaemon({
     images: loadLazyImages(images), pageServer: opts.pageServer, transport: opts.transport,
     retryForMs: opts.retryForMs ?? 10_000, maxRate: opts.maxRate, log: opts.log ?? (() => {}), progress: opts.progress,
-    local: opts.local, guard: opts.guard,
+    local: opts.local, guard: opts.guard, early: opts.early,
   });
 }
 

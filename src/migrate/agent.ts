@@ -11,6 +11,7 @@ import type { Transport } from "../net/transport.js";
 import { restoreLazyWithServer } from "../lazy/destination.js";
 import type { LazySummary } from "../lazy/stats.js";
 import { UffdGuard, Watchdog } from "../lazy/guard.js";
+import { EarlyChannels } from "../lazy/earlyLink.js";
 import { Control } from "./control.js";
 import { ImageReceiver } from "./imageStream.js";
 import { PageStore } from "./pageStore.js";
@@ -102,6 +103,8 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
   let receiver: ImageReceiver | null = null;
   let pid = 0;
   let guard: UffdGuard | null = null;
+  let early: EarlyChannels | null = null;
+  const sourceHost = (socket.remoteAddress ?? "").replace(/^::ffff:/, "");
   let cleanup: Watchdog | null = null;
   /** the process may run here from now on: an ERROR (which lets the source resume its copy) is a lie */
   let resumed = false;
@@ -113,6 +116,8 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
     if (processExists(hello.pid)) throw new FerryError("FERRY_PID_TAKEN", `PID ${hello.pid} is taken on the destination: it cannot come here with its PID`);
     // the uffd guard of the lazy restore (pre-copy's too: its pages go in after the resume), started now: it costs milliseconds the downtime need not pay
     if (hello.mode !== "stop-copy") guard = UffdGuard.prepare(hello.pid);
+    // the page server's connections too (its TLS handshakes): it listens already, and answers after RESTORE
+    if (hello.pageServerPort) early = new EarlyChannels({ host: sourceHost, port: hello.pageServerPort }, hello.pid, opts.transport, opts.maxRate);
     dir = opts.keepImages ? path.join(opts.keepImages, `${hello.pid}-${Date.now()}`) : fs.mkdtempSync(path.join(fs.existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir(), "ferry-agent-"));
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     // the images hold the process's memory: removed even if this agent is killed
@@ -146,13 +151,19 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
     if (req.pageServerPort || req.keep) {
       // lazy and hybrid fetch from the source's page server what is not here; pre-copy holds
       // every page here: installed after the resume, a page touched first installed at once
-      const pageServer = req.pageServerPort ? { host: socket.remoteAddress!.replace(/^::ffff:/, ""), port: req.pageServerPort } : null;
+      const pageServer = req.pageServerPort ? { host: sourceHost, port: req.pageServerPort } : null;
+      if (early && early.endpoint.port !== req.pageServerPort) {
+        early.close(); // another page server than HELLO said: not the one to talk to
+        early = null;
+      }
       const r = await restoreLazyWithServer({
         images: dir, pageServer, retryForMs: opts.retryForMs ?? 10_000, maxRate: opts.maxRate, transport: opts.transport,
         log: (l) => opts.log?.(l), local: req.keep?.length ? store.localPages(req.keep) : undefined, guard: guard ?? undefined, spans: sp,
+        early: early ?? undefined,
         beforeRestore: () => phase("restore"),
       });
       guard = null; // the daemon's now
+      early = null;
       resumed = true;
       resumedAtUs = nowUs();
       restored = r.restored;
@@ -193,6 +204,7 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
   } catch (e) {
     phase("failed");
     guard?.release();
+    early?.close();
     if (!resumed) (e as Error).message += "; nothing of it runs here";
     if (!resumed) await control.sendJson(MCMD.ERROR, { message: (e as Error).message }).catch(() => {});
     throw e;

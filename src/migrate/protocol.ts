@@ -63,6 +63,8 @@ export interface Hello {
   version: number; mode: Mode; pid: number;
   /** codecs the source may compress page data with (absent: none) */
   codecs?: string[];
+  /** lazy, hybrid: the page server's port, listening already (the agent connects before the freeze) */
+  pageServerPort?: number;
 }
 export interface HelloOk {
   version: number;
@@ -117,6 +119,10 @@ export function parseHello(b: Buffer): Hello {
   if (o.codecs !== undefined) {
     if (!Array.isArray(o.codecs) || o.codecs.length > 16 || !o.codecs.every((c) => typeof c === "string" && c.length <= 64)) bad("HELLO (codecs)");
     hello.codecs = o.codecs as string[];
+  }
+  if (o.pageServerPort !== undefined) {
+    if (!isInt(o.pageServerPort, 1, 65535)) bad("HELLO (pageServerPort)");
+    hello.pageServerPort = o.pageServerPort;
   }
   return hello;
 }
