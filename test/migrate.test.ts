@@ -108,6 +108,13 @@ for (const mode of ["stop-copy", "lazy", "precopy", "hybrid"]) {
       assert.equal(await finishVictim(pid, v.resultFile, 20_000), "PASS");
       assert.ok(summary.downtimeMs > 0);
       if (mode === "precopy" || mode === "hybrid") assert.ok(summary.rounds.length >= 1, "pre-copy rounds ran");
+      if (mode === "precopy") {
+        // every page went in after the resume, from the agent's own memory: none fetched afterwards
+        const l = summary.lazy;
+        assert.ok(l && l.outcome === "complete", `the agent installed the pre-copied pages: ${JSON.stringify(l)}`);
+        assert.ok(l.pages >= 9 * 1024, `the victim's 36 MiB were installed after the resume (${l.pages} pages)`);
+        assert.equal(l.bytesReceived + l.pagesByFault + l.pagesPushed, 0, "no page travelled after the resume");
+      }
       report(mode, summary);
     });
   });

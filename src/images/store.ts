@@ -73,7 +73,20 @@ export function writeImageFile(file: string, data: Buffer): void {
  * checksum); page data and large blobs are raw files indexed from the metadata.
  */
 export class ImageDir {
+  /** decoded images by file name, when this directory's reads are shared (see shared()) */
+  private memo: Map<string, unknown> | null = null;
+
   constructor(readonly dir: string) {}
+
+  /**
+   * A directory whose reads decode each file once, for two readers of the same images (the
+   * lazy-pages daemon and the restore, while the process waits): they must not change what they read.
+   */
+  static shared(dir: string): ImageDir {
+    const d = new ImageDir(dir);
+    d.memo = new Map();
+    return d;
+  }
 
   static create(dir: string): ImageDir {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -96,6 +109,7 @@ export class ImageDir {
     header.writeUInt32LE(crc32(payload), 12);
     header.writeUInt32LE(payload.length, 16);
     writeImageFile(this.path(name), Buffer.concat([header, payload]));
+    this.memo?.delete(name);
   }
 
   exists(name: string): boolean {
@@ -103,6 +117,7 @@ export class ImageDir {
   }
 
   read<T>(name: string, msgName: MessageName): T {
+    if (this.memo?.has(name)) return this.memo.get(name) as T;
     const file = this.path(name);
     let buf: Buffer;
     try {
@@ -111,7 +126,9 @@ export class ImageDir {
       const code = (e as NodeJS.ErrnoException).code;
       throw new FerryError("FERRY_IMAGE_MISSING", `${file}: ${code === "ENOENT" ? "missing" : code}: is ${this.dir} a ferry image directory?`);
     }
-    return decodeFramed<T>(buf, file, msgName);
+    const decoded = decodeFramed<T>(buf, file, msgName);
+    this.memo?.set(name, decoded);
+    return decoded;
   }
 }
 

@@ -9,6 +9,8 @@ import type { Endpoint } from "../net/endpoint.js";
 import type { Transport } from "../net/transport.js";
 import { PAGES_FLAG, MAX_FRAME_PAGES, bitmapBytes, type PageRange } from "./protocol.js";
 import { PageLink } from "./link.js";
+import { NoPageServer } from "./noPageServer.js";
+import type { EarlyChannels } from "./earlyLink.js";
 import { LazyMm } from "./lazyMm.js";
 import { DaemonStats, ProgressLine, mib, summarize, type LazySummary } from "./stats.js";
 import type { LazyImages } from "./images.js";
@@ -30,7 +32,8 @@ const EAGAIN = 11, EEXIST = 17, ESRCH = 3;
 
 export interface DaemonOptions {
   images: LazyImages;
-  pageServer: Endpoint;
+  /** null: every page is held here (opts.local), nothing is fetched (a pre-copy migration) */
+  pageServer: Endpoint | null;
   transport?: Transport;
   /** how long a lost page server may take to come back before the process is killed */
   retryForMs: number;
@@ -42,6 +45,8 @@ export interface DaemonOptions {
   local?: LocalPages;
   /** a guard prepared ahead (its start costs milliseconds); else the daemon prepares its own now */
   guard?: UffdGuard;
+  /** the page server's connections, opened ahead (their handshakes cost milliseconds too) */
+  early?: EarlyChannels;
 }
 
 /** Pages held at the destination, by source address, in the PAGES layout (offsets -1: a zero page). */
@@ -62,7 +67,7 @@ export interface LocalPages {
  * to go (DONE) and the daemon ends.
  */
 export class LazyPagesDaemon {
-  private readonly link: PageLink;
+  private readonly link: PageLink | NoPageServer;
   private readonly mms: LazyMm[] = [];
   /** per page: 1 = asked on the fault channel, answer not arrived */
   private readonly requested: Uint8Array;
@@ -96,7 +101,7 @@ export class LazyPagesDaemon {
     for (const r of opts.local?.ranges ?? []) this.local!.fill(1, ...index.indexRange(r.start, r.end));
     this.finished = new Promise((resolve) => (this.finish = resolve));
     this.uffdGuard = opts.guard ?? null;
-    this.link = new PageLink(opts.pageServer, opts.images.pid, opts.retryForMs, {
+    this.link = !opts.pageServer ? new NoPageServer(() => this.onBye()) : new PageLink(opts.pageServer, opts.images.pid, opts.retryForMs, {
       onPages: (f, fromBulk) => this.guard(() => this.onPages(f, fromBulk)),
       onUp: (reconnected) => this.guard(() => this.onUp(reconnected)),
       onDown: (why) => this.onDown(why),
@@ -105,7 +110,7 @@ export class LazyPagesDaemon {
       onPingRtt: (us) => {
         if (this.main && !this.completing) this.stats.stages.pingRtt.add(us);
       },
-    }, opts.transport, opts.maxRate ?? 0);
+    }, opts.transport, opts.maxRate ?? 0, opts.early ?? null);
   }
 
   /** Reach the page server before anything is restored (so a dead source fails early, cleanly). */

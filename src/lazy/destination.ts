@@ -4,14 +4,17 @@ import type { Endpoint } from "../net/endpoint.js";
 import type { Transport } from "../net/transport.js";
 import { LazyPagesDaemon, type LocalPages } from "./daemon.js";
 import type { UffdGuard } from "./guard.js";
+import type { EarlyChannels } from "./earlyLink.js";
 import { HandoffListener, handOffUffd } from "./handoff.js";
 import { loadLazyImages } from "./images.js";
 import type { LazySummary, ProgressLine } from "./stats.js";
 import { Spans } from "../spans.js";
+import { ImageDir } from "../images/store.js";
 
 export interface LazyDaemonOptions {
   images: string;
-  pageServer: Endpoint;
+  /** null: every page is held here (`local`), none is fetched (a pre-copy migration) */
+  pageServer: Endpoint | null;
   /** how long a lost page server may take to come back before the process is killed (default 10 s) */
   retryForMs?: number;
   /** cap of the background stream, bytes/s */
@@ -23,13 +26,15 @@ export interface LazyDaemonOptions {
   local?: LocalPages;
   /** the uffd guard, prepared ahead (see UffdGuard) */
   guard?: UffdGuard;
+  /** the page server's connections, opened ahead (see EarlyChannels) */
+  early?: EarlyChannels;
 }
 
-function daemonFor(opts: LazyDaemonOptions): LazyPagesDaemon {
+function daemonFor(opts: LazyDaemonOptions, images: string | ImageDir = opts.images): LazyPagesDaemon {
   return new LazyPagesDaemon({
-    images: loadLazyImages(opts.images), pageServer: opts.pageServer, transport: opts.transport,
+    images: loadLazyImages(images), pageServer: opts.pageServer, transport: opts.transport,
     retryForMs: opts.retryForMs ?? 10_000, maxRate: opts.maxRate, log: opts.log ?? (() => {}), progress: opts.progress,
-    local: opts.local, guard: opts.guard,
+    local: opts.local, guard: opts.guard, early: opts.early,
   });
 }
 
@@ -66,15 +71,18 @@ export function restoreLazy(opts: { images: string; shellJob?: boolean }): Resto
 /**
  * `ferry restore --lazy --page-server ADDR:PORT`: daemon and restore in one process. Resolves
  * with the restored process once it runs; `transfer` with the summary when all pages arrived.
+ * Without a page server (pre-copy) every lazy page is in `local`: installed after the resume.
  */
 export async function restoreLazyWithServer(opts: LazyDaemonOptions & { shellJob?: boolean; beforeRestore?: () => void; spans?: Spans }): Promise<{ restored: Restored; transfer: Promise<LazySummary> }> {
   const sp = opts.spans ?? new Spans();
-  const daemon = sp.time("lazy-pages daemon", () => daemonFor(opts));
-  await sp.timeAsync("page server connection", () => daemon.connect());
+  const images = ImageDir.shared(opts.images); // decoded once, for the daemon and the restore
+  const daemon = sp.time("lazy-pages daemon", () => daemonFor(opts, images));
+  if (opts.pageServer) await sp.timeAsync("page server connection", () => daemon.connect());
+  else await daemon.connect();
   opts.beforeRestore?.();
   let restored: Restored;
   try {
-    restored = restore({ images: opts.images, shellJob: opts.shellJob, spans: sp, lazy: (t) => daemon.adopt(t) });
+    restored = restore({ images, shellJob: opts.shellJob, spans: sp, lazy: (t) => daemon.adopt(t) });
   } catch (e) {
     daemon.emergency(`restore failed: ${(e as Error).message}`);
     throw e;

@@ -17,8 +17,9 @@ export interface LazyImages {
   imageBytes: number;
 }
 
-export function loadLazyImages(dir: string): LazyImages {
-  const images = new ImageDir(dir);
+export function loadLazyImages(from: string | ImageDir): LazyImages {
+  const images = typeof from === "string" ? new ImageDir(from) : from;
+  const dir = images.dir;
   const inventory = images.read<Inventory>("inventory.img", "Inventory");
   if (!inventory.lazy) {
     throw new FerryError("FERRY_NOT_LAZY", `${dir} was not dumped with --lazy: there are no pages to serve (restore it without --lazy)`);

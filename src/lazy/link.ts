@@ -4,7 +4,8 @@ import { FrameChannel } from "../net/channel.js";
 import type { Frame } from "../net/framing.js";
 import { formatEndpoint, type Endpoint } from "../net/endpoint.js";
 import { defaultTransport, type Transport } from "../net/transport.js";
-import { CMD, MAX_PAYLOAD, PAGES_FLAG, PROTOCOL_VERSION, MAX_RANGES_PER_FRAME, encodeRanges, payloadLimit, type Hello, type PageRange } from "./protocol.js";
+import { CMD, MAX_PAYLOAD, PAGES_FLAG, MAX_RANGES_PER_FRAME, encodeRanges, payloadLimit, type Hello, type PageRange } from "./protocol.js";
+import { sayHello, type EarlyChannels } from "./earlyLink.js";
 
 /** FERRY_FAULT_TRACE=1: a PING every 20 ms, the fault connection's own round trip under load (FaultStages.pingRtt) */
 const PING_EVERY_MS = process.env.FERRY_FAULT_TRACE ? 20 : 1000;
@@ -36,7 +37,7 @@ export interface LinkHandlers {
 export class PageLink {
   private fault: FrameChannel | null = null;
   private bulk: FrameChannel | null = null;
-  private readonly session = randomBytes(8).toString("hex");
+  private readonly session: string;
   private downSince = 0;
   private lastWhy = "";
   private retryTimer: NodeJS.Timeout | null = null;
@@ -58,7 +59,11 @@ export class PageLink {
     private readonly handlers: LinkHandlers,
     private readonly transport: Transport = defaultTransport(),
     private readonly maxRate = 0,
-  ) {}
+    /** the two connections, opened before the freeze: the first attempt takes them */
+    private readonly early: EarlyChannels | null = null,
+  ) {
+    this.session = early?.session ?? randomBytes(8).toString("hex");
+  }
 
   get up(): boolean {
     return !!(this.fault?.isOpen && this.bulk?.isOpen);
@@ -116,6 +121,7 @@ export class PageLink {
   /** Stop: now, or (graceful) once what is queued has been written. */
   close(graceful = false): void {
     this.closed = true;
+    this.early?.close();
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.pingTimer) clearInterval(this.pingTimer);
     for (const ch of [this.fault, this.bulk]) {
@@ -145,9 +151,11 @@ export class PageLink {
       const reconnected = this.everUp;
       if (reconnected) this.reconnects++;
       this.everUp = true;
-      if (!reconnected) await this.measureRtt();
       this.startPings();
       this.handlers.onUp(reconnected);
+      // the round trip for the summary, on the fault channel (the stream has its own): not awaited,
+      // the restore waits for this connection (3 round trips were 3 ms of downtime on a loaded machine)
+      if (!reconnected) void this.measureRtt();
       this.onFirstUp?.();
       this.onFirstUp = null;
     } catch (e) {
@@ -167,13 +175,14 @@ export class PageLink {
     }
   }
 
-  /** One channel: connect, HELLO, wait for HELLO_OK. */
+  /** One channel: connect, HELLO, wait for HELLO_OK (or one opened early, its HELLO said). */
   private async open(role: Hello["role"]): Promise<FrameChannel> {
-    const socket = await withTimeout(this.transport.connect(this.endpoint), CONNECT_TIMEOUT_MS, "connection attempt timed out");
+    const early = await this.early?.take(role);
+    const socket = early ? null : await withTimeout(this.transport.connect(this.endpoint), CONNECT_TIMEOUT_MS, "connection attempt timed out");
     return new Promise<FrameChannel>((resolve, reject) => {
       let ready = false;
       const timer = setTimeout(() => ch.close("no answer to HELLO"), HELLO_TIMEOUT_MS);
-      const ch = new FrameChannel(socket, payloadLimit, MAX_PAYLOAD, (f) => {
+      const onFrame = (f: Frame) => {
         if (!ready) {
           if (f.cmd !== CMD.HELLO_OK) return ch.close("expected HELLO_OK");
           ready = true;
@@ -181,15 +190,17 @@ export class PageLink {
           return resolve(ch);
         }
         this.onFrame(f, role);
-      }, (_c, why) => {
+      };
+      const onClose = (why: string) => {
         clearTimeout(timer);
         if (ready) this.lost(ch, why);
         else if (ch.bytesIn) reject(new Error(why));
         // hung up on our HELLO without a word: a secure page server refusing plain TCP, or one serving another process
         else reject(new FerryError("FERRY_AUTH", `the page server at ${formatEndpoint(this.endpoint)} hung up without answering (does it expect a key while this side has --insecure, or serve another process?)`));
-      });
-      const hello: Hello = { version: PROTOCOL_VERSION, role, pid: this.pid, session: this.session, maxRate: this.maxRate };
-      ch.send({ cmd: CMD.HELLO, flags: 0, nrPages: 0, vaddr: 0, id: 0 }, Buffer.from(JSON.stringify(hello)));
+      };
+      const ch = early ? early.ch : new FrameChannel(socket!, payloadLimit, MAX_PAYLOAD, (f) => onFrame(f), (_c, why) => onClose(why));
+      if (early) early.attach(onFrame, onClose);
+      else sayHello(ch, role, this.pid, this.session, this.maxRate);
     });
   }
 
@@ -212,11 +223,12 @@ export class PageLink {
 
   private onPong: (() => void) | null = null;
 
-  /** A few PING/PONG round trips on the idle link: its latency, before any load. */
+  /** A few PING/PONG round trips as the link starts (the smallest is kept, with the later pings'). */
   private async measureRtt(): Promise<void> {
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 3 && !this.closed; i++) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 500);
+        timer.unref(); // never what keeps a finished daemon alive
         this.onPong = () => {
           clearTimeout(timer);
           resolve();

@@ -4,15 +4,14 @@ import path from "node:path";
 import type net from "node:net";
 import { FerryError } from "../errors.js";
 import { restore, type Restored } from "../restore/index.js";
-import { uffdUnregister } from "../kernel/uffd.js";
 import { processExists } from "../kernel/procfs.js";
 import { epochUsOf, realtimeUs } from "../kernel/clock.js";
 import type { Endpoint } from "../net/endpoint.js";
 import type { Transport } from "../net/transport.js";
 import { restoreLazyWithServer } from "../lazy/destination.js";
-import type { TargetUffd } from "../lazy/attach.js";
 import type { LazySummary } from "../lazy/stats.js";
 import { UffdGuard, Watchdog } from "../lazy/guard.js";
+import { EarlyChannels } from "../lazy/earlyLink.js";
 import { Control } from "./control.js";
 import { ImageReceiver } from "./imageStream.js";
 import { PageStore } from "./pageStore.js";
@@ -104,6 +103,8 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
   let receiver: ImageReceiver | null = null;
   let pid = 0;
   let guard: UffdGuard | null = null;
+  let early: EarlyChannels | null = null;
+  const sourceHost = (socket.remoteAddress ?? "").replace(/^::ffff:/, "");
   let cleanup: Watchdog | null = null;
   /** the process may run here from now on: an ERROR (which lets the source resume its copy) is a lie */
   let resumed = false;
@@ -113,8 +114,10 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
     pid = hello.pid;
     if (hello.version !== MIGRATE_VERSION) throw new FerryError("FERRY_VERSION", `the source speaks migration protocol ${hello.version}, this agent ${MIGRATE_VERSION}`);
     if (processExists(hello.pid)) throw new FerryError("FERRY_PID_TAKEN", `PID ${hello.pid} is taken on the destination: it cannot come here with its PID`);
-    // the lazy restore's uffd guard, started now: it costs milliseconds the downtime need not pay
-    if (hello.mode === "lazy" || hello.mode === "hybrid") guard = UffdGuard.prepare(hello.pid);
+    // the uffd guard of the lazy restore (pre-copy's too: its pages go in after the resume), started now: it costs milliseconds the downtime need not pay
+    if (hello.mode !== "stop-copy") guard = UffdGuard.prepare(hello.pid);
+    // the page server's connections too (its TLS handshakes): it listens already, and answers after RESTORE
+    if (hello.pageServerPort) early = new EarlyChannels({ host: sourceHost, port: hello.pageServerPort }, hello.pid, opts.transport, opts.maxRate);
     dir = opts.keepImages ? path.join(opts.keepImages, `${hello.pid}-${Date.now()}`) : fs.mkdtempSync(path.join(fs.existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir(), "ferry-agent-"));
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     // the images hold the process's memory: removed even if this agent is killed
@@ -142,39 +145,29 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
     }
     const precopiedPages = store.size;
     const tRestore = performance.now();
-    let installed = 0;
-    const install = (t: TargetUffd) => {
-      installed = store.install(t.fd, req.keep ?? []);
-    };
     let restored: Restored;
     let transfer: Promise<LazySummary> | null = null;
     let resumedAtUs: number;
-    if (req.pageServerPort) {
+    if (req.pageServerPort || req.keep) {
+      // lazy and hybrid fetch from the source's page server what is not here; pre-copy holds
+      // every page here: installed after the resume, a page touched first installed at once
+      const pageServer = req.pageServerPort ? { host: sourceHost, port: req.pageServerPort } : null;
+      if (early && early.endpoint.port !== req.pageServerPort) {
+        early.close(); // another page server than HELLO said: not the one to talk to
+        early = null;
+      }
       const r = await restoreLazyWithServer({
-        images: dir, pageServer: { host: socket.remoteAddress!.replace(/^::ffff:/, ""), port: req.pageServerPort }, retryForMs: opts.retryForMs ?? 10_000, maxRate: opts.maxRate, transport: opts.transport,
+        images: dir, pageServer, retryForMs: opts.retryForMs ?? 10_000, maxRate: opts.maxRate, transport: opts.transport,
         log: (l) => opts.log?.(l), local: req.keep?.length ? store.localPages(req.keep) : undefined, guard: guard ?? undefined, spans: sp,
+        early: early ?? undefined,
         beforeRestore: () => phase("restore"),
       });
       guard = null; // the daemon's now
+      early = null;
       resumed = true;
       resumedAtUs = nowUs();
       restored = r.restored;
       transfer = r.transfer;
-    } else if (req.keep) {
-      phase("restore");
-      // pre-copy: every page is here; the registration ends once they are in
-      restored = restore({
-        images: dir, spans: sp, lazy: (t) => {
-          try {
-            sp.time("install pre-copied pages", () => install(t));
-            for (const r of t.ranges) uffdUnregister(t.fd, r.start, r.end - r.start);
-          } finally {
-            fs.closeSync(t.fd);
-          }
-        },
-      });
-      resumed = true;
-      resumedAtUs = nowUs();
     } else {
       phase("restore");
       restored = restore({ images: dir, spans: sp });
@@ -187,9 +180,9 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
       opts.log?.(`${(e as Error).message} (the process runs here all the same)`); // failing now would let the source run it too
     }
     phase("running");
-    if (process.env.FERRY_DEBUG) opts.log?.(`restore ${(performance.now() - tRestore).toFixed(1)} ms (restore() ${restored.durationMs.toFixed(1)} ms, ${installed} pages installed)`);
+    if (process.env.FERRY_DEBUG) opts.log?.(`restore ${(performance.now() - tRestore).toFixed(1)} ms (restore() ${restored.durationMs.toFixed(1)} ms)`);
     const reply: RestoredReply = {
-      pid: restored.pid, resumedAtUs, restoreMs: restored.durationMs, installedPages: installed,
+      pid: restored.pid, resumedAtUs, restoreMs: restored.durationMs,
       steps: roundSteps(sp.steps), stepsOriginUs: epochUsOf(sp.origin),
     };
     // from here on the connection may fail without changing anything: the process runs here
@@ -211,6 +204,7 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
   } catch (e) {
     phase("failed");
     guard?.release();
+    early?.close();
     if (!resumed) (e as Error).message += "; nothing of it runs here";
     if (!resumed) await control.sendJson(MCMD.ERROR, { message: (e as Error).message }).catch(() => {});
     throw e;

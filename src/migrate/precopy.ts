@@ -20,7 +20,7 @@ export interface PrecopyOptions {
 
 export interface PrecopyResult {
   /** After the dump froze the process (lazy images in `images`): what the agent keeps, and
-   *  (eager: pre-copy) the rest sent now, or (hybrid) the lazy runs cut down to it. */
+   *  (eager: pre-copy) the rest sent now; the lazy runs cut down to the pages with data. */
   switchOver(images: string, eager: boolean): Promise<{ request: RestoreRequest; lazyRuns: LazyRunImage[] }>;
   transferCounts(): Map<number, number>;
   /** pages left for the lazy page server (hybrid) */
@@ -105,8 +105,9 @@ export async function runPrecopy(o: PrecopyOptions): Promise<PrecopyResult> {
         keep = unionRanges(plan.keep, plan.needed);
         needed = [];
       } else needed = plan.needed;
-      // hybrid: the lazy index holds every page, those kept here are installed locally by the agent's daemon
-      const lazy = eager ? [] : unionRanges(plan.keep, plan.needed);
+      // the lazy index holds every page with data; the agent's daemon installs those kept there
+      // after the resume (pre-copy: all of them), hybrid's page server sends the rest
+      const lazy = eager ? keep : unionRanges(plan.keep, plan.needed);
       const runs = lazy.map((r) => ({ vaddr: r.start, nrPages: (r.end - r.start) / PAGE_SIZE }));
       dir.write(file, "PageMap", { ...pagemap, lazyRuns: runs, lazyPages: pagesIn(lazy) });
       return { request: { keep: keep.map((r) => [r.start, (r.end - r.start) / PAGE_SIZE]) }, lazyRuns: runs };

@@ -30,7 +30,7 @@ export const MCMD = {
   RESTORED: 8, DONE: 9, ERROR: 10, PING: 11,
 } as const;
 
-export const MIGRATE_VERSION = 2;
+export const MIGRATE_VERSION = 3;
 /** Nothing heard on the control connection for this long: the link or the other side is gone. */
 export const CONTROL_SILENCE_MS = 6000;
 export const MAX_DATA = 1 << 20;
@@ -63,6 +63,8 @@ export interface Hello {
   version: number; mode: Mode; pid: number;
   /** codecs the source may compress page data with (absent: none) */
   codecs?: string[];
+  /** lazy, hybrid: the page server's port, listening already (the agent connects before the freeze) */
+  pageServerPort?: number;
 }
 export interface HelloOk {
   version: number;
@@ -79,7 +81,6 @@ export interface RestoredReply {
   pid: number;
   resumedAtUs: number;
   restoreMs: number;
-  installedPages: number;
   /** the agent's steps from RESTORE to the resume, `at` in ms from stepsOriginUs (epoch µs) */
   steps?: Step[];
   stepsOriginUs?: number;
@@ -118,6 +119,10 @@ export function parseHello(b: Buffer): Hello {
   if (o.codecs !== undefined) {
     if (!Array.isArray(o.codecs) || o.codecs.length > 16 || !o.codecs.every((c) => typeof c === "string" && c.length <= 64)) bad("HELLO (codecs)");
     hello.codecs = o.codecs as string[];
+  }
+  if (o.pageServerPort !== undefined) {
+    if (!isInt(o.pageServerPort, 1, 65535)) bad("HELLO (pageServerPort)");
+    hello.pageServerPort = o.pageServerPort;
   }
   return hello;
 }
@@ -158,8 +163,8 @@ export function parseRestoreRequest(b: Buffer): RestoreRequest {
 
 export function parseRestored(b: Buffer): RestoredReply {
   const o = parseObject(b, "RESTORED");
-  if (!isInt(o.pid, 1, 1 << 22) || !isNum(o.resumedAtUs) || !isNum(o.restoreMs) || !isInt(o.installedPages, 0)) bad("RESTORED");
-  const r: RestoredReply = { pid: o.pid, resumedAtUs: o.resumedAtUs, restoreMs: o.restoreMs, installedPages: o.installedPages };
+  if (!isInt(o.pid, 1, 1 << 22) || !isNum(o.resumedAtUs) || !isNum(o.restoreMs)) bad("RESTORED");
+  const r: RestoredReply = { pid: o.pid, resumedAtUs: o.resumedAtUs, restoreMs: o.restoreMs };
   if (o.steps !== undefined) {
     const ok = Array.isArray(o.steps) && o.steps.length <= 1000 && isNum(o.stepsOriginUs) &&
       o.steps.every((x) => typeof x === "object" && x !== null && typeof x.name === "string" && x.name.length <= 200 && isNum(x.at) && isNum(x.ms));

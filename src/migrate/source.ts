@@ -13,7 +13,7 @@ import type { LazySummary } from "../lazy/stats.js";
 import { Spans } from "../spans.js";
 import { Control } from "./control.js";
 import { sendImages } from "./imageStream.js";
-import { MCMD, MIGRATE_VERSION, parseDone, parseHelloOk, parseRestored, type Mode, type RestoreRequest, type RestoredReply } from "./protocol.js";
+import { MCMD, MIGRATE_VERSION, parseDone, parseHelloOk, parseRestored, type Hello, type Mode, type RestoreRequest, type RestoredReply } from "./protocol.js";
 import { ResumeGuard } from "./resumeGuard.js";
 import { runActionScript } from "./actionScript.js";
 import { CODEC, FrameCompressor, type CompressSetting } from "./compression.js";
@@ -90,13 +90,14 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
   try {
     guard = ResumeGuard.start(opts.pid, opts.keepImages ? "" : images);
     const compress = opts.compress ?? "auto";
-    await control.sendJson(MCMD.HELLO, { version: MIGRATE_VERSION, mode, pid: opts.pid, codecs: compress === "off" ? [] : [CODEC] });
+    // listening now, not during the downtime: the agent connects at once (its port goes with HELLO, and RESTORE)
+    if (mode === "lazy" || mode === "hybrid") host = await PageServerHost.listen((socket.localAddress ?? "0.0.0.0").replace(/^::ffff:/, ""), opts.transport);
+    const hello: Hello = { version: MIGRATE_VERSION, mode, pid: opts.pid, codecs: compress === "off" ? [] : [CODEC], pageServerPort: host?.port };
+    await control.sendJson(MCMD.HELLO, hello);
     const ok = parseHelloOk((await control.expect(MCMD.HELLO_OK, 10_000)).payload);
     if (ok.version !== MIGRATE_VERSION) throw new FerryError("FERRY_VERSION", `the agent speaks migration protocol ${ok.version}, this ferry ${MIGRATE_VERSION}`);
     if (compress === "on" && ok.codec !== CODEC) opts.log?.(`the agent cannot decode ${CODEC}: page data goes uncompressed`);
     control.compressor = new FrameCompressor(compress, ok.codec ?? null);
-    // listening now, not during the downtime: the port goes with RESTORE
-    if (mode === "lazy" || mode === "hybrid") host = await PageServerHost.listen((socket.localAddress ?? "0.0.0.0").replace(/^::ffff:/, ""), opts.transport);
     if (mode === "precopy" || mode === "hybrid") {
       tl.phase("precopy");
       precopy = await runPrecopy({ pid: opts.pid, control, timeline: tl, maxDowntimeMs: opts.maxDowntimeMs ?? 50, maxRounds: opts.maxRounds ?? 8, signal: opts.signal });
@@ -149,6 +150,17 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
         }
         throw new FerryError("FERRY_NOT_DELIVERED", `${outcome.reason}; process ${opts.pid} is kept frozen here: \`ferry resume ${opts.pid}\` runs it here again (only if the destination's copy is dead)`);
       }
+    } else if (mode === "precopy") {
+      // the agent installs the pages after the resume: its copy holds all of its memory only
+      // once it says so (it kills its copy rather than let it run on anything else)
+      tl.phase("install");
+      lazy = await control.expect(MCMD.DONE, 15_000).then((f) => parseDone(f.payload), () => null);
+      if (lazy?.outcome === "failed") {
+        handedOver = false; // the destination killed its copy and said so: ours runs on
+        throw new FerryError("FERRY_LAZY_FAILED", `the destination could not install the pre-copied pages (${lazy.error ?? "no reason given"}): process ${opts.pid} runs on here`);
+      }
+      if (!lazy) throw new FerryError("FERRY_NOT_DELIVERED", `the destination did not say it holds all of process ${opts.pid}'s memory; the process is kept frozen here: \`ferry resume ${opts.pid}\` runs it here again (only if the destination's copy is dead)`);
+      rawSyscall(NR.kill, opts.pid, SIG.KILL);
     } else {
       rawSyscall(NR.kill, opts.pid, SIG.KILL);
     }

@@ -9,7 +9,7 @@ export interface SwitchStep extends Step {
  * What happened during one migration, in order, with times (ms from its start): the data the
  * progress line, the JSON summary and the HTML report are drawn from.
  */
-export type Phase = "connect" | "precopy" | "freeze" | "dump" | "switch-over" | "images" | "restore" | "lazy" | "done" | "failed";
+export type Phase = "connect" | "precopy" | "freeze" | "dump" | "switch-over" | "images" | "restore" | "install" | "lazy" | "done" | "failed";
 
 export interface RoundRecord {
   round: number;

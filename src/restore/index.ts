@@ -18,7 +18,8 @@ import { checkLazyRestore, createTargetUffd, registerLazyRanges, type TargetUffd
 import { Spans } from "../spans.js";
 
 export interface RestoreOptions {
-  images: string;
+  /** the images directory (an ImageDir: one whose reads are shared with another reader) */
+  images: string | ImageDir;
   shellJob?: boolean;
   /**
    * Lazy images: called just before the process resumes, with ferry's copy of its userfaultfd
@@ -121,9 +122,9 @@ function checkPidFree(pid: number): void {
 export function restore(opts: RestoreOptions): Restored {
   const t0 = performance.now();
   const sp = opts.spans ?? new Spans(t0);
-  const images = new ImageDir(opts.images);
+  const images = typeof opts.images === "string" ? new ImageDir(opts.images) : opts.images;
   const tree = sp.time("load images", () => loadImages(images));
-  checkLazyRestore(tree.inventory, opts.images, !!opts.lazy);
+  checkLazyRestore(tree.inventory, images.dir, !!opts.lazy);
   const pid = tree.inventory.rootPid;
   for (const p of [...tree.procs.keys(), ...tree.zombies.keys()]) checkPidFree(p);
   const r: Restoration = {

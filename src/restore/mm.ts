@@ -94,6 +94,8 @@ export type SharedObjects = Map<number, { pid: number; vma: VmaImage }>;
 
 export function mapVmas(inj: Injector, mm: MmImage, fill: Set<VmaImage>, objects: SharedObjects = new Map(), kept: Set<VmaImage> = new Set()): void {
   const sysvAttached = new Set<string>();
+  /** files opened inside the task, by mode and path: a library's 4-5 mappings share one open (each call is a ptrace round trip) */
+  const files = new Map<string, number>();
   for (const v of mm.vmas) {
     if (v.kind === "vdso" || v.kind === "vvar") continue;
     if (kept.has(v)) {
@@ -125,18 +127,23 @@ export function mapVmas(inj: Injector, mm: MmImage, fill: Set<VmaImage>, objects
         throw new FerryError("FERRY_UNSUPPORTED", `mapping of deleted file ${v.path} is not supported yet`);
       }
       const mode = v.shared && v.prot & PROT.WRITE ? O.RDWR : O.RDONLY;
-      const r = inj.call(NR.openat, -100, inj.put(0, cstring(v.path)), mode | O.CLOEXEC, 0);
-      if (r < 0n) throw new FerryError("FERRY_FILE", `cannot open ${v.path} to map it at 0x${v.start.toString(16)} (errno ${-r}): did it move since the dump?`);
-      fd = Number(r);
+      fd = files.get(`${mode} ${v.path}`) ?? -1;
+      if (fd < 0) {
+        const r = inj.call(NR.openat, -100, inj.put(0, cstring(v.path)), mode | O.CLOEXEC, 0);
+        if (r < 0n) throw new FerryError("FERRY_FILE", `cannot open ${v.path} to map it at 0x${v.start.toString(16)} (errno ${-r}): did it move since the dump?`);
+        fd = Number(r);
+        files.set(`${mode} ${v.path}`, fd);
+      }
     } else {
       throw new FerryError("FERRY_UNSUPPORTED", `mapping kind ${v.kind} at 0x${v.start.toString(16)} cannot be restored`);
     }
     const at = inj.ok(`mmap 0x${v.start.toString(16)} ${v.path}`, NR.mmap, v.start, len, prot, flags, fd, v.pgoff);
-    if (fd >= 0) inj.ok("close", NR.close, fd);
+    if (fd >= 0 && v.kind !== "file") inj.ok("close", NR.close, fd);
     if ((v.kind === "shmem" || v.kind === "memfd") && v.inode && !sameObject) objects.set(v.inode, { pid: inj.pid, vma: v });
     if (at !== v.start) throw new FerryError("FERRY_RESTORE", `mapping landed at 0x${at.toString(16)} instead of 0x${v.start.toString(16)}`);
     adviseVma(inj, v);
   }
+  for (const fd of files.values()) inj.ok("close", NR.close, fd);
 }
 
 /** The VmFlags that madvise() sets (dontfork, dontdump, hugepage...), again on a new mapping. */
