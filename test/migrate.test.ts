@@ -17,6 +17,8 @@ import { buildVictim, finishVictim } from "./harness/victims.js";
 import { lastJson, startFerryIn, startVictimIn, stateOf, withHosts } from "./harness/hosts.js";
 import { screenshot, countColour } from "./harness/chromium.js";
 import { FERRY_CLI } from "./harness/ferry.js";
+import { writeReport } from "../src/migrate/report.js";
+import { Timeline } from "../src/migrate/timeline.js";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 let port = 7600 + (process.pid % 300);
@@ -93,6 +95,38 @@ test("the switch-over decides by stretches of pages exactly what a page-by-page 
     const pagesOf = (rs: { start: number; end: number }[]) => rs.flatMap((r) => Array.from({ length: (r.end - r.start) / P }, (_, k) => r.start + k * P));
     assert.deepEqual({ keep: pagesOf(got.keep), needed: pagesOf(got.needed) }, want);
   }), { numRuns: 500 });
+});
+
+test("the report draws the downtime's steps on both hosts, each with its name and ms, on the switch-over's own axis", () => {
+  const steps: MigrateSummary["downtimeSteps"] = [
+    { where: "source", name: "seize", at: -0.8, ms: 0.8 },
+    { where: "source", name: "mmap VMAs & pages", at: 0.1, ms: 3.4 },
+    { where: "source", name: "send images", at: 3.6, ms: 2.5 },
+    { where: "destination", name: "clone3", at: 6.4, ms: 1.2 },
+    { where: "destination", name: "userfaultfd <hand-off>", at: 7.7, ms: 0.6 },
+  ];
+  const summary: MigrateSummary = {
+    pid: 4242, mode: "hybrid", outcome: "complete", restoredPid: 4242, downtimeMs: 8.5, downtimeSteps: steps, totalMs: 120,
+    imageBytes: 60_000, bytesSent: 1e6, rounds: [], faults: 0, faultLatencyUs: null, allPagesMs: null, lazy: null,
+    pageTransfers: { pages: 0, transfers: 0, sentOnce: 0, sentTwice: 0, sentMore: 0, redirtiedResends: 0, faultResends: 0 },
+    phases: [], restoreMs: 3,
+    compression: { setting: "off", codec: null, used: false, framesCompressed: 0, framesSent: 0, rawBytes: 0, wireBytes: 0, ratio: null, measured: null, scope: "pre-copy rounds and images" },
+  };
+  const html = writeReport(summary, new Timeline(), {});
+  const figure = /<svg id="downtime"[^]*?<\/svg>/.exec(html)?.[0];
+  assert.ok(figure, "the downtime figure is there");
+  for (const st of steps) {
+    const name = `${st.where}: ${st.name}`.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;");
+    assert.ok(figure.includes(`>${name}</text>`), `the step ${name} is named`);
+    assert.ok(figure.includes(`>${st.ms.toFixed(2)} ms</text>`), `the step ${name} says its ${st.ms} ms`);
+  }
+  const bars = [...figure.matchAll(/<rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)"[^>]* class="step (source|destination)"/g)];
+  assert.deepEqual(bars.map((b) => b[3]), steps.map((st) => st.where), "one bar per step, coloured by host");
+  // on one axis: the seize begins left of the freeze line, each bar as long as its ms says
+  const freeze = Number(/<line x1="([\d.]+)"[^>]*class="switch"><title>freeze/.exec(figure)![1]);
+  assert.ok(Number(bars[0][1]) < freeze && Math.abs(Number(bars[0][1]) + Number(bars[0][2]) - freeze) < 0.01, "the seize ends at the freeze");
+  const perMs = Number(bars[1][2]) / steps[1].ms;
+  steps.forEach((st, i) => assert.ok(Math.abs(Number(bars[i][2]) - st.ms * perMs) < 0.01, `bar ${i} is ${st.ms} ms long`));
 });
 
 test("build the migration victim", async () => {
@@ -241,10 +275,14 @@ test("ferry demo runs end to end, shows the counter carrying on in host B and it
     assert.match(html, /<svg id="timeline"/);
     assert.match(html, /switch-over/);
     // The page as a person sees it: headless Chromium draws the timeline's bars.
-    const shot = screenshot(reportFile);
+    assert.match(html, /<svg id="downtime"/);
+    const shot = screenshot(reportFile, 1000, 1200); // tall enough for the downtime's steps below the timeline
     assert.ok(countColour(shot, "#dd3333") >= 40, "the downtime bar (red) is drawn");
     assert.ok(countColour(shot, "#dd6633") + countColour(shot, "#3377cc") + countColour(shot, "#33aa77") >= 200, "the phase bars are drawn");
     assert.ok(countColour(shot, "#3377cc", 10) + countColour(shot, "#cc7700", 10) >= 20, "the bytes and faults curves are drawn");
+    // the downtime's steps: a bar at least 2 px wide and 14 high for each, purple at the source, teal at the destination
+    assert.ok(countColour(shot, "#8844bb", 10) >= 5 * 28, "the source's steps of the downtime are drawn");
+    assert.ok(countColour(shot, "#11aaaa", 10) >= 5 * 28, "the destination's steps of the downtime are drawn");
     const netns = execFileSync("ip", ["netns", "list"], { encoding: "utf8" });
     assert.ok(!netns.includes(`ferry-hA-${child.pid}-`), `the demo's namespaces are gone: ${netns}`);
   } finally {
