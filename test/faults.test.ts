@@ -12,6 +12,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { execFileSync } from "node:child_process";
 import type { TwoHosts } from "../src/hosts/hosts.js";
 import { buildVictim, finishVictim } from "./harness/victims.js";
@@ -268,6 +270,38 @@ test("lazy phase, `ferry agent` stopped (SIGTERM): it kills its copy and says so
     process.kill(m.agent.ferryPid()!, "SIGTERM");
     await migrateFails(m, /the destination gave up the lazy transfer .*interrupted by SIGTERM.*process \d+ runs on here/);
     await m.agent.done;
+    await runsOnAtSource(m);
+  });
+});
+
+// ---------------------------------------------------------------- (d) pre-copy's install after the resume
+
+const DROP_KEPT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "harness/dropKept.js");
+
+test("pre-copy, a page neither held by the agent nor zero (RESTORE's keep ranges cut in transit): the destination kills its copy with one clear line, never on zeros; the source, told, runs on with its memory intact", async () => {
+  await withHosts(async (hosts) => {
+    const v = await startVictimIn(hosts.a, "migrate_hot", ["32", "4"]);
+    const agentAddr = `127.100.0.2:${port++}`;
+    const agent = startFerryIn(hosts.b, ["agent", "--listen", agentAddr, "--once", "--insecure"], { statusFd: true });
+    await agent.ready;
+    // the source talks to the agent through a proxy that takes pages out of what the agent is told it holds
+    const proxyPort = port++;
+    const proxy = hosts.b.spawn([process.execPath, DROP_KEPT, "127.100.0.2", String(proxyPort), ...agentAddr.split(":")], { stdio: ["ignore", "pipe", "inherit"] });
+    let said = "";
+    await new Promise<void>((resolve, reject) => {
+      proxy.stdout!.on("data", (d) => {
+        said += d;
+        if (said.includes("listening\n")) resolve();
+      });
+      proxy.on("close", () => reject(new Error(`the proxy ended: ${said}`)));
+    });
+    const migrate = startFerryIn(hosts.a, ["migrate", String(v.pid), "--to", `127.100.0.2:${proxyPort}`, "--mode", "precopy", "--json", "--insecure"]);
+    const m: Migration = { hosts, v, agent, migrate };
+    await migrateFails(m, /the destination could not install the pre-copied pages \(\d+ page\(s\) at 0x[0-9a-f]+ are neither held here nor zero, and there is no page server to ask .*killed process \d+ \(\d+ pages never arrived; it never ran on missing memory\)\): process \d+ runs on here/);
+    await agentFails(m, /failed: .*neither held here nor zero.*killed process \d+/);
+    const taken = /RESTORE: (\d+) of (\d+) kept pages taken out/.exec(said);
+    assert.ok(taken && Number(taken[1]) > 0 && Number(taken[2]) >= 9 * 1024, `the agent was told it holds fewer pages than it should: ${said}`);
+    assert.ok(!fs.existsSync(m.v.resultFile), "the victim never saw a wrong page at the destination");
     await runsOnAtSource(m);
   });
 });
