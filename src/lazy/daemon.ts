@@ -574,7 +574,7 @@ export class LazyPagesDaemon {
       fn();
     } catch (e) {
       if (e instanceof FerryError && e.code === "FERRY_PROTOCOL") throw e; // the channel drops and reconnects
-      // a page with no copy to be had (pre-copy, no page server): not ours, and it says so itself
+      // a page with no copy to be had (pre-copy: not in the agent's store, no page server to ask): not ours, and it says so itself
       if (e instanceof FerryError && e.code === "FERRY_PAGE_MISSING") this.fail(e.message);
       else this.fail(`internal error in the lazy-pages daemon: ${(e as Error).message}`);
     }

@@ -50,7 +50,8 @@ export class PageStore {
         let out = 0;
         for (let k = 0; k < n; k++) {
           const p = this.latest.get(src + k * PAGE_SIZE);
-          if (!p) throw new FerryError("FERRY_PROTOCOL", `the source said the page at 0x${(src + k * PAGE_SIZE).toString(16)} is here, but no round brought it`);
+          // not FERRY_PROTOCOL (which the daemon leaves to a page server's channel): the daemon kills the process with this line
+          if (!p) throw new FerryError("FERRY_PAGE_MISSING", `the source said the page at 0x${(src + k * PAGE_SIZE).toString(16)} is here, but no round brought it`);
           if (p.off < 0) {
             offsets[k] = -1;
             continue;
