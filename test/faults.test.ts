@@ -276,31 +276,49 @@ test("lazy phase, `ferry agent` stopped (SIGTERM): it kills its copy and says so
 
 // ---------------------------------------------------------------- (d) pre-copy's install after the resume
 
-const DROP_KEPT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "harness/dropKept.js");
+const TAMPER = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "harness/tamperControl.js");
+
+/**
+ * A pre-copy migration of migrate_hot whose control connection goes through a proxy in hB that
+ * changes what the source says (test/harness/tamperControl.ts, MODE).
+ */
+async function tamperedPrecopy(hosts: TwoHosts, mode: "cut-keep" | "drop-pages"): Promise<Migration & { proxySaid: () => string }> {
+  const v = await startVictimIn(hosts.a, "migrate_hot", ["32", "4"]);
+  const agentAddr = `127.100.0.2:${port++}`;
+  const agent = startFerryIn(hosts.b, ["agent", "--listen", agentAddr, "--once", "--insecure"], { statusFd: true });
+  await agent.ready;
+  const listen = port++;
+  const proxy = hosts.b.spawn([process.execPath, TAMPER, mode, "127.100.0.2", String(listen), ...agentAddr.split(":")], { stdio: ["ignore", "pipe", "inherit"] });
+  let said = "";
+  await new Promise<void>((resolve, reject) => {
+    proxy.stdout!.on("data", (d) => {
+      said += d;
+      if (said.includes("listening\n")) resolve();
+    });
+    proxy.on("close", () => reject(new Error(`the proxy ended: ${said}`)));
+  });
+  const migrate = startFerryIn(hosts.a, ["migrate", String(v.pid), "--to", `127.100.0.2:${listen}`, "--mode", "precopy", "--json", "--insecure"]);
+  return { hosts, v, agent, migrate, proxySaid: () => said };
+}
 
 test("pre-copy, a page neither held by the agent nor zero (RESTORE's keep ranges cut in transit): the destination kills its copy with one clear line, never on zeros; the source, told, runs on with its memory intact", async () => {
   await withHosts(async (hosts) => {
-    const v = await startVictimIn(hosts.a, "migrate_hot", ["32", "4"]);
-    const agentAddr = `127.100.0.2:${port++}`;
-    const agent = startFerryIn(hosts.b, ["agent", "--listen", agentAddr, "--once", "--insecure"], { statusFd: true });
-    await agent.ready;
-    // the source talks to the agent through a proxy that takes pages out of what the agent is told it holds
-    const proxyPort = port++;
-    const proxy = hosts.b.spawn([process.execPath, DROP_KEPT, "127.100.0.2", String(proxyPort), ...agentAddr.split(":")], { stdio: ["ignore", "pipe", "inherit"] });
-    let said = "";
-    await new Promise<void>((resolve, reject) => {
-      proxy.stdout!.on("data", (d) => {
-        said += d;
-        if (said.includes("listening\n")) resolve();
-      });
-      proxy.on("close", () => reject(new Error(`the proxy ended: ${said}`)));
-    });
-    const migrate = startFerryIn(hosts.a, ["migrate", String(v.pid), "--to", `127.100.0.2:${proxyPort}`, "--mode", "precopy", "--json", "--insecure"]);
-    const m: Migration = { hosts, v, agent, migrate };
+    const m = await tamperedPrecopy(hosts, "cut-keep");
     await migrateFails(m, /the destination could not install the pre-copied pages \(\d+ page\(s\) at 0x[0-9a-f]+ are neither held here nor zero, and there is no page server to ask .*killed process \d+ \(\d+ pages never arrived; it never ran on missing memory\)\): process \d+ runs on here/);
-    await agentFails(m, /failed: .*neither held here nor zero.*killed process \d+/);
-    const taken = /RESTORE: (\d+) of (\d+) kept pages taken out/.exec(said);
-    assert.ok(taken && Number(taken[1]) > 0 && Number(taken[2]) >= 9 * 1024, `the agent was told it holds fewer pages than it should: ${said}`);
+    await agentFails(m, /failed: \d+ page\(s\) at 0x[0-9a-f]+ are neither held here nor zero.*killed process \d+/);
+    const taken = /RESTORE: (\d+) of (\d+) kept pages taken out/.exec(m.proxySaid());
+    assert.ok(taken && Number(taken[1]) > 0 && Number(taken[2]) >= 9 * 1024, `the agent was told it holds fewer pages than it should: ${m.proxySaid()}`);
+    assert.ok(!fs.existsSync(m.v.resultFile), "the victim never saw a wrong page at the destination");
+    await runsOnAtSource(m);
+  });
+});
+
+test("pre-copy, pages the agent is told it holds but never received (a PAGES frame of the rounds lost in transit): the destination kills its copy with one clear line; the source, told, runs on with its memory intact", async () => {
+  await withHosts(async (hosts) => {
+    const m = await tamperedPrecopy(hosts, "drop-pages");
+    await migrateFails(m, /the destination could not install the pre-copied pages \(the source said the page at 0x[0-9a-f]+ is here, but no round brought it: killed process \d+ \(\d+ pages never arrived; it never ran on missing memory\)\): process \d+ runs on here/);
+    await agentFails(m, /failed: the source said the page at 0x[0-9a-f]+ is here, but no round brought it: killed process \d+/);
+    assert.match(m.proxySaid(), /dropped 256 pages at 0x[0-9a-f]+/);
     assert.ok(!fs.existsSync(m.v.resultFile), "the victim never saw a wrong page at the destination");
     await runsOnAtSource(m);
   });

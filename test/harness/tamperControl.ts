@@ -1,18 +1,24 @@
 /**
  * A man in the middle of `ferry migrate`'s control connection (plain TCP: --insecure), for the
- * test of a pre-copy agent that lacks pages: `node dropKept.js LISTEN_HOST LISTEN_PORT TO_HOST TO_PORT`.
- * It passes every frame on unchanged, except the source's RESTORE: its `keep` ranges (the pages
- * the agent holds from the rounds and installs after the resume) lose the first page of every
- * 16, as a source with a bug would send them. The images still list those pages as having data:
- * at the agent they are pages neither held nor zero. Prints `listening`, then
- * `RESTORE: N of M kept pages taken out`; ends when the connection does.
+ * tests of a pre-copy agent that lacks pages, as a source with a bug would leave it:
+ * `node tamperControl.js MODE LISTEN_HOST LISTEN_PORT TO_HOST TO_PORT`. Every frame goes on
+ * unchanged but for what MODE changes:
+ *   cut-keep    RESTORE's `keep` ranges (the pages the agent holds from the rounds and installs
+ *               after the resume) lose the first page of every 16; the images still list them as
+ *               having data: at the agent they are pages neither held nor zero. Prints
+ *               `RESTORE: N of M kept pages taken out`.
+ *   drop-pages  the 20th full PAGES frame (256 pages) of the rounds never arrives, though RESTORE
+ *               says the agent holds its pages: with migrate_hot, 1 MiB in the middle of its cold
+ *               set, never written again, so never sent again. Prints `dropped N pages at 0xADDR`.
+ * Prints `listening` first; ends when the connection does.
  */
 import net from "node:net";
 import { HEADER_SIZE } from "../../src/net/framing.js";
-import { MCMD } from "../../src/migrate/protocol.js";
+import { MAX_PAGES, MCMD } from "../../src/migrate/protocol.js";
 
 const PAGE = 4096;
-const [host, port, toHost, toPort] = process.argv.slice(2);
+const [mode, host, port, toHost, toPort] = process.argv.slice(2);
+let fullFrames = 0;
 
 const server = net.createServer((source) => {
   server.close(); // one migration
@@ -26,7 +32,8 @@ const server = net.createServer((source) => {
       if (pending.length < HEADER_SIZE + len) break;
       const frame = pending.subarray(0, HEADER_SIZE + len);
       pending = pending.subarray(HEADER_SIZE + len);
-      if (!agent.write(tamper(frame))) source.pause();
+      const out = tamper(frame);
+      if (out && !agent.write(out)) source.pause();
     }
   });
   agent.on("drain", () => source.resume());
@@ -41,8 +48,13 @@ const server = net.createServer((source) => {
   agent.on("close", close);
 });
 
-function tamper(frame: Buffer): Buffer {
-  if (frame.readUInt16LE(0) !== MCMD.RESTORE) return frame;
+function tamper(frame: Buffer): Buffer | null {
+  const cmd = frame.readUInt16LE(0);
+  if (mode === "drop-pages" && cmd === MCMD.PAGES && frame.readUInt32LE(4) === MAX_PAGES && ++fullFrames === 20) {
+    process.stdout.write(`dropped ${frame.readUInt32LE(4)} pages at 0x${frame.readBigUInt64LE(8).toString(16)}\n`);
+    return null;
+  }
+  if (mode !== "cut-keep" || cmd !== MCMD.RESTORE) return frame;
   const request = JSON.parse(frame.subarray(HEADER_SIZE).toString()) as { keep?: [number, number][] };
   const before = (request.keep ?? []).reduce((n, [, pages]) => n + pages, 0);
   const keep: [number, number][] = [];
