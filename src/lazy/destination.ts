@@ -1,5 +1,5 @@
 import { FerryError } from "../errors.js";
-import { restore, type Restored } from "../restore/index.js";
+import { restore, type RestoreStub, type Restored } from "../restore/index.js";
 import type { Endpoint } from "../net/endpoint.js";
 import type { Transport } from "../net/transport.js";
 import { LazyPagesDaemon, type LocalPages } from "./daemon.js";
@@ -73,7 +73,7 @@ export function restoreLazy(opts: { images: string; shellJob?: boolean }): Resto
  * with the restored process once it runs; `transfer` with the summary when all pages arrived.
  * Without a page server (pre-copy) every lazy page is in `local`: installed after the resume.
  */
-export async function restoreLazyWithServer(opts: LazyDaemonOptions & { shellJob?: boolean; beforeRestore?: () => void; spans?: Spans }): Promise<{ restored: Restored; transfer: Promise<LazySummary> }> {
+export async function restoreLazyWithServer(opts: LazyDaemonOptions & { shellJob?: boolean; beforeRestore?: () => void; spans?: Spans; stub?: RestoreStub }): Promise<{ restored: Restored; transfer: Promise<LazySummary> }> {
   const sp = opts.spans ?? new Spans();
   const images = ImageDir.shared(opts.images); // decoded once, for the daemon and the restore
   const daemon = sp.time("lazy-pages daemon", () => daemonFor(opts, images));
@@ -82,7 +82,7 @@ export async function restoreLazyWithServer(opts: LazyDaemonOptions & { shellJob
   opts.beforeRestore?.();
   let restored: Restored;
   try {
-    restored = restore({ images, shellJob: opts.shellJob, spans: sp, lazy: (t) => daemon.adopt(t) });
+    restored = restore({ images, shellJob: opts.shellJob, spans: sp, stub: opts.stub, lazy: (t) => daemon.adopt(t) });
   } catch (e) {
     daemon.emergency(`restore failed: ${(e as Error).message}`);
     throw e;

@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import type net from "node:net";
 import { FerryError } from "../errors.js";
-import { restore, type Restored } from "../restore/index.js";
+import { restore, spawnRestoreStub, type RestoreStub, type Restored } from "../restore/index.js";
 import { processExists } from "../kernel/procfs.js";
 import { epochUsOf, realtimeUs } from "../kernel/clock.js";
 import type { Endpoint } from "../net/endpoint.js";
@@ -106,6 +106,7 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
   let early: EarlyChannels | null = null;
   const sourceHost = (socket.remoteAddress ?? "").replace(/^::ffff:/, "");
   let cleanup: Watchdog | null = null;
+  let stub: RestoreStub | null = null;
   /** the process may run here from now on: an ERROR (which lets the source resume its copy) is a lie */
   let resumed = false;
   const phase = (p: AgentPhase) => opts.onPhase?.(p, pid);
@@ -114,6 +115,8 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
     pid = hello.pid;
     if (hello.version !== MIGRATE_VERSION) throw new FerryError("FERRY_VERSION", `the source speaks migration protocol ${hello.version}, this agent ${MIGRATE_VERSION}`);
     if (processExists(hello.pid)) throw new FerryError("FERRY_PID_TAKEN", `PID ${hello.pid} is taken on the destination: it cannot come here with its PID`);
+    // the process's first task, cloned now while this agent holds no pages (keeps the PID too)
+    stub = spawnRestoreStub(hello.pid);
     // the uffd guard of the lazy restore (pre-copy's too: its pages go in after the resume), started now: it costs milliseconds the downtime need not pay
     if (hello.mode !== "stop-copy") guard = UffdGuard.prepare(hello.pid);
     // the page server's connections too (its TLS handshakes): it listens already, and answers after RESTORE
@@ -159,7 +162,7 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
       const r = await restoreLazyWithServer({
         images: dir, pageServer, retryForMs: opts.retryForMs ?? 10_000, maxRate: opts.maxRate, transport: opts.transport,
         log: (l) => opts.log?.(l), local: req.keep?.length ? store.localPages(req.keep) : undefined, guard: guard ?? undefined, spans: sp,
-        early: early ?? undefined,
+        early: early ?? undefined, stub: stub ?? undefined,
         beforeRestore: () => phase("restore"),
       });
       guard = null; // the daemon's now
@@ -170,7 +173,7 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
       transfer = r.transfer;
     } else {
       phase("restore");
-      restored = restore({ images: dir, spans: sp });
+      restored = restore({ images: dir, spans: sp, stub: stub ?? undefined });
       resumed = true;
       resumedAtUs = nowUs();
     }
@@ -209,6 +212,7 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
     if (!resumed) await control.sendJson(MCMD.ERROR, { message: (e as Error).message }).catch(() => {});
     throw e;
   } finally {
+    stub?.discard(); // nothing once a restore took it
     socket.end();
     if (dir && !opts.keepImages) fs.rmSync(dir, { recursive: true, force: true });
     cleanup?.close();

@@ -28,6 +28,58 @@ export interface RestoreOptions {
   lazy?: (uffd: TargetUffd) => void;
   /** records how long each step took */
   spans?: Spans;
+  /** the root's task, cloned ahead (spawnRestoreStub); restore owns it from the call on */
+  stub?: RestoreStub;
+}
+
+/**
+ * The first task of a restore, cloned ahead of it with the root's PID (which it also keeps from
+ * being taken meanwhile), stopped under ptrace. A migration's agent makes it while it is small:
+ * the task is a copy of ferry's address space, and cloning it (and then clearing it) later, once
+ * ferry holds a process's pre-copied pages, costs tens of ms of the downtime.
+ */
+export interface RestoreStub {
+  readonly pid: number;
+  /** what the task got from ferry at its clone: only what differs from it is set again */
+  readonly inherited: Inherited;
+  /** Not used after all: kill and reap it (nothing once a restore took it). */
+  discard(): void;
+  /** restore() owns it from now on (it kills it itself if the restore fails) */
+  take(): void;
+}
+
+export function spawnRestoreStub(pid: number): RestoreStub {
+  checkPidFree(pid);
+  const task = cloneStub(pid);
+  let owned = true;
+  return {
+    pid, inherited: task.inherited,
+    discard: () => {
+      if (owned) killAll([{ pid, tid: pid }]);
+      owned = false;
+    },
+    take: () => {
+      owned = false;
+    },
+  };
+}
+
+/** clone3 of ferry with `pid`, stopped and traced (killed when ferry ends). */
+function cloneStub(pid: number): { inherited: Inherited } {
+  const inherited = ownInherited(); // the stub's, as it is cloned right now
+  const child = native.spawnStub([pid], 0);
+  if (child < 0) {
+    if (child === -17) checkPidFree(pid);
+    throw new FerryError("FERRY_CLONE", `clone3 with PID ${pid} failed: ${errnoName(-child)}`);
+  }
+  try {
+    waitStop(child);
+    ptrace(PTRACE.SETOPTIONS, child, 0, PTRACE_O.TRACESYSGOOD | PTRACE_O.EXITKILL | PTRACE_O.TRACECLONE | PTRACE_O.TRACEFORK);
+  } catch (e) {
+    killAll([{ pid: child, tid: child }]);
+    throw e;
+  }
+  return { inherited };
 }
 
 export interface Restored {
@@ -126,25 +178,27 @@ export function restore(opts: RestoreOptions): Restored {
   const tree = sp.time("load images", () => loadImages(images));
   checkLazyRestore(tree.inventory, images.dir, !!opts.lazy);
   const pid = tree.inventory.rootPid;
-  for (const p of [...tree.procs.keys(), ...tree.zombies.keys()]) checkPidFree(p);
+  let stub = opts.stub ?? null;
+  if (stub && (stub.pid !== pid || !processExists(pid))) {
+    stub.discard();
+    stub = null;
+  }
+  stub?.take();
   const r: Restoration = {
     images, tree, opened: new OpenedFiles(images, tree.files), shellJob: !!opts.shellJob || tree.inventory.shellJob,
-    tasks: [], sharedObjects: new Map(), lazy: opts.lazy, bytes: 0, injected: 0, spans: sp,
+    tasks: stub ? [{ pid, tid: pid }] : [], sharedObjects: new Map(), lazy: opts.lazy, bytes: 0, injected: 0, spans: sp,
   };
   try {
+    for (const p of [...tree.procs.keys(), ...tree.zombies.keys()]) if (!stub || p !== pid) checkPidFree(p);
     sp.time("open files", () => r.opened.openAll());
     if (tree.procs.size + tree.zombies.size > 1) becomeSubreaper();
-    const tClone = performance.now();
-    const inherited = ownInherited(); // the stub's, as it is cloned right now
-    const child = native.spawnStub([pid], 0);
-    if (child < 0) {
-      if (child === -17) checkPidFree(pid);
-      throw new FerryError("FERRY_CLONE", `clone3 with PID ${pid} failed: ${errnoName(-child)}`);
+    let inherited: Inherited;
+    if (stub) inherited = stub.inherited;
+    else {
+      inherited = sp.time("clone3", () => cloneStub(pid)).inherited;
+      r.tasks.push({ pid, tid: pid });
     }
-    r.tasks.push({ pid: child, tid: child });
-    waitStop(child);
-    ptrace(PTRACE.SETOPTIONS, child, 0, PTRACE_O.TRACESYSGOOD | PTRACE_O.EXITKILL | PTRACE_O.TRACECLONE | PTRACE_O.TRACEFORK);
-    sp.record("clone3", tClone);
+    const child = pid;
     build(r, Injector.forTask(child), inherited);
     // Every process of the tree is complete: only now does any of them run again.
     sp.time("resume", () => {
