@@ -8,10 +8,10 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import { execFileSync } from "node:child_process";
 import path from "node:path";
-import { createHosts, type TwoHosts } from "../src/hosts/hosts.js";
+import type { TwoHosts } from "../src/hosts/hosts.js";
 import type { LazySummary } from "../src/lazy/stats.js";
 import { finishVictim, buildVictim } from "./harness/victims.js";
-import { lastJson, startFerryIn, startVictimIn, stateOf, type HostVictim } from "./harness/hosts.js";
+import { lastJson, startFerryIn, startLazyRestore, startLazySource, startVictimIn, stateOf, withHosts } from "./harness/hosts.js";
 import { ferry, tempDir } from "./harness/ferry.js";
 import { redisClientIn } from "./harness/redisClient.js";
 
@@ -25,30 +25,6 @@ interface SourceSummary {
   pagesTotal: number;
   pagesSent: number;
   faultRequests: number;
-}
-
-/** Two fresh hosts and an image directory for one test; everything goes away afterwards. */
-async function withHosts(fn: (hosts: TwoHosts, images: string) => Promise<void>): Promise<void> {
-  const hosts = createHosts();
-  const dir = tempDir("ferry-lazy-");
-  try {
-    await fn(hosts, path.join(dir, "images"));
-  } finally {
-    hosts.destroy();
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-function lazySource(hosts: TwoHosts, v: HostVictim, images: string, listen: string, extra: string[] = []) {
-  return startFerryIn(hosts.a, ["dump", String(v.pid), "-D", images, "--lazy", "--listen", listen, "--json", ...extra], { statusFd: true });
-}
-
-/** The restored process's PID as we see it, from the --pidfile the restore wrote (a PID in hB). */
-async function restoredPid(hosts: TwoHosts, pidfile: string): Promise<number> {
-  for (let i = 0; i < 2000 && !fs.existsSync(pidfile); i++) await sleep(5);
-  const rootPid = hosts.b.rootPid(Number(fs.readFileSync(pidfile, "utf8")));
-  assert.ok(rootPid, "the restored process runs in hB");
-  return rootPid;
 }
 
 const keyDir = tempDir("ferry-key-");
@@ -65,12 +41,8 @@ test("lazy migration of a victim sweeping 64 MiB: it runs at the destination bef
   await withHosts(async (hosts, images) => {
     const v = await startVictimIn(hosts.a, "lazy_sweep", ["64"]);
     const listen = `127.100.0.1:${nextPort()}`;
-    const src = lazySource(hosts, v, images, listen);
-    await src.ready;
-    const pidfile = path.join(images, "..", "pid");
-    const dst = startFerryIn(hosts.b, ["restore", "-D", images, "--lazy", "--page-server", listen, "--json", "--pidfile", pidfile], { statusFd: true });
-    await dst.ready;
-    const pid = await restoredPid(hosts, pidfile);
+    const src = await startLazySource(hosts, v.pid, images, listen);
+    const { run: dst, pid } = await startLazyRestore(hosts, images, ["--page-server", listen, "--json"]);
     await sleep(300); // it sweeps, faulting on what has not arrived
     assert.equal(await finishVictim(pid, v.resultFile), "PASS");
     const dstRun = await dst.done;
@@ -99,15 +71,11 @@ test("split form, --insecure on loopback addresses: `ferry lazy-pages` and `ferr
   await withHosts(async (hosts, images) => {
     const v = await startVictimIn(hosts.a, "lazy_sweep", ["16"]);
     const listen = `127.100.0.1:${nextPort()}`;
-    const src = lazySource(hosts, v, images, listen, ["--insecure"]);
-    await src.ready;
+    const src = await startLazySource(hosts, v.pid, images, listen, ["--insecure"]);
     const daemon = startFerryIn(hosts.b, ["lazy-pages", "-D", images, "--page-server", listen, "--json", "--insecure"], { statusFd: true });
     await daemon.ready;
     assert.ok(fs.existsSync(path.join(images, "lazy-pages.sock")));
-    const pidfile = path.join(images, "..", "pid");
-    const restore = startFerryIn(hosts.b, ["restore", "-D", images, "--lazy", "--pidfile", pidfile], { statusFd: true });
-    await restore.ready;
-    const pid = await restoredPid(hosts, pidfile);
+    const { run: restore, pid } = await startLazyRestore(hosts, images, []);
     const d = await daemon.done;
     assert.equal(d.code, 0, d.stderr);
     const summary = lastJson<LazySummary>(d);
@@ -124,13 +92,9 @@ test("mremap, MADV_DONTNEED, munmap and fork while pages are still missing: each
   await withHosts(async (hosts, images) => {
     const v = await startVictimIn(hosts.a, "lazy_events");
     const listen = `127.100.0.1:${nextPort()}`;
-    const src = lazySource(hosts, v, images, listen);
-    await src.ready;
-    const pidfile = path.join(images, "..", "pid");
+    const src = await startLazySource(hosts, v.pid, images, listen);
     // a slow background stream, so that the events surely meet missing pages
-    const dst = startFerryIn(hosts.b, ["restore", "-D", images, "--lazy", "--page-server", listen, "--max-rate", "8", "--json", "--pidfile", pidfile], { statusFd: true });
-    await dst.ready;
-    const pid = await restoredPid(hosts, pidfile);
+    const { run: dst, pid } = await startLazyRestore(hosts, images, ["--page-server", listen, "--max-rate", "8", "--json"]);
     process.kill(pid, "SIGUSR1");
     for (let i = 0; i < 2000 && !fs.existsSync(`${v.resultFile}.events`); i++) await sleep(5);
     assert.ok(fs.existsSync(`${v.resultFile}.events`), "the victim did its mremap, madvise, munmap and fork");
@@ -152,12 +116,8 @@ test("the source dies half way: the destination process is killed with a clear m
   await withHosts(async (hosts, images) => {
     const v = await startVictimIn(hosts.a, "lazy_sweep", ["64"]);
     const listen = `127.100.0.1:${nextPort()}`;
-    const src = lazySource(hosts, v, images, listen);
-    await src.ready;
-    const pidfile = path.join(images, "..", "pid");
-    const dst = startFerryIn(hosts.b, ["restore", "-D", images, "--lazy", "--page-server", listen, "--max-rate", "4", "--retry-for", "1", "--json", "--pidfile", pidfile], { statusFd: true });
-    await dst.ready;
-    const pid = await restoredPid(hosts, pidfile);
+    const src = await startLazySource(hosts, v.pid, images, listen);
+    const { run: dst, pid } = await startLazyRestore(hosts, images, ["--page-server", listen, "--max-rate", "4", "--retry-for", "1", "--json"]);
     await sleep(400); // the victim runs, faulting; the stream is far from done
     process.kill(src.ferryPid()!, "SIGKILL");
     const t0 = Date.now();
@@ -180,12 +140,8 @@ test("the link goes down for 6 s half way: the process waits (never reads zeros)
   await withHosts(async (hosts, images) => {
     const v = await startVictimIn(hosts.a, "lazy_sweep", ["64"]);
     const listen = `127.100.0.1:${nextPort()}`;
-    const src = lazySource(hosts, v, images, listen);
-    await src.ready;
-    const pidfile = path.join(images, "..", "pid");
-    const dst = startFerryIn(hosts.b, ["restore", "-D", images, "--lazy", "--page-server", listen, "--max-rate", "8", "--retry-for", "20", "--json", "--pidfile", pidfile], { statusFd: true });
-    await dst.ready;
-    const pid = await restoredPid(hosts, pidfile);
+    const src = await startLazySource(hosts, v.pid, images, listen);
+    const { run: dst, pid } = await startLazyRestore(hosts, images, ["--page-server", listen, "--max-rate", "8", "--retry-for", "20", "--json"]);
     await sleep(300);
     execFileSync("ip", ["-n", hosts.b.netns, "link", "set", "vB", "down"]);
     await sleep(6000); // longer than the daemon's 4 s of tolerated silence: it must reconnect
@@ -206,14 +162,10 @@ test("the lazy-pages daemon itself is killed half way: its guard kills the proce
   await withHosts(async (hosts, images) => {
     const v = await startVictimIn(hosts.a, "lazy_sweep", ["64"]);
     const listen = `127.100.0.1:${nextPort()}`;
-    const src = lazySource(hosts, v, images, listen, ["--retry-for", "1"]);
-    await src.ready;
+    const src = await startLazySource(hosts, v.pid, images, listen, ["--retry-for", "1"]);
     const daemon = startFerryIn(hosts.b, ["lazy-pages", "-D", images, "--page-server", listen, "--max-rate", "4"], { statusFd: true });
     await daemon.ready;
-    const pidfile = path.join(images, "..", "pid");
-    const restore = startFerryIn(hosts.b, ["restore", "-D", images, "--lazy", "--pidfile", pidfile], { statusFd: true });
-    await restore.ready;
-    const pid = await restoredPid(hosts, pidfile);
+    const { run: restore, pid } = await startLazyRestore(hosts, images, []);
     await sleep(400);
     process.kill(daemon.ferryPid()!, "SIGKILL");
     const r = await restore.done;
@@ -230,8 +182,7 @@ test("lazy images refuse a plain restore", async () => {
   await withHosts(async (hosts, images) => {
     const v = await startVictimIn(hosts.a, "lazy_sweep", ["1"]);
     const listen = `127.100.0.1:${nextPort()}`;
-    const src = lazySource(hosts, v, images, listen, ["--retry-for", "1"]);
-    await src.ready;
+    const src = await startLazySource(hosts, v.pid, images, listen, ["--retry-for", "1"]);
     const plain = startFerryIn(hosts.b, ["restore", "-D", images]);
     const r = await plain.done;
     assert.equal(r.code, 1);
@@ -284,14 +235,10 @@ test("redis-server migrated lazily: keys written before are read after, through 
       assert.ok(threads > 1, "redis runs several threads");
 
       const listen = `127.100.0.1:${nextPort()}`;
-      const src = startFerryIn(hosts.a, ["dump", String(pid), "-D", images, "--lazy", "--listen", listen, "--json"], { statusFd: true });
-      await src.ready;
+      const src = await startLazySource(hosts, pid, images, listen);
       execFileSync("ip", ["-n", hosts.a.netns, "addr", "del", `${service}/32`, "dev", "vA"]);
       execFileSync("ip", ["-n", hosts.b.netns, "addr", "add", `${service}/32`, "dev", "lo"]);
-      const pidfile = path.join(dir, "pid");
-      const dst = startFerryIn(hosts.b, ["restore", "-D", images, "--lazy", "--page-server", listen, "--json", "--pidfile", pidfile], { statusFd: true });
-      await dst.ready;
-      const restored = await restoredPid(hosts, pidfile);
+      const { run: dst, pid: restored } = await startLazyRestore(hosts, images, ["--page-server", listen, "--json"]);
 
       // The same connection, opened before the dump, carries on; the values come lazily.
       assert.equal(await client.ask("GET", "alpha"), "42");

@@ -11,13 +11,13 @@ import net from "node:net";
 import path from "node:path";
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { createHosts, type Host, type TwoHosts } from "../src/hosts/hosts.js";
+import { createHosts, type Host } from "../src/hosts/hosts.js";
 import { generateKeyFile, loadKeyFile } from "../src/net/keys.js";
 import { openTransport, type Transport } from "../src/net/transport.js";
 import { pskTransport } from "../src/net/tlsPsk.js";
 import type { LazySummary } from "../src/lazy/stats.js";
 import { finishVictim } from "./harness/victims.js";
-import { lastJson, startFerryIn, startVictimIn, stateOf } from "./harness/hosts.js";
+import { lastJson, startFerryIn, startLazyRestore, startLazySource, startVictimIn, stateOf, withHosts } from "./harness/hosts.js";
 import { ferry, tempDir } from "./harness/ferry.js";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -138,24 +138,11 @@ test("a peer that connects and stalls, or sends junk, is dropped after the hands
   }
 });
 
-async function withHosts(fn: (hosts: TwoHosts, images: string) => Promise<void>): Promise<void> {
-  const hosts = createHosts();
-  const work = tempDir("ferry-sec-lazy-");
-  try {
-    await fn(hosts, path.join(work, "images"));
-  } finally {
-    hosts.destroy();
-    fs.rmSync(work, { recursive: true, force: true });
-  }
-}
-
 test("lazy migration between two hosts: a destination with another key is refused with one clear line and gets no page; the source keeps its process, and the right key then moves it", async () => {
   await withHosts(async (hosts, images) => {
     const v = await startVictimIn(hosts.a, "lazy_sweep", ["16"]);
     const listen = `127.100.0.1:${nextPort()}`;
-    const src = startFerryIn(hosts.a, ["dump", String(v.pid), "-D", images, "--lazy", "--listen", listen, "--json", "--key", keyA], { statusFd: true });
-    await src.ready;
-    const pidfile = path.join(images, "..", "pid");
+    const src = await startLazySource(hosts, v.pid, images, listen, ["--key", keyA]);
     const wrong = startFerryIn(hosts.b, ["restore", "-D", images, "--lazy", "--page-server", listen, "--json", "--key", keyB]);
     const w = await wrong.done;
     assert.equal(w.code, 1);
@@ -164,9 +151,7 @@ test("lazy migration between two hosts: a destination with another key is refuse
     assert.match(lines[0], /^ferry: the peer at 127\.100\.0\.1:\d+ does not hold our key/);
     assert.match(stateOf(v.rootPid) ?? "gone", /^[tT]$/, "the source keeps its frozen process");
 
-    const right = startFerryIn(hosts.b, ["restore", "-D", images, "--lazy", "--page-server", listen, "--json", "--pidfile", pidfile, "--key", keyA], { statusFd: true });
-    await right.ready;
-    const pid = hosts.b.rootPid(Number(fs.readFileSync(pidfile, "utf8")))!;
+    const { run: right, pid } = await startLazyRestore(hosts, images, ["--page-server", listen, "--json", "--key", keyA]);
     assert.equal(await finishVictim(pid, v.resultFile), "PASS");
     const r = await right.done;
     assert.equal(r.code, 0, r.stderr);
@@ -183,8 +168,7 @@ test("an --insecure destination against a secure source fails at once with one c
   await withHosts(async (hosts, images) => {
     const v = await startVictimIn(hosts.a, "lazy_sweep", ["1"]);
     const listen = `127.100.0.1:${nextPort()}`;
-    const src = startFerryIn(hosts.a, ["dump", String(v.pid), "-D", images, "--lazy", "--listen", listen, "--json", "--key", keyA], { statusFd: true });
-    await src.ready;
+    const src = await startLazySource(hosts, v.pid, images, listen, ["--key", keyA]);
     const t0 = Date.now();
     const plain = await startFerryIn(hosts.b, ["restore", "-D", images, "--lazy", "--page-server", listen, "--insecure"]).done;
     assert.equal(plain.code, 1);
@@ -269,12 +253,8 @@ test("during a lazy migration, peers that stall, send junk or claim a 4 GiB fram
   await withHosts(async (hosts, images) => {
     const v = await startVictimIn(hosts.a, "lazy_sweep", ["64"]);
     const listen = `127.100.0.1:${nextPort()}`;
-    const src = startFerryIn(hosts.a, ["dump", String(v.pid), "-D", images, "--lazy", "--listen", listen, "--json", "--key", keyA], { statusFd: true });
-    await src.ready;
-    const pidfile = path.join(images, "..", "pid");
-    const dst = startFerryIn(hosts.b, ["restore", "-D", images, "--lazy", "--page-server", listen, "--max-rate", "4", "--json", "--pidfile", pidfile, "--key", keyA], { statusFd: true });
-    await dst.ready;
-    const pid = hosts.b.rootPid(Number(fs.readFileSync(pidfile, "utf8")))!;
+    const src = await startLazySource(hosts, v.pid, images, listen, ["--key", keyA]);
+    const { run: dst, pid } = await startLazyRestore(hosts, images, ["--page-server", listen, "--max-rate", "4", "--json", "--key", keyA]);
     const peers = await Promise.all(["stall", "junk", "oversized"].map((m) => badPeer(hosts.b, m, listen)));
     const ms = (m: string) => Number(/closed after (\d+) ms/.exec(peers.find((p) => p.startsWith(m))!)?.[1] ?? NaN);
     assert.ok(ms("stall") >= 4500 && ms("stall") < 8000, peers.join("; "));
@@ -300,16 +280,12 @@ test("several lazy migrations at once to one destination host: each its own daem
       const v = await startVictimIn(hosts.a, "lazy_sweep", ["16"], 1000 + i * 100);
       const dirI = `${images}-${i}`;
       const listen = `127.100.0.1:${nextPort()}`;
-      const src = startFerryIn(hosts.a, ["dump", String(v.pid), "-D", dirI, "--lazy", "--listen", listen, "--json", "--key", keyA], { statusFd: true });
-      await src.ready;
+      const src = await startLazySource(hosts, v.pid, dirI, listen, ["--key", keyA]);
       return { v, dirI, listen, src };
     }));
     const t0 = Date.now();
     await Promise.all(runs.map(async ({ v, dirI, listen, src }) => {
-      const pidfile = `${dirI}.pid`;
-      const dst = startFerryIn(hosts.b, ["restore", "-D", dirI, "--lazy", "--page-server", listen, "--json", "--pidfile", pidfile, "--key", keyA], { statusFd: true });
-      await dst.ready;
-      const pid = hosts.b.rootPid(Number(fs.readFileSync(pidfile, "utf8")))!;
+      const { run: dst, pid } = await startLazyRestore(hosts, dirI, ["--page-server", listen, "--json", "--key", keyA]);
       assert.equal(await finishVictim(pid, v.resultFile, 30_000), "PASS");
       const r = await dst.done;
       assert.equal(r.code, 0, r.stderr);

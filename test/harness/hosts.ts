@@ -11,17 +11,22 @@ import path from "node:path";
 import type { ChildProcess } from "node:child_process";
 import { createHosts, type Host, type TwoHosts } from "../../src/hosts/hosts.js";
 import { buildVictim } from "./victims.js";
-import { FERRY_CLI, type FerryRun } from "./ferry.js";
+import { FERRY_CLI, tempDir, type FerryRun } from "./ferry.js";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Two fresh hosts for one test; they go away afterwards, whatever happens. */
-export async function withHosts(fn: (hosts: TwoHosts) => Promise<void>): Promise<void> {
+/**
+ * Two fresh hosts and an image directory path (not yet made, in a temp dir) for one test; both
+ * go away afterwards, whatever happens.
+ */
+export async function withHosts(fn: (hosts: TwoHosts, images: string) => Promise<void>): Promise<void> {
   const hosts = createHosts();
+  const dir = tempDir("ferry-hosts-");
   try {
-    await fn(hosts);
+    await fn(hosts, path.join(dir, "images"));
   } finally {
     hosts.destroy();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -156,4 +161,26 @@ export function stateOf(rootPid: number): string | null {
   } catch {
     return null;
   }
+}
+
+/** `ferry dump --lazy --json` of process `pid` of hA, serving its pages at `listen`; resolves once it serves. */
+export async function startLazySource(hosts: TwoHosts, pid: number, images: string, listen: string, extra: string[] = []): Promise<FerryInHost> {
+  const src = startFerryIn(hosts.a, ["dump", String(pid), "-D", images, "--lazy", "--listen", listen, "--json", ...extra], { statusFd: true });
+  await src.ready;
+  return src;
+}
+
+/**
+ * `ferry restore --lazy --pidfile IMAGES.pid ARGS` in hB (ARGS: `--page-server` for the one-process
+ * form, nothing when a `ferry lazy-pages` daemon serves it); resolves once the process runs, with
+ * its root PID read from the pidfile.
+ */
+export async function startLazyRestore(hosts: TwoHosts, images: string, args: string[]): Promise<{ run: FerryInHost; pid: number }> {
+  const pidfile = `${images}.pid`;
+  const run = startFerryIn(hosts.b, ["restore", "-D", images, "--lazy", "--pidfile", pidfile, ...args], { statusFd: true });
+  await run.ready;
+  for (let i = 0; i < 2000 && !fs.existsSync(pidfile); i++) await sleep(5);
+  const pid = hosts.b.rootPid(Number(fs.readFileSync(pidfile, "utf8")));
+  if (!pid) throw new Error(`the restored process (${pidfile}) does not run in ${hosts.b.name}`);
+  return { run, pid };
 }
