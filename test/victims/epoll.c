@@ -14,49 +14,6 @@ static struct watch watches[4];
 static int ep;
 static char recorded_fdinfo[4096];
 
-static int compare_lines(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/*
- * The tfd lines of the epoll fd's fdinfo (registrations), sorted: the kernel lists them in the
- * order of its struct file addresses, which no restore can (or needs to) reproduce.
- */
-static void epoll_fdinfo(char *out, size_t cap)
-{
-	static char text[8192];
-	char path[64], *lines[64];
-	size_t len = 0, count = 0;
-	out[0] = 0;
-	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", ep);
-	if (read_text(path, text, sizeof text) < 0) {
-		fail("read %s: %s", path, err());
-		return;
-	}
-	for (char *line = strstr(text, "tfd:"); line && count < 64; line = strstr(line + 1, "\ntfd:")) {
-		if (*line == '\n')
-			line++;
-		lines[count++] = line;
-	}
-	for (size_t i = 0; i < count; i++) {
-		/* keep "tfd: N events: E data: D", not the kernel pointers that follow */
-		char *pos = strstr(lines[i], " pos:");
-		if (pos)
-			*pos = 0;
-	}
-	qsort(lines, count, sizeof lines[0], compare_lines);
-	for (size_t i = 0; i < count; i++) {
-		size_t n = strlen(lines[i]);
-		if (len + n + 2 < cap) {
-			memcpy(out + len, lines[i], n);
-			len += n;
-			out[len++] = ';';
-			out[len] = 0;
-		}
-	}
-}
-
 static void check_ready(void)
 {
 	struct epoll_event ev[8];
@@ -104,14 +61,14 @@ int main(int argc, char **argv)
 	watch(1, idle, EPOLLIN, 0, 0x2222000000000002ULL);
 	watch(2, seven, EPOLLIN | EPOLLOUT, EPOLLIN | EPOLLOUT, 0x3333000000000003ULL);
 	watch(3, empty[1], EPOLLOUT, EPOLLOUT, 0x4444000000000004ULL);
-	epoll_fdinfo(recorded_fdinfo, sizeof recorded_fdinfo);
+	epoll_registrations(ep, recorded_fdinfo, sizeof recorded_fdinfo);
 	check_ready();
 	victim_ready();
 
 	victim_wait(check_ready);
 
 	char now[4096];
-	epoll_fdinfo(now, sizeof now);
+	epoll_registrations(ep, now, sizeof now);
 	CHECK(strcmp(now, recorded_fdinfo) == 0, "epoll registrations are '%s', expected '%s'", now, recorded_fdinfo);
 	check_ready();
 	char buf[8];

@@ -21,35 +21,6 @@
 static int ep, outer, ep_dup, moved_fd, newcomer, edge, pipefd[2];
 static char recorded[4096];
 
-static int compare_lines(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* The registrations in FD's fdinfo ("tfd: N events: E data: D"), sorted (the kernel orders them by address). */
-static void registrations(int fd, char *out, size_t cap)
-{
-	static char text[8192];
-	char path[64], *lines[64];
-	size_t len = 0, count = 0;
-	out[0] = 0;
-	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
-	if (read_text(path, text, sizeof text) < 0) {
-		fail("read %s: %s", path, err());
-		return;
-	}
-	for (char *line = strstr(text, "tfd:"); line && count < 64; line = strstr(line + 1, "\ntfd:"))
-		lines[count++] = *line == '\n' ? line + 1 : line;
-	for (size_t i = 0; i < count; i++) {
-		char *pos = strstr(lines[i], " pos:");
-		if (pos)
-			*pos = 0;
-	}
-	qsort(lines, count, sizeof lines[0], compare_lines);
-	for (size_t i = 0; i < count && len + strlen(lines[i]) + 2 < cap; i++)
-		len += sprintf(out + len, "%s;", lines[i]);
-}
-
 /* epoll_wait(FD) without waiting must give exactly these data words (events EPOLLIN unless oneshot). */
 static void expect_events(int fd, const char *what, int n_expected, const uint64_t *expected)
 {
@@ -101,13 +72,13 @@ int main(int argc, char **argv)
 	SETUP(epoll_ctl(outer, EPOLL_CTL_ADD, ep, &ev) == 0);
 	ep_dup = dup(ep);
 	SETUP(ep_dup >= 0);
-	registrations(ep, recorded, sizeof recorded);
+	epoll_registrations(ep, recorded, sizeof recorded);
 	victim_ready();
 
 	victim_wait(NULL);
 
 	char now[4096];
-	registrations(ep, now, sizeof now);
+	epoll_registrations(ep, now, sizeof now);
 	CHECK(strcmp(now, recorded) == 0, "registrations are '%s', expected '%s'", now, recorded);
 	uint64_t inner[] = { INNER }, edge_only[] = { EDGE }, moved[] = { MOVED }, oneshot[] = { ONESHOT };
 	expect_events(outer, "outer epoll", 1, inner);

@@ -386,6 +386,39 @@ static inline int proc_field(const char *path, const char *key, char *out, size_
 	return -1;
 }
 
+static inline int compare_strings(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * The registrations in epoll fd FD's fdinfo ("tfd: N events: E data: D;" each, without the kernel
+ * pointers that follow), sorted: the kernel lists them in the order of its struct file addresses,
+ * which no restore can (or needs to) reproduce.
+ */
+static inline void epoll_registrations(int fd, char *out, size_t cap)
+{
+	static char text[8192];
+	char path[64], *lines[64];
+	size_t len = 0, count = 0;
+	out[0] = 0;
+	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+	if (read_text(path, text, sizeof text) < 0) {
+		fail("read %s: %s", path, err());
+		return;
+	}
+	for (char *line = strstr(text, "tfd:"); line && count < 64; line = strstr(line + 1, "\ntfd:"))
+		lines[count++] = *line == '\n' ? line + 1 : line;
+	for (size_t i = 0; i < count; i++) {
+		char *pos = strstr(lines[i], " pos:");
+		if (pos)
+			*pos = 0;
+	}
+	qsort(lines, count, sizeof lines[0], compare_strings);
+	for (size_t i = 0; i < count && len + strlen(lines[i]) + 2 < cap; i++)
+		len += sprintf(out + len, "%s;", lines[i]);
+}
+
 /* One line of /proc/self/maps. */
 struct vma {
 	unsigned long start, end, offset, inode;
