@@ -5,24 +5,12 @@
  * carries on both ways, and the listener still accepts new connections.
  */
 #include "victim.h"
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sys/socket.h>
 
 #define BIG (64 * 1024)
 static int listener, client, server;
 static struct sockaddr_in lname, cname, sname;
 static unsigned char big[BIG];
-
-static void same_name(int fd, const struct sockaddr_in *want, int peer, const char *what)
-{
-	struct sockaddr_in a;
-	socklen_t len = sizeof a;
-	int r = peer ? getpeername(fd, (struct sockaddr *)&a, &len) : getsockname(fd, (struct sockaddr *)&a, &len);
-	CHECK(r == 0 && a.sin_port == want->sin_port && a.sin_addr.s_addr == want->sin_addr.s_addr,
-	      "%s: %s is %s:%d, expected port %d", what, peer ? "peer" : "name", inet_ntoa(a.sin_addr), ntohs(a.sin_port), ntohs(want->sin_port));
-}
 
 static void read_exact(int fd, void *buf, size_t len, const char *what)
 {
@@ -72,11 +60,11 @@ int main(int argc, char **argv)
 	victim_ready();
 
 	victim_wait(NULL);
-	same_name(listener, &lname, 0, "listener");
-	same_name(client, &cname, 0, "client");
-	same_name(client, &lname, 1, "client");
-	same_name(server, &sname, 0, "server");
-	same_name(server, &cname, 1, "server");
+	same_inet_name(listener, &lname, 0, "listener");
+	same_inet_name(client, &cname, 0, "client");
+	same_inet_name(client, &lname, 1, "client");
+	same_inet_name(server, &sname, 0, "server");
+	same_inet_name(server, &cname, 1, "server");
 	int nodelay = 0;
 	len = sizeof nodelay;
 	CHECK(getsockopt(client, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len) == 0 && nodelay, "client lost TCP_NODELAY");

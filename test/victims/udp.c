@@ -3,9 +3,6 @@
  * After restore: same names and peers, and datagrams flow both ways with their boundaries.
  */
 #include "victim.h"
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 static int a, b, lone;
 static struct sockaddr_in na, nb, nl;
@@ -18,14 +15,6 @@ static void bound(int *fd, struct sockaddr_in *name)
 	name->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	socklen_t len = sizeof *name;
 	SETUP(bind(*fd, (struct sockaddr *)name, sizeof *name) == 0 && getsockname(*fd, (struct sockaddr *)name, &len) == 0);
-}
-
-static void same(int fd, const struct sockaddr_in *want, int peer, const char *what)
-{
-	struct sockaddr_in x;
-	socklen_t len = sizeof x;
-	int r = peer ? getpeername(fd, (struct sockaddr *)&x, &len) : getsockname(fd, (struct sockaddr *)&x, &len);
-	CHECK(r == 0 && x.sin_port == want->sin_port, "%s: port %d, expected %d (%s)", what, ntohs(x.sin_port), ntohs(want->sin_port), err());
 }
 
 static void roundtrip(int from, int to, const char *msg, const char *what)
@@ -51,11 +40,11 @@ int main(int argc, char **argv)
 	victim_ready();
 
 	victim_wait(NULL);
-	same(a, &na, 0, "a");
-	same(b, &nb, 0, "b");
-	same(a, &nb, 1, "a's peer");
-	same(b, &na, 1, "b's peer");
-	same(lone, &nl, 0, "unconnected");
+	same_inet_name(a, &na, 0, "a");
+	same_inet_name(b, &nb, 0, "b");
+	same_inet_name(a, &nb, 1, "a's peer");
+	same_inet_name(b, &na, 1, "b's peer");
+	same_inet_name(lone, &nl, 0, "unconnected");
 	roundtrip(a, b, "ping", "a to b");
 	roundtrip(b, a, "pong!", "b to a");
 	victim_finish();

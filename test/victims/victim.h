@@ -37,7 +37,10 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -417,6 +420,17 @@ static inline void epoll_registrations(int fd, char *out, size_t cap)
 	qsort(lines, count, sizeof lines[0], compare_strings);
 	for (size_t i = 0; i < count && len + strlen(lines[i]) + 2 < cap; i++)
 		len += sprintf(out + len, "%s;", lines[i]);
+}
+
+/* An IPv4 socket's own name (PEER 0) or its peer's (PEER 1) is still WANT, address and port. */
+static inline void same_inet_name(int fd, const struct sockaddr_in *want, int peer, const char *what)
+{
+	struct sockaddr_in a;
+	socklen_t len = sizeof a;
+	int r = peer ? getpeername(fd, (struct sockaddr *)&a, &len) : getsockname(fd, (struct sockaddr *)&a, &len);
+	CHECK(r == 0 && a.sin_port == want->sin_port && a.sin_addr.s_addr == want->sin_addr.s_addr,
+	      "%s: %s is %s:%d, expected port %d (%s)", what, peer ? "peer" : "name", inet_ntoa(a.sin_addr),
+	      ntohs(a.sin_port), ntohs(want->sin_port), r == 0 ? "no error" : err());
 }
 
 /* One line of /proc/self/maps. */
