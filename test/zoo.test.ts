@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { VICTIMS, startVictim, finishVictim, cleanupVictim } from "./harness/victims.js";
-import { ferry, startFerry, tempDir, waitPidGone } from "./harness/ferry.js";
+import { dumpAndRestore, ferry, tempDir } from "./harness/ferry.js";
 
 /**
  * The zoo: every victim sets up one piece of state and judges it itself after restore.
@@ -14,20 +14,8 @@ for (const name of VICTIMS) {
     const v = await startVictim(name);
     const images = tempDir("ferry-zoo-");
     try {
-      const first = await ferry(["dump", String(v.pid), "-D", path.join(images, "1")]);
-      assert.equal(first.code, 0, `first dump: ${first.stderr}`);
-      await v.exited;
-      await waitPidGone(v.pid);
-
-      const restored = startFerry(["restore", "-D", path.join(images, "1")], 60_000, true);
-      await restored.ready;
-      const second = await ferry(["dump", String(v.pid), "-D", path.join(images, "2")]);
-      assert.equal(second.code, 0, `second dump: ${second.stderr}`);
-      await restored.done;
-      await waitPidGone(v.pid);
-
-      const again = startFerry(["restore", "-D", path.join(images, "2")], 60_000, true);
-      await again.ready;
+      const restored = await dumpAndRestore(v.pid, v.exited, path.join(images, "1"));
+      const again = await dumpAndRestore(v.pid, restored.done, path.join(images, "2"));
       assert.equal(await finishVictim(v.pid, v.resultFile), "PASS");
       const end = await again.done;
       assert.equal(end.code, 0, `the restored victim's exit status, as ferry restore reports it: ${end.stderr}`);

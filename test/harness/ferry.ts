@@ -74,7 +74,7 @@ export async function waitPidGone(pid: number, timeoutMs = 10_000): Promise<void
  */
 export async function dumpAndRestore(pid: number, exited: Promise<unknown>, images: string): Promise<RunningFerry> {
   const dumped = await ferry(["dump", String(pid), "-D", images]);
-  if (dumped.code !== 0) throw new Error(`ferry dump ${pid} failed: ${dumped.stderr}`);
+  if (dumped.code !== 0) throw new Error(`ferry dump ${pid} -D ${images} failed: ${dumped.stderr}`);
   await exited;
   await waitPidGone(pid);
   const restored = startFerry(["restore", "-D", images], 60_000, true);
