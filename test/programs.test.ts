@@ -24,6 +24,25 @@ async function waitLine(file: string, timeoutMs = 15_000): Promise<string> {
   }
 }
 
+/**
+ * python3 running `source`, which gets RESULT as argv[1] and creates RESULT.ready once set up;
+ * resolves then. `kill` ends it (or its restored self, which has its PID) if it still runs.
+ */
+async function startPython(dir: string, source: string) {
+  const script = path.join(dir, "victim.py");
+  const result = path.join(dir, "result");
+  fs.writeFileSync(script, source);
+  const victim = spawn(python3(), [script, result], { detached: true, stdio: "ignore" });
+  const exited = new Promise((r) => victim.on("exit", r));
+  while (!fs.existsSync(result + ".ready")) await new Promise((r) => setTimeout(r, 10));
+  const kill = () => {
+    try {
+      process.kill(victim.pid!, "SIGKILL");
+    } catch { /* gone */ }
+  };
+  return { pid: victim.pid!, exited, result, kill };
+}
+
 test("a bash loop under --shell-job survives dump and restore inside its terminal", async () => {
   const dir = tempDir();
   const result = path.join(dir, "result");
@@ -50,9 +69,7 @@ for i in $(seq 100); do [ -s ${result} ] && break; sleep 0.05; done
 
 test("python3 holding a large dict survives dump and restore", async () => {
   const dir = tempDir();
-  const result = path.join(dir, "result");
-  const script = path.join(dir, "victim.py");
-  fs.writeFileSync(script, `
+  const py = await startPython(dir, `
 import signal, sys, time
 d = {i: str(i) * 3 for i in range(500000)}
 stop = False
@@ -68,16 +85,16 @@ while not stop:
 ok = len(d) == 500000 and all(d[i] == str(i) * 3 for i in range(500000))
 open(sys.argv[1], "w").write(("PASS %d\\n" % n) if ok else "FAIL: dict changed\\n")
 `);
-  const victim = spawn(python3(), [script, result], { detached: true, stdio: "ignore" });
-  const exited = new Promise((r) => victim.on("exit", r));
-  while (!fs.existsSync(result + ".ready")) await new Promise((r) => setTimeout(r, 10));
-  const pid = victim.pid!;
-  const restored = await dumpAndRestore(pid, exited, path.join(dir, "img"));
-  process.kill(pid, "SIGTERM");
-  const run = await restored.done;
-  assert.equal(run.code, 0, run.stderr);
-  assert.match(await waitLine(result), /^PASS \d+$/);
-  fs.rmSync(dir, { recursive: true, force: true });
+  try {
+    const restored = await dumpAndRestore(py.pid, py.exited, path.join(dir, "img"));
+    process.kill(py.pid, "SIGTERM");
+    const run = await restored.done;
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(await waitLine(py.result), /^PASS \d+$/);
+  } finally {
+    py.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 /** A node HTTP server counting its hits, and a keep-alive client with one connection to it. */
@@ -183,9 +200,7 @@ test("node serving HTTP: without the dump's holder (images moved, holder gone) t
 
 test("python3 with several threads and a child process survives dump and restore", async () => {
   const dir = tempDir();
-  const result = path.join(dir, "result");
-  const script = path.join(dir, "victim.py");
-  fs.writeFileSync(script, `
+  const py = await startPython(dir, `
 import os, signal, sys, threading, time
 counts = [0, 0, 0]
 stop = threading.Event()
@@ -227,21 +242,15 @@ pid, status = os.waitpid(child, 0)
 ok = alive and pid == child and os.WIFEXITED(status)
 open(sys.argv[1], "w").write("PASS\\n" if ok else "FAIL: %r %r %r\\n" % (before, counts, status))
 `);
-  const victim = spawn(python3(), [script, result], { detached: true, stdio: "ignore" });
-  const exited = new Promise((r) => victim.on("exit", r));
   try {
-    while (!fs.existsSync(result + ".ready")) await new Promise((r) => setTimeout(r, 10));
-    const pid = victim.pid!;
-    assert.ok(fs.readdirSync(`/proc/${pid}/task`).length >= 4, "python runs its threads");
-    const restored = await dumpAndRestore(pid, exited, path.join(dir, "img"));
-    process.kill(pid, "SIGTERM");
+    assert.ok(fs.readdirSync(`/proc/${py.pid}/task`).length >= 4, "python runs its threads");
+    const restored = await dumpAndRestore(py.pid, py.exited, path.join(dir, "img"));
+    process.kill(py.pid, "SIGTERM");
     const run = await restored.done;
-    assert.equal(await waitLine(result), "PASS");
+    assert.equal(await waitLine(py.result), "PASS");
     assert.equal(run.code, 0, run.stderr);
   } finally {
-    try {
-      process.kill(victim.pid!, "SIGKILL");
-    } catch { /* gone */ }
+    py.kill();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
