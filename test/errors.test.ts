@@ -164,43 +164,41 @@ test("pages said to be inherited where no parent's mapping holds them are refuse
     return new RegExp(`${file}: pages at 0x${heap.start.toString(16)} are said to be inherited`);
   }));
 
-test("an fd ferry cannot move is named precisely, and the process keeps running", async () => {
-  // python3 holds a packet socket; ferry does not move AF_PACKET sockets.
+/**
+ * A python3 running `body` (`ready` names the file to create once set up) that ferry dump must
+ * refuse with one line matching `message`; the process runs on after it.
+ */
+async function refusedDump(body: (ready: string) => string, message: RegExp): Promise<void> {
   const dir = tempDir();
-  // A ready file, not a scan of /proc/PID/fd: fds python opens while it starts come and go under a scan.
-  const script = `import socket, time
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-open("${dir}/ready", "w").close()
-time.sleep(60)`;
-  const child = spawn("python3", ["-c", script], { detached: true, stdio: "ignore" });
+  const child = spawn("python3", ["-c", body(`${dir}/ready`)], { detached: true, stdio: "ignore" });
   try {
+    // A ready file, not a scan of /proc/PID/fd: fds python opens while it starts come and go under a scan.
     while (!fs.existsSync(`${dir}/ready`)) await new Promise((r) => setTimeout(r, 10));
     const real = fs.readlinkSync(`/proc/${child.pid}/exe`);
-    oneLineError(await ferry(["dump", String(child.pid), "-D", path.join(dir, "img")]), new RegExp(`pid \\d+ fd \\d+: socket AF_PACKET \\(socket:\\[\\d+\\]\\) is not supported`));
-    assert.equal(fs.readlinkSync(`/proc/${child.pid}/exe`), real, "the process runs on after the failed dump");
-  } finally {
-    child.kill("SIGKILL");
-  }
-});
-
-/** A python3 that passes `fdExpr` over a socketpair (SCM_RIGHTS) and keeps it queued; ferry dump must refuse it. */
-async function refusedInFlight(setup: string, fdExpr: string, message: RegExp): Promise<void> {
-  const dir = tempDir();
-  const script = `import array, select, socket, time
-a, b = socket.socketpair()
-${setup}
-a.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [${fdExpr}]))])
-open("${dir}/ready", "w").close()
-time.sleep(60)`;
-  const child = spawn("python3", ["-c", script], { detached: true, stdio: "ignore" });
-  try {
-    while (!fs.existsSync(`${dir}/ready`)) await new Promise((r) => setTimeout(r, 10));
     oneLineError(await ferry(["dump", String(child.pid), "-D", path.join(dir, "img")]), message);
-    assert.ok(fs.existsSync(`/proc/${child.pid}`), "the process runs on after the refused dump");
+    assert.equal(fs.readlinkSync(`/proc/${child.pid}/exe`), real, "the process runs on after the refused dump");
   } finally {
     child.kill("SIGKILL");
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+test("an fd ferry cannot move is named precisely, and the process keeps running", async () => {
+  // python3 holds a packet socket; ferry does not move AF_PACKET sockets.
+  await refusedDump((ready) => `import socket, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+open("${ready}", "w").close()
+time.sleep(60)`, new RegExp(`pid \\d+ fd \\d+: socket AF_PACKET \\(socket:\\[\\d+\\]\\) is not supported`));
+});
+
+/** A python3 that passes `fdExpr` over a socketpair (SCM_RIGHTS) and keeps it queued; ferry dump must refuse it. */
+function refusedInFlight(setup: string, fdExpr: string, message: RegExp): Promise<void> {
+  return refusedDump((ready) => `import array, select, socket, time
+a, b = socket.socketpair()
+${setup}
+a.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [${fdExpr}]))])
+open("${ready}", "w").close()
+time.sleep(60)`, message);
 }
 
 test("a unix socket in flight inside its own queue is refused by name, never dropped", async () => {
