@@ -5,58 +5,21 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import fs from "node:fs";
 import path from "node:path";
-import { ferry, startFerry, waitPidGone } from "./harness/ferry.js";
-import { buildVictim, cleanupVictim, finishVictim, startVictim, type Victim } from "./harness/victims.js";
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/**
- * Start a victim of this file's own (test/victims/NAME.c, not in the zoo's list) the zoo's way:
- * own session, no fds but /dev/null, until it has created RESULTFILE.ready.
- */
-async function startOwnVictim(name: string): Promise<Victim> {
-  const binary = await buildVictim(name);
-  const dir = fs.mkdtempSync(`/tmp/ferry-victim-${name}-`);
-  const resultFile = path.join(dir, "result");
-  const child = spawn(binary, [resultFile], { detached: true, stdio: "ignore", cwd: dir, env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once("exit", (code, signal) => resolve({ code, signal }));
-  });
-  let ended = false;
-  exited.then(() => (ended = true));
-  const deadline = Date.now() + 10_000;
-  while (!fs.existsSync(`${resultFile}.ready`)) {
-    if (ended || Date.now() > deadline) {
-      const result = fs.existsSync(resultFile) ? fs.readFileSync(resultFile, "utf8").trim() : "(no result)";
-      child.kill("SIGKILL");
-      fs.rmSync(dir, { recursive: true, force: true });
-      throw new Error(`victim ${name} did not become ready: ${result}`);
-    }
-    await sleep(5);
-  }
-  return { name, pid: child.pid!, resultFile, dir, child, exited };
-}
+import { dumpAndRestore, ferry } from "./harness/ferry.js";
+import { cleanupVictim, finishVictim, startVictim, type Victim } from "./harness/victims.js";
 
 /** Dump the victim (ferry kills it), restore it in the foreground, and return its verdict. */
 async function dumpRestoreVerdict(v: Victim): Promise<string> {
-  const images = path.join(v.dir, "images");
-  const dumped = await ferry(["dump", String(v.pid), "-D", images]);
-  assert.equal(dumped.code, 0, `dump failed: ${dumped.stderr}`);
-  await v.exited;
-  await waitPidGone(v.pid);
-  const restore = startFerry(["restore", "-D", images], 60_000, true);
-  await restore.ready;
+  const restore = await dumpAndRestore(v.pid, v.exited, path.join(v.dir, "images"));
   const verdict = await finishVictim(v.pid, v.resultFile);
   const run = await restore.done;
   assert.equal(run.code, verdict === "PASS" ? 0 : 1, `restore ended with ${run.code}: ${run.stderr}`);
   return verdict;
 }
 
-async function survives(name: string, own = false): Promise<void> {
-  const v = own ? await startOwnVictim(name) : await startVictim(name);
+async function survives(name: string): Promise<void> {
+  const v = await startVictim(name);
   try {
     assert.equal(await dumpRestoreVerdict(v), "PASS");
   } finally {
@@ -67,7 +30,7 @@ async function survives(name: string, own = false): Promise<void> {
 test("eventfd: a counter and an EFD_SEMAPHORE eventfd keep their counts and flags", () => survives("eventfd"));
 
 test("eventfd: 64-bit counts (past 2^32 and 2^53, and full) come back exact, a dup stays one eventfd", () =>
-  survives("eventfd_wide", true));
+  survives("eventfd_wide"));
 
 test("signalfd: mask and flags are kept, pending signals are read through it", () => survives("signalfd"));
 
@@ -75,15 +38,15 @@ test("timerfd: a periodic timer keeps expiring, a one-hour CLOCK_BOOTTIME timer 
   survives("timerfd"));
 
 test("timerfd: unread expirations, wall-clock and boottime deadlines, and a disarmed interval are kept", () =>
-  survives("timerfd_ticks", true));
+  survives("timerfd_ticks"));
 
 test("epoll: registrations with their events and data come back, epoll_wait reports the same", () => survives("epoll"));
 
 test("epoll: a watch moved to a dup, a fired one-shot, an edge pending, nested and dup'ed epolls", () =>
-  survives("epoll_moved", true));
+  survives("epoll_moved"));
 
 test("epoll: a watch whose file has no fd left is refused at dump, and the process is unharmed", async () => {
-  const v = await startOwnVictim("epoll_orphan");
+  const v = await startVictim("epoll_orphan");
   try {
     const dumped = await ferry(["dump", String(v.pid), "-D", path.join(v.dir, "images")]);
     assert.notEqual(dumped.code, 0);
@@ -97,7 +60,7 @@ test("epoll: a watch whose file has no fd left is refused at dump, and the proce
 test("memfd: the fd and its MAP_SHARED mapping stay one object, with content and seals", () => survives("memfd"));
 
 test("memfd: holes, blob-sized content, mode, offsets, a read-only open, seals after a writable mapping", () =>
-  survives("memfd_sparse", true));
+  survives("memfd_sparse"));
 
 test("a parent and its child share a sealed, mapped memfd and an epoll: both still see one object each", () =>
-  survives("fd_objects_tree", true));
+  survives("fd_objects_tree"));
