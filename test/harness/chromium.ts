@@ -5,7 +5,7 @@ import path from "node:path";
 import { PNG } from "pngjs";
 
 /** Debian's Chromium, installed by `scripts/install-system-deps.sh chromium` (CI runs it). */
-export const CHROMIUM = "/usr/bin/chromium";
+const CHROMIUM = "/usr/bin/chromium";
 
 /** Render a local HTML file in headless Chromium and return the screenshot's pixels. */
 export function screenshot(htmlFile: string, width = 1000, height = 700): PNG {

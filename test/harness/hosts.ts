@@ -10,7 +10,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { ChildProcess } from "node:child_process";
 import { createHosts, type Host, type TwoHosts } from "../../src/hosts/hosts.js";
-import { buildVictim } from "./victims.js";
+import { buildVictim, isVictim } from "./victims.js";
 import { FERRY_CLI, tempDir, type FerryRun } from "./ferry.js";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -64,14 +64,11 @@ export async function startVictimIn(host: Host, name: string, args: string[] = [
   return { name, pid: host.localPid(rootPid)!, rootPid, resultFile, dir };
 }
 
-/** The root PID of the process whose argv[1] is `resultFile` (a victim, wherever it runs). */
-export function findByResultFile(resultFile: string): number | null {
+/** The root PID of the victim that writes `resultFile`, wherever it runs. */
+function findByResultFile(resultFile: string): number | null {
   for (const e of fs.readdirSync("/proc")) {
     const p = Number(e);
-    if (!p) continue;
-    try {
-      if (fs.readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0")[1] === resultFile) return p;
-    } catch { /* gone */ }
+    if (p && isVictim(p, resultFile)) return p;
   }
   return null;
 }
