@@ -2,9 +2,11 @@
  * Test helpers for the two-host harness (src/hosts/hosts.ts): start victims and ferry commands
  * inside a host, find their PIDs from outside.
  *
- *   const hosts = createHosts();                       // hA, hB; hosts.destroy() in finally
- *   const v = await startVictimIn(hosts.a, "lazy_sweep", ["64"]);
- *   const src = startFerryIn(hosts.a, ["dump", String(v.pid), "-D", dir, "--lazy", ...], { statusFd: true });
+ *   await withHosts(async (hosts, images) => {          // hA, hB; all removed afterwards
+ *     const v = await startVictimIn(hosts.a, "lazy_sweep", ["64"]);
+ *     const src = await startLazySource(hosts, v.pid, images, listen);
+ *     const { run, pid } = await startLazyRestore(hosts, images, ["--page-server", listen]);
+ *   });
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -15,9 +17,12 @@ import { FERRY_CLI, tempDir, type FerryRun } from "./ferry.js";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** The temp dirs of the victims startVictimIn started in a host, for withHosts to remove. */
+const victimDirs = new WeakMap<Host, string[]>();
+
 /**
- * Two fresh hosts and an image directory path (not yet made, in a temp dir) for one test; both
- * go away afterwards, whatever happens.
+ * Two fresh hosts and an image directory path (not yet made, in a temp dir) for one test; both,
+ * and the temp dirs of the victims started in them, go away afterwards, whatever happens.
  */
 export async function withHosts(fn: (hosts: TwoHosts, images: string) => Promise<void>): Promise<void> {
   const hosts = createHosts();
@@ -26,7 +31,7 @@ export async function withHosts(fn: (hosts: TwoHosts, images: string) => Promise
     await fn(hosts, path.join(dir, "images"));
   } finally {
     hosts.destroy();
-    fs.rmSync(dir, { recursive: true, force: true });
+    for (const d of [dir, ...(victimDirs.get(hosts.a) ?? []), ...(victimDirs.get(hosts.b) ?? [])]) fs.rmSync(d, { recursive: true, force: true });
   }
 }
 
@@ -48,6 +53,7 @@ export interface HostVictim {
 export async function startVictimIn(host: Host, name: string, args: string[] = [], pidFloor = 1000): Promise<HostVictim> {
   const binary = await buildVictim(name);
   const dir = fs.mkdtempSync(`/tmp/ferry-victim-${name}-`);
+  victimDirs.set(host, [...(victimDirs.get(host) ?? []), dir]);
   fs.chmodSync(dir, 0o777);
   const resultFile = path.join(dir, "result");
   host.skipPidsTo(pidFloor);
