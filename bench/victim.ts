@@ -7,11 +7,13 @@ import { killTree, type Cleanup } from "./cleanup.js";
 
 const BUILD_DIR = path.join(REPO_ROOT, "bench/.build");
 
-/** Compile bench/victims/<name>.c into bench/.build/<name> when the binary is missing or older. */
+/** Compile bench/victims/<name>.c into bench/.build/<name> when the binary is missing or older than it or a header. */
 export function buildVictim(name: string): string {
   const source = path.join(REPO_ROOT, `bench/victims/${name}.c`);
   const bin = path.join(BUILD_DIR, name);
-  const fresh = fs.existsSync(bin) && fs.statSync(bin).mtimeMs >= fs.statSync(source).mtimeMs;
+  const headers = fs.readdirSync(path.dirname(source)).filter((f) => f.endsWith(".h")).map((f) => path.join(path.dirname(source), f));
+  const newest = Math.max(...[source, ...headers].map((f) => fs.statSync(f).mtimeMs));
+  const fresh = fs.existsSync(bin) && fs.statSync(bin).mtimeMs >= newest;
   if (!fresh) {
     fs.mkdirSync(BUILD_DIR, { recursive: true });
     try {
