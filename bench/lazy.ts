@@ -21,7 +21,7 @@ import { probeLink } from "./migrate.js";
 import { warmMemory } from "./cycle.js";
 import { REPO_ROOT } from "./options.js";
 import { median } from "./summary.js";
-import { cpuTicks, sleep } from "./victim.js";
+import { cpuTicks, readVerdict, sleep } from "./victim.js";
 import type { WarmReport } from "./runner.js";
 import type { DestRestoredReport, DestTransferredReport, LoadedReport, RttReport, SourceReport } from "./lazyRunner.js";
 import type { LinkProbe } from "./link.js";
@@ -179,14 +179,6 @@ async function startSweeper(host: Host, bin: string, mib: number, workDir: strin
   }
   const { pid } = JSON.parse(fs.readFileSync(readyFile, "utf8")) as { pid: number };
   return { pid, resultFile };
-}
-
-function readVerdict(resultFile: string): string {
-  try {
-    return fs.readFileSync(resultFile, "utf8").trim();
-  } catch {
-    return "FAIL no result file: the victim did not check itself";
-  }
 }
 
 /** TCP and TLS from host A to host B over the veth, their round trips, and UFFDIO_COPY in host B, on ferry's CPUs. */
