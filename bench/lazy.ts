@@ -20,6 +20,7 @@ import { RunnerProcess } from "./children.js";
 import { probeLink } from "./migrate.js";
 import { warmMemory } from "./cycle.js";
 import { REPO_ROOT } from "./options.js";
+import { cpuProfFlags } from "./profile.js";
 import { median } from "./summary.js";
 import { cpuTicks, readVerdict, sleep } from "./victim.js";
 import type { WarmReport } from "./runner.js";
@@ -96,7 +97,7 @@ function faultStagesLine(c: LazyCycle): string {
 
 /** Run a lazyRunner mode inside `host`, pinned to `cpus`. */
 function runnerIn(host: Host, mode: string, args: string[], cpus: string, local: Cleanup, profile?: { dir: string | null; name: string }): RunnerProcess {
-  const flags = profile?.dir ? ["--cpu-prof", "--cpu-prof-interval=250", `--cpu-prof-dir=${profile.dir}`, `--cpu-prof-name=${profile.name}.cpuprofile`] : [];
+  const flags = profile?.dir ? cpuProfFlags(profile.dir, profile.name) : [];
   const r = new RunnerProcess(mode, args, cpus, flags, (argv, opts) => host.spawn(argv, opts), LAZY_RUNNER);
   // its stdin's end stops it (killing nsenter alone would leave it running); the host's teardown kills the rest
   local.add(`${mode} runner in ${host.name}`, () => {
@@ -127,7 +128,7 @@ async function lazyCycle(o: LazyOptions, sweeper: string, sizeMiB: number, probe
     const victim = await startSweeper(hosts.a, sweeper, sizeMiB, workDir, o.cpu);
     await sleep(o.settleMs);
     const listen = `${hosts.a.address}:${PORT}`;
-    const profile = (side: string) => ({ dir: o.profileDir, name: `lazy-${side}-${label.replace(/[^\w.-]+/g, "-")}` });
+    const profile = (side: string) => ({ dir: o.profileDir, name: `lazy-${side}-${label}` });
     const source = runnerIn(hosts.a, "source", ["--pid", String(victim.pid), "--images", images, "--listen", listen, "--key", key], o.ferryCpus, local, profile("source"));
     const dest = runnerIn(hosts.b, "dest", ["--images", images, "--page-server", listen, "--key", key], o.ferryCpus, local, profile("dest"));
     const [srcLoaded, dstLoaded] = await Promise.all([source, dest].map((r) => r.next<LoadedReport>("loaded", OP_TIMEOUT_MS)));
