@@ -1,6 +1,7 @@
 import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import fs from "node:fs";
 import { FerryError } from "../errors.js";
+import { readStatus } from "../kernel/procfs.js";
 import { cachedBinary } from "./cachedBinary.js";
 
 /*
@@ -121,8 +122,7 @@ function removeNetns(name: string): void {
 
 function nsPidOf(rootPid: number): { ns: string; nspids: number[] } | null {
   try {
-    const status = fs.readFileSync(`/proc/${rootPid}/status`, "utf8");
-    const nspids = (/^NSpid:\s*(.*)$/m.exec(status)?.[1] ?? "").split(/\s+/).filter(Boolean).map(Number);
+    const nspids = (readStatus(rootPid).NSpid ?? "").split(/\s+/).filter(Boolean).map(Number);
     return { ns: fs.readlinkSync(`/proc/${rootPid}/ns/pid`), nspids };
   } catch {
     return null;
