@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import { readStat, statField } from "../src/kernel/procfs.js";
 import { NR, rawSyscall } from "../src/kernel/sys.js";
 
 /**
@@ -52,8 +53,7 @@ export function commOf(pid: number): string | null {
 /** The state letter of /proc/PID/stat (R, S, T, Z ...), or null when there is no such process. */
 export function stateOf(pid: number): string | null {
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return statField(readStat(pid), 3);
   } catch {
     return null;
   }

@@ -20,8 +20,9 @@ import { RunnerProcess } from "./children.js";
 import { probeLink } from "./migrate.js";
 import { warmMemory } from "./cycle.js";
 import { REPO_ROOT } from "./options.js";
+import { cpuProfFlags } from "./profile.js";
 import { median } from "./summary.js";
-import { cpuTicks, sleep } from "./victim.js";
+import { cpuTicks, readVerdict, sleep } from "./victim.js";
 import type { WarmReport } from "./runner.js";
 import type { DestRestoredReport, DestTransferredReport, LoadedReport, RttReport, SourceReport } from "./lazyRunner.js";
 import type { LinkProbe } from "./link.js";
@@ -96,7 +97,7 @@ function faultStagesLine(c: LazyCycle): string {
 
 /** Run a lazyRunner mode inside `host`, pinned to `cpus`. */
 function runnerIn(host: Host, mode: string, args: string[], cpus: string, local: Cleanup, profile?: { dir: string | null; name: string }): RunnerProcess {
-  const flags = profile?.dir ? ["--cpu-prof", "--cpu-prof-interval=250", `--cpu-prof-dir=${profile.dir}`, `--cpu-prof-name=${profile.name}.cpuprofile`] : [];
+  const flags = profile?.dir ? cpuProfFlags(profile.dir, profile.name) : [];
   const r = new RunnerProcess(mode, args, cpus, flags, (argv, opts) => host.spawn(argv, opts), LAZY_RUNNER);
   // its stdin's end stops it (killing nsenter alone would leave it running); the host's teardown kills the rest
   local.add(`${mode} runner in ${host.name}`, () => {
@@ -127,7 +128,7 @@ async function lazyCycle(o: LazyOptions, sweeper: string, sizeMiB: number, probe
     const victim = await startSweeper(hosts.a, sweeper, sizeMiB, workDir, o.cpu);
     await sleep(o.settleMs);
     const listen = `${hosts.a.address}:${PORT}`;
-    const profile = (side: string) => ({ dir: o.profileDir, name: `lazy-${side}-${label.replace(/[^\w.-]+/g, "-")}` });
+    const profile = (side: string) => ({ dir: o.profileDir, name: `lazy-${side}-${label}` });
     const source = runnerIn(hosts.a, "source", ["--pid", String(victim.pid), "--images", images, "--listen", listen, "--key", key], o.ferryCpus, local, profile("source"));
     const dest = runnerIn(hosts.b, "dest", ["--images", images, "--page-server", listen, "--key", key], o.ferryCpus, local, profile("dest"));
     const [srcLoaded, dstLoaded] = await Promise.all([source, dest].map((r) => r.next<LoadedReport>("loaded", OP_TIMEOUT_MS)));
@@ -179,14 +180,6 @@ async function startSweeper(host: Host, bin: string, mib: number, workDir: strin
   }
   const { pid } = JSON.parse(fs.readFileSync(readyFile, "utf8")) as { pid: number };
   return { pid, resultFile };
-}
-
-function readVerdict(resultFile: string): string {
-  try {
-    return fs.readFileSync(resultFile, "utf8").trim();
-  } catch {
-    return "FAIL no result file: the victim did not check itself";
-  }
 }
 
 /** TCP and TLS from host A to host B over the veth, their round trips, and UFFDIO_COPY in host B, on ferry's CPUs. */

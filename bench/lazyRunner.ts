@@ -12,6 +12,7 @@
  * went away) it ends, killing what it restored; the host's teardown kills the rest.
  */
 import { parseArgs } from "node:util";
+import { emit, peakRssMiB, requireOptions, rssMiB, runMode } from "./runnerProcess.js";
 import type net from "node:net";
 import type { LazySummary } from "../src/lazy/stats.js";
 import type { SourceStats } from "../src/lazy/pageServer.js";
@@ -67,15 +68,7 @@ const { positionals, values } = parseArgs({
   },
 });
 
-const emit = (report: object) => process.stdout.write(JSON.stringify(report) + "\n");
-const rssMiB = () => process.memoryUsage().rss / 2 ** 20;
-const peakRssMiB = () => process.resourceUsage().maxRSS / 1024;
-
-function need(name: keyof typeof values): string {
-  const v = values[name];
-  if (v === undefined) throw new Error(`lazyRunner: --${name} is required`);
-  return v;
-}
+const need = requireOptions("lazyRunner", values);
 
 /** stdin: one JSON command per line; its end means the benchmark is gone. */
 const commands: { go?: unknown }[] = [];
@@ -215,15 +208,4 @@ function echoRttUs(s: net.Socket, n: number): Promise<number> {
 }
 
 const modes: Record<string, () => Promise<void>> = { source: runSource, dest: runDest, echo: runEcho, rtt: runRtt };
-const run = modes[positionals[0]];
-if (!run) {
-  process.stderr.write(`lazyRunner: unknown mode ${positionals[0]} (${Object.keys(modes).join(", ")})\n`);
-  process.exit(2);
-}
-try {
-  await run();
-} catch (e) {
-  const err = e as { code?: string; stack?: string };
-  process.stderr.write(`lazyRunner ${positionals[0]}: ${err.code ?? ""} ${err.stack ?? String(e)}\n`);
-  process.exit(1);
-}
+await runMode("lazyRunner", positionals[0], modes);

@@ -7,18 +7,18 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { execFileSync } from "node:child_process";
 import { FerryError } from "../src/errors.js";
+import { generateKeyFile } from "../src/net/keys.js";
 import { createHosts, type TwoHosts } from "../src/hosts/hosts.js";
 import type { Mode } from "../src/migrate/protocol.js";
 import type { MigrateSummary } from "../src/migrate/summary.js";
 import { lastJson, startFerryIn, startVictimIn } from "../test/harness/hosts.js";
 import { finishVictim } from "../test/harness/victims.js";
-import { FERRY_CLI } from "../test/harness/ferry.js";
 import { RunnerProcess } from "./children.js";
 import type { Cleanup } from "./cleanup.js";
 import type { LinkProbe } from "./link.js";
 import { median } from "./summary.js";
+import { sleep } from "./victim.js";
 
 export interface MigrateShape {
   /** the victim's memory: cold set + hot set */
@@ -85,7 +85,6 @@ export interface MigrateReport {
 }
 
 const PAGE = 4096;
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 let port = 7400 + (process.pid % 200);
 
 /** Both hosts for the whole scenario; a key for TLS; the link probed once, then each mode `runs` times in turn. */
@@ -96,7 +95,7 @@ export async function runMigrate(shape: MigrateShape, modes: Mode[], runs: numbe
   const forgetHosts = cleanup.add("hosts hA, hB", () => hosts.destroy());
   try {
     const key = path.join(dir, "key");
-    execFileSync(process.execPath, [FERRY_CLI, "keygen", "--out", key], { stdio: "ignore" });
+    generateKeyFile(key);
     const link = await probeLink(hosts, key, linkBytes);
     process.stderr.write(`bench: link hA → hB: TCP ${link.tcpGBps.toFixed(2)} GB/s, TLS ${link.tlsGBps.toFixed(2)} GB/s\n`);
     const cycles: MigrateCycle[] = [];

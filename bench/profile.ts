@@ -1,6 +1,11 @@
 import fs from "node:fs";
 import path from "node:path";
 
+/** Node flags that write a CPU profile of the process to DIR/NAME.cpuprofile (NAME made file-safe). */
+export function cpuProfFlags(dir: string, name: string): string[] {
+  return ["--cpu-prof", "--cpu-prof-interval=250", `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${name.replace(/[^\w.-]+/g, "-")}.cpuprofile`];
+}
+
 /** The parts of a V8 .cpuprofile (node --cpu-prof) that a summary needs. */
 interface CpuProfile {
   nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }[];

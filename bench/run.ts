@@ -23,7 +23,7 @@ import { renderMigrate, renderTcp, renderTree } from "./scenarioTable.js";
 import { runMigrate } from "./migrate.js";
 import { runLazy, summarizeLazy } from "./lazy.js";
 import { renderLazy } from "./lazyTable.js";
-import { renderProfile } from "./profile.js";
+import { cpuProfFlags, renderProfile } from "./profile.js";
 import type { Limits } from "./limits.js";
 
 const LIMIT_PROBE_BYTES = 256 << 20;
@@ -39,14 +39,11 @@ async function main(opts: BenchOptions, cleanup: Cleanup): Promise<BenchReport> 
   // The first victim with a block of memory to probe measures the physical limits of the run.
   let limits: Limits | null = null;
   const runOne = async (label: string, sizeMiB: number, start: StartVictim): Promise<CycleResult> => {
-    const profileName = label.replace(/[^\w.-]+/g, "-");
     const { cycle, limits: measured } = await runCycle({
       cpu: opts.cpu, ferryCpus: opts.ferryCpus, settleMs: opts.settleMs, cleanup,
       warmMiB: opts.warm && sizeMiB ? 3 * sizeMiB + (opts.quick ? 256 : 1024) : 0,
       limitBytes: limits ? null : opts.quick ? 64 << 20 : LIMIT_PROBE_BYTES,
-      nodeFlags: (mode) => opts.profile
-        ? ["--cpu-prof", "--cpu-prof-interval=250", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${mode}-${profileName}.cpuprofile`]
-        : [],
+      nodeFlags: (mode) => opts.profile ? cpuProfFlags(profileDir, `${mode}-${label}`) : [],
     }, label, sizeMiB, start);
     limits ??= measured;
     process.stderr.write(

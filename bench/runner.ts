@@ -13,6 +13,7 @@
  * process: Node plus the engine). If its stdin closes (the benchmark died), it kills what it restored.
  */
 import { parseArgs } from "node:util";
+import { emit, peakRssMiB, requireOptions, rssMiB, runMode } from "./runnerProcess.js";
 
 export interface RunnerUsage {
   /** CPU time (user + system) this process used during the operation: near opMs when nothing else ran on its CPU */
@@ -73,20 +74,13 @@ const { positionals, values } = parseArgs({
   },
 });
 
-const emit = (report: object) => process.stdout.write(JSON.stringify(report) + "\n");
 const epochMs = () => performance.timeOrigin + performance.now();
-const rssMiB = () => process.memoryUsage().rss / 2 ** 20;
-const peakRssMiB = () => process.resourceUsage().maxRSS / 1024;
 const cpuMsSince = (start: NodeJS.CpuUsage) => {
   const { user, system } = process.cpuUsage(start);
   return (user + system) / 1000;
 };
 
-function need(name: keyof typeof values): string {
-  const v = values[name];
-  if (v === undefined) throw new Error(`runner: --${name} is required`);
-  return v;
-}
+const need = requireOptions("runner", values);
 
 async function runDump(): Promise<void> {
   const { dump } = await import("../src/dump/index.js");
@@ -176,15 +170,4 @@ async function runLinkSend(): Promise<void> {
 const modes: Record<string, () => Promise<void>> = {
   dump: runDump, restore: runRestore, limits: runLimits, warm: runWarm, "link-recv": runLinkReceive, "link-send": runLinkSend,
 };
-const run = modes[positionals[0]];
-if (!run) {
-  process.stderr.write(`runner: unknown mode ${positionals[0]} (${Object.keys(modes).join(", ")})\n`);
-  process.exit(2);
-}
-try {
-  await run();
-} catch (e) {
-  const err = e as { code?: string; message?: string; stack?: string };
-  process.stderr.write(`runner ${positionals[0]}: ${err.code ?? ""} ${err.stack ?? String(e)}\n`);
-  process.exit(1);
-}
+await runMode("runner", positionals[0], modes);

@@ -5,13 +5,11 @@
  */
 import type { CycleResult, StartVictim } from "./cycle.js";
 import type { Limits } from "./limits.js";
-import { median, summarize, type SizeSummary } from "./summary.js";
+import { cycleFigures, median, summarize, type CycleFigures, type SizeSummary } from "./summary.js";
 import { Sweeper, TcpConns, TreeSweeper, type TreeShape, type VictimBins } from "./victim.js";
 
 /** Runs one cycle (warm-up, limits, progress line included) and returns it. */
 export type RunOne = (label: string, sizeMiB: number, start: StartVictim) => Promise<CycleResult>;
-
-const passed = (cycles: CycleResult[]): "PASS" | "FAIL" => (cycles.every((c) => c.victim.pass) ? "PASS" : "FAIL");
 
 export interface TreeCycles {
   shape: TreeShape;
@@ -94,41 +92,17 @@ export async function runTcp(connections: number, runs: number, bins: VictimBins
 }
 
 /** Medians over the cycles of one TCP victim. Times in ms. */
-export interface TcpSummary {
-  cycles: number;
-  dumpMs: number;
-  dumpFrozenMs: number;
-  dumpCommandMs: number;
-  restoreMs: number;
-  restoreCommandMs: number;
-  /** dump frozen time + restore time */
-  downtimeMs: number;
-  downtimeEndToEndMs: number;
-  dumpPeakRssMiB: number;
-  restorePeakRssMiB: number;
-  imageBytes: number;
+export interface TcpSummary extends CycleFigures {
   dumpInjectedSyscalls: number;
   restoreInjectedSyscalls: number;
-  verdict: "PASS" | "FAIL";
 }
 
 function summarizeTcpCycles(cycles: CycleResult[]): TcpSummary & { runs: CycleResult[] } {
   const med = (pick: (c: CycleResult) => number) => median(cycles.map(pick));
   return {
-    cycles: cycles.length,
-    dumpMs: med((c) => c.dump.opMs),
-    dumpFrozenMs: med((c) => c.dump.frozenMs),
-    dumpCommandMs: med((c) => c.dump.commandMs),
-    restoreMs: med((c) => c.restore.opMs),
-    restoreCommandMs: med((c) => c.restore.commandMs),
-    downtimeMs: med((c) => c.downtime.frozenPlusRestoreMs),
-    downtimeEndToEndMs: med((c) => c.downtime.endToEndMs),
-    dumpPeakRssMiB: Math.max(...cycles.map((c) => c.dump.peakRssMiB)),
-    restorePeakRssMiB: Math.max(...cycles.map((c) => c.restore.peakRssMiB)),
-    imageBytes: med((c) => c.dump.imageBytes),
+    ...cycleFigures(cycles),
     dumpInjectedSyscalls: med((c) => c.dump.injectedSyscalls),
     restoreInjectedSyscalls: med((c) => c.restore.injectedSyscalls),
-    verdict: passed(cycles),
     runs: cycles,
   };
 }

@@ -7,23 +7,13 @@ import type { LazyReport } from "./lazy.js";
 import type { Mode } from "../src/migrate/protocol.js";
 
 /** Medians over the cycles of one size, with the floors the physical limits allow. Times in ms. */
-export interface SizeSummary {
+export interface SizeSummary extends CycleFigures {
   sizeMiB: number;
-  cycles: number;
-  dumpMs: number;
   dumpBestMs: number;
-  dumpFrozenMs: number;
-  dumpCommandMs: number;
-  restoreMs: number;
   restoreBestMs: number;
-  restoreCommandMs: number;
   /** CPU time / wall time of the operation's process: below ~0.9, something else had the CPU or it waited */
   dumpCpuShare: number;
   restoreCpuShare: number;
-  /** dump frozen time + restore time */
-  downtimeMs: number;
-  /** freeze to running again as it happened here, the restore runner's Node start-up included */
-  downtimeEndToEndMs: number;
   /** bytes of pages written (dump) and filled (restore) per second of the operation */
   dumpGBps: number;
   restoreGBps: number;
@@ -31,15 +21,9 @@ export interface SizeSummary {
   dumpFloorMs: number;
   /** the least a one-thread restore can take: read them from /dev/shm, process_vm_writev them into fresh memory */
   restoreFloorMs: number;
-  /** highest peak RSS of a dump or restore process over the cycles (Node included) */
-  dumpPeakRssMiB: number;
-  restorePeakRssMiB: number;
   /** RSS of such a process just before the operation: Node and ferry's modules, no work yet */
   baselineRssMiB: number;
-  imageBytes: number;
   zeroPagesSkipped: number;
-  /** PASS when every cycle's restored victim found all its pages right and ran */
-  verdict: "PASS" | "FAIL";
 }
 
 export function median(values: number[]): number {
@@ -48,35 +32,61 @@ export function median(values: number[]): number {
   return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
+/** Medians (peaks: highest) over any victim's cycles: what every scenario's summary shows. Times in ms. */
+export interface CycleFigures {
+  cycles: number;
+  dumpMs: number;
+  dumpFrozenMs: number;
+  dumpCommandMs: number;
+  restoreMs: number;
+  restoreCommandMs: number;
+  /** dump frozen time + restore time */
+  downtimeMs: number;
+  /** freeze to running again as it happened here, the restore runner's Node start-up included */
+  downtimeEndToEndMs: number;
+  /** highest peak RSS of a dump or restore process over the cycles (Node included) */
+  dumpPeakRssMiB: number;
+  restorePeakRssMiB: number;
+  imageBytes: number;
+  /** PASS when every cycle's restored victim found all its pages right and ran */
+  verdict: "PASS" | "FAIL";
+}
+
+export function cycleFigures(cycles: CycleResult[]): CycleFigures {
+  const med = (pick: (c: CycleResult) => number) => median(cycles.map(pick));
+  return {
+    cycles: cycles.length,
+    dumpMs: med((c) => c.dump.opMs),
+    dumpFrozenMs: med((c) => c.dump.frozenMs),
+    dumpCommandMs: med((c) => c.dump.commandMs),
+    restoreMs: med((c) => c.restore.opMs),
+    restoreCommandMs: med((c) => c.restore.commandMs),
+    downtimeMs: med((c) => c.downtime.frozenPlusRestoreMs),
+    downtimeEndToEndMs: med((c) => c.downtime.endToEndMs),
+    dumpPeakRssMiB: Math.max(...cycles.map((c) => c.dump.peakRssMiB)),
+    restorePeakRssMiB: Math.max(...cycles.map((c) => c.restore.peakRssMiB)),
+    imageBytes: med((c) => c.dump.imageBytes),
+    verdict: cycles.every((c) => c.victim.pass) ? "PASS" : "FAIL",
+  };
+}
+
 export function summarize(sizeMiB: number, cycles: CycleResult[], limits: Limits): SizeSummary {
   const med = (pick: (c: CycleResult) => number) => median(cycles.map(pick));
-  const max = (pick: (c: CycleResult) => number) => Math.max(...cycles.map(pick));
   const bytes = sizeMiB * 2 ** 20;
   const msAt = (gbps: number) => bytes / (gbps * 1e6);
   return {
     sizeMiB,
-    cycles: cycles.length,
-    dumpMs: med((c) => c.dump.opMs),
+    ...cycleFigures(cycles),
     dumpBestMs: Math.min(...cycles.map((c) => c.dump.opMs)),
-    dumpFrozenMs: med((c) => c.dump.frozenMs),
-    dumpCommandMs: med((c) => c.dump.commandMs),
-    restoreMs: med((c) => c.restore.opMs),
     restoreBestMs: Math.min(...cycles.map((c) => c.restore.opMs)),
     dumpCpuShare: med((c) => c.dump.opCpuMs / c.dump.opMs),
     restoreCpuShare: med((c) => c.restore.opCpuMs / c.restore.opMs),
-    restoreCommandMs: med((c) => c.restore.commandMs),
-    downtimeMs: med((c) => c.downtime.frozenPlusRestoreMs),
-    downtimeEndToEndMs: med((c) => c.downtime.endToEndMs),
     dumpGBps: med((c) => (c.dump.pages * 4096) / (c.dump.opMs * 1e6)),
     restoreGBps: med((c) => c.restore.bytes / (c.restore.opMs * 1e6)),
     dumpFloorMs: msAt(limits.vmReadvGBps) + msAt(limits.shmWriteGBps),
     restoreFloorMs: msAt(limits.shmReadGBps) + msAt(limits.vmWritevColdGBps),
-    dumpPeakRssMiB: max((c) => c.dump.peakRssMiB),
-    restorePeakRssMiB: max((c) => c.restore.peakRssMiB),
     baselineRssMiB: med((c) => Math.max(c.dump.rssBeforeMiB, c.restore.rssBeforeMiB)),
-    imageBytes: med((c) => c.dump.imageBytes),
     zeroPagesSkipped: med((c) => c.dump.zeroPagesSkipped),
-    verdict: cycles.every((c) => c.victim.pass) ? "PASS" : "FAIL",
   };
 }
 

@@ -2,16 +2,19 @@ import fs from "node:fs";
 import path from "node:path";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { FerryError } from "../src/errors.js";
+import { readStat, statField } from "../src/kernel/procfs.js";
 import { REPO_ROOT } from "./options.js";
 import { killTree, type Cleanup } from "./cleanup.js";
 
 const BUILD_DIR = path.join(REPO_ROOT, "bench/.build");
 
-/** Compile bench/victims/<name>.c into bench/.build/<name> when the binary is missing or older. */
+/** Compile bench/victims/<name>.c into bench/.build/<name> when the binary is missing or older than it or a header. */
 export function buildVictim(name: string): string {
   const source = path.join(REPO_ROOT, `bench/victims/${name}.c`);
   const bin = path.join(BUILD_DIR, name);
-  const fresh = fs.existsSync(bin) && fs.statSync(bin).mtimeMs >= fs.statSync(source).mtimeMs;
+  const headers = fs.readdirSync(path.dirname(source)).filter((f) => f.endsWith(".h")).map((f) => path.join(path.dirname(source), f));
+  const newest = Math.max(...[source, ...headers].map((f) => fs.statSync(f).mtimeMs));
+  const fresh = fs.existsSync(bin) && fs.statSync(bin).mtimeMs >= newest;
   if (!fresh) {
     fs.mkdirSync(BUILD_DIR, { recursive: true });
     try {
@@ -94,7 +97,8 @@ async function launch<Ready extends { pid?: number; pids?: number[] }>(
   return { ready, pids, resultFile, exited };
 }
 
-function readVerdict(resultFile: string): string {
+/** The verdict line a victim wrote after SIGTERM, or a FAIL line saying it wrote none. */
+export function readVerdict(resultFile: string): string {
   try {
     return fs.readFileSync(resultFile, "utf8").trim();
   } catch {
@@ -211,9 +215,8 @@ export class TcpConns implements BenchVictim {
 /** CPU time (clock ticks, user + system, all threads) a process has used: proof that it runs. 0 if it is gone. */
 export function cpuTicks(pid: number): number {
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of stat)
+    const stat = readStat(pid);
+    return Number(statField(stat, 14)) + Number(statField(stat, 15)); // utime, stime
   } catch {
     return 0;
   }

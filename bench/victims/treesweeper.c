@@ -40,9 +40,8 @@
 #include <unistd.h>
 
 #include "bench_victim.h"
+#include "page_pattern.h"
 
-#define PAGE 4096
-#define WORDS (PAGE / 8)
 #define MAX_PROCS 64
 #define MAX_THREADS 64
 
@@ -56,29 +55,6 @@ static void on_term(int sig) {
 
 static int stopping(void) {
   return __atomic_load_n(&stop_requested, __ATOMIC_RELAXED);
-}
-
-static uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-static inline uint64_t expected(uint64_t base, uint64_t w) {
-  return (base + w * 0xd6e8feb86659fd93ull) | 1;
-}
-
-static void fill_page(uint64_t *page, uint64_t p, uint32_t g) {
-  uint64_t base = mix((p << 32) ^ g);
-  for (uint64_t w = 0; w < WORDS; w++) page[w] = expected(base, w);
-}
-
-static int page_ok(const uint64_t *page, uint64_t p, uint32_t g) {
-  uint64_t base = mix((p << 32) ^ g);
-  for (uint64_t w = 0; w < WORDS; w++)
-    if (page[w] != expected(base, w)) return 0;
-  return 1;
 }
 
 /* One thread's slice: pages [first, first + count) of the tree, at mem. */

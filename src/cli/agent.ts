@@ -2,8 +2,7 @@ import type { Command } from "commander";
 import { addSecurityOptions, transportOf } from "./security.js";
 import { parseEndpoint } from "../net/endpoint.js";
 import { runAgent } from "../migrate/agent.js";
-import { signalStatusFd, parseIntArg, phaseWriter } from "./common.js";
-import { parseRate, parseSeconds } from "./lazyPages.js";
+import { abortOnSignals, signalStatusFd, parseIntArg, parseRate, parseSeconds, phaseWriter } from "./common.js";
 
 export function registerAgent(program: Command): void {
   addSecurityOptions(program
@@ -18,33 +17,24 @@ export function registerAgent(program: Command): void {
     .option("--retry-for <seconds>", "lazy/hybrid: if the page server or the link dies, retry this long before killing the process", parseSeconds, 10)
     .option("--max-rate <MB/s>", "lazy/hybrid: cap the background stream (faults are never capped)", parseRate)
     .action(async (o) => {
-      const abort = new AbortController();
-      const stop = () => abort.abort();
-      process.once("SIGINT", stop);
-      process.once("SIGTERM", stop);
       const listen = parseEndpoint(o.listen, "--listen");
       const log = (l: string) => process.stderr.write(`ferry agent: ${l}\n`);
       const transport = transportOf(o, listen, log);
       const phase = phaseWriter(o.phaseFd);
-      try {
-        await runAgent({
-          listen, transport, keepImages: o.keepImages, actionScript: o.actionScript, once: o.once, signal: abort.signal,
-          retryForMs: o.retryFor * 1000, maxRate: o.maxRate, onPhase: (p, pid) => phase(`${p} ${pid}`),
-          log: (l) => process.stderr.write(`ferry agent: ${l}\n`),
-          onReady: () => {
-            if (o.statusFd !== undefined) signalStatusFd(o.statusFd);
-          },
-          onFailed: () => {
-            process.exitCode = 1;
-          },
-          onMigrated: (r) => {
-            if (!process.stdout.isTTY) process.stdout.write(JSON.stringify(r) + "\n");
-            else process.stderr.write(`ferry agent: process ${r.pid} arrived (${r.mode}) and runs here\n`);
-          },
-        });
-      } finally {
-        process.off("SIGINT", stop);
-        process.off("SIGTERM", stop);
-      }
+      await abortOnSignals((signal) => runAgent({
+        listen, transport, keepImages: o.keepImages, actionScript: o.actionScript, once: o.once, signal,
+        retryForMs: o.retryFor * 1000, maxRate: o.maxRate, onPhase: (p, pid) => phase(`${p} ${pid}`),
+        log,
+        onReady: () => {
+          if (o.statusFd !== undefined) signalStatusFd(o.statusFd);
+        },
+        onFailed: () => {
+          process.exitCode = 1;
+        },
+        onMigrated: (r) => {
+          if (!process.stdout.isTTY) process.stdout.write(JSON.stringify(r) + "\n");
+          else process.stderr.write(`ferry agent: process ${r.pid} arrived (${r.mode}) and runs here\n`);
+        },
+      }));
     });
 }

@@ -8,6 +8,39 @@ export function parseIntArg(v: string): number {
   return n;
 }
 
+/** A process ID argument: a positive integer, else FERRY_BAD_PID. */
+export function parsePid(v: string): number {
+  const pid = Number(v);
+  if (!Number.isInteger(pid) || pid <= 0) throw new FerryError("FERRY_BAD_PID", `not a process ID: ${v}`);
+  return pid;
+}
+
+export function parseSeconds(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new FerryError("FERRY_USAGE", `not a number of seconds: ${v}`);
+  return n;
+}
+
+export function parseRate(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new FerryError("FERRY_USAGE", `not a rate in MB/s: ${v}`);
+  return n * 1e6;
+}
+
+/** Run `work` with a signal that SIGINT or SIGTERM aborts (the handlers are removed when it ends). */
+export async function abortOnSignals<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const abort = new AbortController();
+  const stop = () => abort.abort();
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+  try {
+    return await work(abort.signal);
+  } finally {
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
+  }
+}
+
 /** CRIU's --status-fd: one byte when ready, then the fd is closed. */
 export function signalStatusFd(fd: number): void {
   fs.writeSync(fd, Buffer.from([0]));

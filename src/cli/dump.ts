@@ -1,9 +1,8 @@
 import { Command, Option } from "commander";
 import { dump } from "../dump/index.js";
 import { FerryError } from "../errors.js";
-import { signalStatusFd, parseIntArg, imagesDir } from "./common.js";
+import { signalStatusFd, parseIntArg, parseSeconds, imagesDir } from "./common.js";
 import { dumpLazy } from "./dumpLazy.js";
-import { parseSeconds } from "./lazyPages.js";
 import { addSecurityOptions } from "./security.js";
 
 export function registerDump(program: Command): void {

@@ -3,7 +3,7 @@ import { parseEndpoint } from "../net/endpoint.js";
 import { serveLazy } from "../lazy/source.js";
 import { ProgressLine, mib } from "../lazy/stats.js";
 import { PAGE_SIZE } from "../kernel/sys.js";
-import { signalStatusFd, imagesDir } from "./common.js";
+import { abortOnSignals, signalStatusFd, imagesDir } from "./common.js";
 import { transportOf, type SecurityFlags } from "./security.js";
 
 export interface DumpLazyFlags extends SecurityFlags {
@@ -25,34 +25,25 @@ export async function dumpLazy(pid: number, o: DumpLazyFlags): Promise<void> {
   const listen = parseEndpoint(listenText, "--listen");
   const transport = transportOf(o, listen, (line) => log(line)); // before anything is frozen: a missing key stops here
   const progress = new ProgressLine();
-  const abort = new AbortController();
-  const stop = () => abort.abort();
-  process.once("SIGINT", stop);
-  process.once("SIGTERM", stop);
   const log = (line: string) => {
     progress.clear();
     process.stderr.write(`ferry dump: ${line}\n`);
   };
-  try {
-    const r = await serveLazy({
-      pid, images: imagesDir(o), listen, transport, shellJob: o.shellJob, retryForMs: (o.retryFor ?? 30) * 1000, log, signal: abort.signal,
-      onReady: () => {
-        if (o.statusFd !== undefined) signalStatusFd(o.statusFd);
-      },
-      onProgress: (s) => progress.update(() => `ferry dump: served ${mib(s.pagesSent * PAGE_SIZE)}/${mib(s.pagesTotal * PAGE_SIZE)} MiB, ${s.faultRequests} fault requests`),
-    });
-    progress.clear();
-    if (o.json) {
-      process.stdout.write(JSON.stringify({
-        pid: r.pid, delivered: r.delivered, reason: r.reason, frozenMs: r.dump.frozenMs, readyMs: r.readyMs,
-        durationMs: r.durationMs, eagerPages: r.dump.pages, ...r.stats,
-      }) + "\n");
-    }
-    if (!r.delivered) {
-      throw new FerryError("FERRY_NOT_DELIVERED", `${r.reason}; process ${pid} is kept frozen here: \`ferry resume ${pid}\` runs it here again (only if the destination's copy is dead), \`kill -9 ${pid}\` drops it`);
-    }
-  } finally {
-    process.off("SIGINT", stop);
-    process.off("SIGTERM", stop);
+  const r = await abortOnSignals((signal) => serveLazy({
+    pid, images: imagesDir(o), listen, transport, shellJob: o.shellJob, retryForMs: (o.retryFor ?? 30) * 1000, log, signal,
+    onReady: () => {
+      if (o.statusFd !== undefined) signalStatusFd(o.statusFd);
+    },
+    onProgress: (s) => progress.update(() => `ferry dump: served ${mib(s.pagesSent * PAGE_SIZE)}/${mib(s.pagesTotal * PAGE_SIZE)} MiB, ${s.faultRequests} fault requests`),
+  }));
+  progress.clear();
+  if (o.json) {
+    process.stdout.write(JSON.stringify({
+      pid: r.pid, delivered: r.delivered, reason: r.reason, frozenMs: r.dump.frozenMs, readyMs: r.readyMs,
+      durationMs: r.durationMs, eagerPages: r.dump.pages, ...r.stats,
+    }) + "\n");
+  }
+  if (!r.delivered) {
+    throw new FerryError("FERRY_NOT_DELIVERED", `${r.reason}; process ${pid} is kept frozen here: \`ferry resume ${pid}\` runs it here again (only if the destination's copy is dead), \`kill -9 ${pid}\` drops it`);
   }
 }

@@ -3,19 +3,8 @@ import { FerryError } from "../errors.js";
 import { parseEndpoint } from "../net/endpoint.js";
 import { runLazyDaemon } from "../lazy/destination.js";
 import { ProgressLine } from "../lazy/stats.js";
-import { signalStatusFd, parseIntArg, imagesDir } from "./common.js";
+import { signalStatusFd, parseIntArg, parseRate, parseSeconds, imagesDir } from "./common.js";
 import { addSecurityOptions, transportOf } from "./security.js";
-
-export function parseSeconds(v: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new FerryError("FERRY_USAGE", `not a number of seconds: ${v}`);
-  return n;
-}
-export function parseRate(v: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new FerryError("FERRY_USAGE", `not a rate in MB/s: ${v}`);
-  return n * 1e6;
-}
 
 /** The page server endpoint from --page-server ADDR:PORT or CRIU's --address/--port. */
 export function pageServerOf(o: { pageServer?: string | boolean; address?: string; port?: string }): string | undefined {

@@ -1,6 +1,5 @@
 import fs from "node:fs";
 import { Command, Option } from "commander";
-import { FerryError } from "../errors.js";
 import { parseEndpoint } from "../net/endpoint.js";
 import { migrate } from "../migrate/source.js";
 import { MODES, type Mode } from "../migrate/protocol.js";
@@ -9,8 +8,7 @@ import { Timeline } from "../migrate/timeline.js";
 import { MigrateProgress } from "../migrate/progress.js";
 import { writeReport } from "../migrate/report.js";
 import type { MigrateSummary } from "../migrate/summary.js";
-import { parseIntArg, phaseWriter } from "./common.js";
-import { parseSeconds } from "./lazyPages.js";
+import { abortOnSignals, parseIntArg, parsePid, parseSeconds, phaseWriter } from "./common.js";
 import { addSecurityOptions, transportOf } from "./security.js";
 
 /** "compression off", "compression on (brotli-q0, 0.21 of the size)" */
@@ -36,24 +34,19 @@ export function registerMigrate(program: Command): void {
     .option("--report <file.html>", "write an HTML report with a timeline of the migration")
     .option("--json", "print the JSON summary (default when stdout is not a TTY)")
     .action(async (pidArg: string, o) => {
-      const pid = Number(pidArg);
-      if (!Number.isInteger(pid) || pid <= 0) throw new FerryError("FERRY_BAD_PID", `not a process ID: ${pidArg}`);
+      const pid = parsePid(pidArg);
       const to = parseEndpoint(o.to, "--to");
       const transport = transportOf(o, to, (l) => process.stderr.write(`ferry migrate: ${l}\n`));
       const timeline = new Timeline();
       timeline.onPhase = phaseWriter(o.phaseFd);
       const progress = new MigrateProgress(timeline);
-      const abort = new AbortController();
-      const stop = () => abort.abort();
-      process.once("SIGINT", stop);
-      process.once("SIGTERM", stop);
       progress.start();
       try {
-        const summary = await migrate({
+        const summary = await abortOnSignals((signal) => migrate({
           pid, to, transport, mode: o.mode as Mode, maxDowntimeMs: o.maxDowntime, maxRounds: o.maxRounds, compress: o.compress as CompressSetting,
-          retryForMs: o.retryFor * 1000, keepImages: o.keepImages, actionScript: o.actionScript, timeline, signal: abort.signal,
+          retryForMs: o.retryFor * 1000, keepImages: o.keepImages, actionScript: o.actionScript, timeline, signal,
           log: (l) => process.stderr.write(`\r\x1b[Kferry migrate: ${l}\n`),
-        });
+        }));
         progress.stop();
         if (o.report) fs.writeFileSync(o.report, writeReport(summary, timeline, { to: o.to, mode: o.mode, maxDowntimeMs: o.maxDowntime, maxRounds: o.maxRounds, compress: o.compress }));
         if (o.json || !process.stdout.isTTY) process.stdout.write(JSON.stringify(summary) + "\n");
@@ -62,8 +55,6 @@ export function registerMigrate(program: Command): void {
         }
       } finally {
         progress.stop();
-        process.off("SIGINT", stop);
-        process.off("SIGTERM", stop);
       }
     });
 }

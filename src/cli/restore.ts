@@ -1,9 +1,8 @@
 import fs from "node:fs";
 import { Command, Option } from "commander";
 import { restore, waitForExit } from "../restore/index.js";
-import { signalStatusFd, parseIntArg, imagesDir } from "./common.js";
+import { signalStatusFd, parseIntArg, parseRate, parseSeconds, imagesDir } from "./common.js";
 import { restoreLazyCli } from "./restoreLazy.js";
-import { parseRate, parseSeconds } from "./lazyPages.js";
 import { addSecurityOptions } from "./security.js";
 
 export function registerRestore(program: Command): void {

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { FerryError } from "../errors.js";
+import { parsePid } from "./common.js";
 import { resumeFrozen } from "../lazy/frozen.js";
 
 export function registerResume(program: Command): void {
@@ -8,8 +8,6 @@ export function registerResume(program: Command): void {
     .description("let a source that a failed lazy migration left frozen run again where it is")
     .argument("<pid>", "the frozen source process")
     .action((pidArg: string) => {
-      const pid = Number(pidArg);
-      if (!Number.isInteger(pid) || pid <= 0) throw new FerryError("FERRY_BAD_PID", `not a process ID: ${pidArg}`);
-      resumeFrozen(pid);
+      resumeFrozen(parsePid(pidArg));
     });
 }

@@ -110,7 +110,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     if (!rootPid) throw new FerryError("FERRY_DEMO", "the counter does not run in host B after the migration");
     say(`ferry demo: migrated in ${summary.totalMs.toFixed(0)} ms, the counter stood still for ${summary.downtimeMs.toFixed(0)} ms; ${summary.rounds.length} pre-copy rounds, ${(summary.bytesSent / 1e6).toFixed(1)} MB sent, ${summary.faults} faults served`);
     const after = await showCounting(status, 3, say, "B", before.count);
-    if (hosts.a.rootPid(localPid) !== null && hosts.a.localPid(rootPid) !== null) throw new FerryError("FERRY_DEMO", "the counter still runs in host A");
+    const leftInA = hosts.a.rootPid(localPid);
+    if (leftInA !== null && exeOf(leftInA) === bin) throw new FerryError("FERRY_DEMO", "the counter still runs in host A");
     if (after.count <= before.count) throw new FerryError("FERRY_DEMO", `the counter went from ${before.count} to ${after.count}: it did not carry on`);
     if (after.checksum !== before.checksum) throw new FerryError("FERRY_DEMO", `the counter's memory changed: checksum ${before.checksum} before, ${after.checksum} after`);
     say(`ferry demo: PID ${summary.restoredPid} now runs in host B, kept counting (${before.count} → ${after.count}), memory checksum unchanged (${after.checksum})`);
@@ -189,16 +190,20 @@ async function showCounting(file: string, times: number, say: (l: string) => voi
 function findPid(host: Host, bin: string): number {
   for (const e of fs.readdirSync("/proc")) {
     const p = Number(e);
-    if (!p) continue;
-    try {
-      if (fs.readlinkSync(`/proc/${p}/exe`) !== bin) continue;
-    } catch {
-      continue;
-    }
+    if (!p || exeOf(p) !== bin) continue;
     const local = host.localPid(p);
     if (local) return local;
   }
   throw new FerryError("FERRY_DEMO", "the counter is not running");
+}
+
+/** The executable of a process (as the root namespace sees it), or null when it is gone. */
+function exeOf(pid: number): string | null {
+  try {
+    return fs.readlinkSync(`/proc/${pid}/exe`);
+  } catch {
+    return null;
+  }
 }
 
 function portOpen(host: Host, port: number): boolean {

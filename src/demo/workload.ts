@@ -1,9 +1,5 @@
-import { execFileSync } from "node:child_process";
-import { createHash } from "node:crypto";
 import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { FerryError } from "../errors.js";
+import { cachedBinary } from "../hosts/cachedBinary.js";
 
 /*
  * The demo's workload: a counter that visibly keeps counting. It holds 48 MiB of memory written
@@ -74,21 +70,7 @@ int main(int argc, char **argv) {
 
 /** Compile the workload once per machine (cached by the hash of its source); needs gcc. */
 export function workloadBinary(): string {
-  const hash = createHash("sha256").update(SOURCE).digest("hex").slice(0, 12);
-  const bin = path.join(os.tmpdir(), `ferry-demo-counter-${hash}`);
-  if (fs.existsSync(bin)) return bin;
-  const src = `${bin}.c`;
-  fs.writeFileSync(src, SOURCE);
-  const tmp = `${bin}.tmp-${process.pid}`;
-  try {
-    execFileSync("gcc", ["-O2", "-o", tmp, src], { stdio: ["ignore", "ignore", "pipe"] });
-  } catch (e) {
-    throw new FerryError("FERRY_DEMO", `cannot compile the demo workload with gcc: ${String((e as { stderr?: Buffer }).stderr ?? (e as Error).message).trim()}`);
-  } finally {
-    fs.rmSync(src, { force: true });
-  }
-  fs.renameSync(tmp, bin);
-  return bin;
+  return cachedBinary(SOURCE, "ferry-demo-counter", "-O2", "FERRY_DEMO", "the demo workload");
 }
 
 export interface WorkloadStatus {

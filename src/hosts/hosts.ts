@@ -1,9 +1,8 @@
 import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
-import { createHash } from "node:crypto";
 import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { FerryError } from "../errors.js";
+import { readStatus } from "../kernel/procfs.js";
+import { cachedBinary } from "./cachedBinary.js";
 
 /*
  * Two "hosts" on one machine (DESIGN.md section 11): each is a network namespace, a PID
@@ -90,20 +89,6 @@ function quiet(cmd: string, args: string[]): void {
   } catch { /* best effort */ }
 }
 
-/** The host init, compiled once per machine (cached by the hash of its source). */
-function initBinary(): string {
-  const hash = createHash("sha256").update(INIT_SOURCE).digest("hex").slice(0, 12);
-  const bin = path.join(os.tmpdir(), `ferry-host-init-${hash}`);
-  if (fs.existsSync(bin)) return bin;
-  const src = `${bin}.c`;
-  fs.writeFileSync(src, INIT_SOURCE);
-  const tmp = `${bin}.tmp-${process.pid}`;
-  sh("gcc", ["-O1", "-o", tmp, src]);
-  fs.renameSync(tmp, bin);
-  fs.rmSync(src, { force: true });
-  return bin;
-}
-
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -137,8 +122,7 @@ function removeNetns(name: string): void {
 
 function nsPidOf(rootPid: number): { ns: string; nspids: number[] } | null {
   try {
-    const status = fs.readFileSync(`/proc/${rootPid}/status`, "utf8");
-    const nspids = (/^NSpid:\s*(.*)$/m.exec(status)?.[1] ?? "").split(/\s+/).filter(Boolean).map(Number);
+    const nspids = (readStatus(rootPid).NSpid ?? "").split(/\s+/).filter(Boolean).map(Number);
     return { ns: fs.readlinkSync(`/proc/${rootPid}/ns/pid`), nspids };
   } catch {
     return null;
@@ -151,7 +135,7 @@ const sleepSync = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuf
 export function createHosts(): TwoHosts {
   if (process.getuid?.() !== 0) throw new FerryError("FERRY_HOSTS", "two local hosts need root (network and PID namespaces)");
   removeStaleHosts();
-  const init = initBinary();
+  const init = cachedBinary(INIT_SOURCE, "ferry-host-init", "-O1", "FERRY_HOSTS", "the host init");
   const id = `${process.pid}-${counter++}`;
   const made: { netns: string[]; inits: ChildProcess[] } = { netns: [], inits: [] };
   let destroyed = false;
