@@ -69,11 +69,6 @@ function waitInterruptStop(tid: number): void {
   }
 }
 
-/** Freeze one task; a signal that arrives meanwhile is delivered, not lost. */
-export function seizeTask(tid: number): void {
-  if (!seizeTasks([tid]).length) throw new FerryError("FERRY_NO_PROCESS", `no process with PID ${tid}`);
-}
-
 export function detachTask(tid: number, signal = 0): void {
   ptrace(PTRACE.DETACH, tid, 0, signal);
 }
