@@ -78,6 +78,11 @@ export const SIG = {
 } as const;
 export const NSIG = 64;
 
+/** Block this thread for `ms` (synchronous code that waits on the kernel: retries, a task's end). */
+export function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
 /** Little helpers to build and read C structs in Buffers. */
 export function u64(buf: Buffer, off: number): bigint {
   return buf.readBigUInt64LE(off);
