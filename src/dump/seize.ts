@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import { FerryError } from "../errors.js";
 import { PTRACE, PTRACE_O, PTRACE_EVENT_STOP, ptrace, waitStop } from "../kernel/ptrace.js";
-import { listTasks, processExists, readStat, statField } from "../kernel/procfs.js";
+import { processExists, readStat, statField } from "../kernel/procfs.js";
 import { SyscallError } from "../kernel/sys.js";
 
 const PF_KTHREAD = 0x00200000;

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import { FerryError } from "../errors.js";
 import { native } from "../kernel/native.js";
-import { NR, SIG, sys, errnoName } from "../kernel/sys.js";
+import { NR, sys, errnoName } from "../kernel/sys.js";
 import { PTRACE, PTRACE_O, ptrace, waitStop, waitTask, getRseqConfig, setSigmask, setRegs, setRegset, NT_X86_XSTATE, Regs } from "../kernel/ptrace.js";
 import { processExists, readStat } from "../kernel/procfs.js";
 import { Injector } from "../kernel/inject.js";
@@ -231,7 +231,7 @@ function build(r: Restoration, inj: Injector, inherited: Inherited): void {
   sp.record("clear address space", since);
   sp.time("mmap VMAs", () => mapVmas(inj, img.mm, img.fill, r.sharedObjects, img.kept));
   if (img.kept.size) sp.time("inherited pages", () => dropUninherited(inj, img.kept, img.pagemap));
-  r.bytes += sp.time("pages", () => fillPages(inj, img.mm, img.pagemap, r.images.path(`pages-${pid}.img`), img.fill));
+  r.bytes += sp.time("pages", () => fillPages(inj, img.pagemap, r.images.path(`pages-${pid}.img`), img.fill));
   sp.time("mm fields", () => setMmFields(inj, img.mm));
   // made inside the process while it still has our privileges; registered after the last injection
   const uffd = r.lazy ? sp.time("userfaultfd", () => createTargetUffd(inj)) : null;
