@@ -2,7 +2,7 @@ import os from "node:os";
 import { FerryError } from "../errors.js";
 import { NR, PAGE_SIZE, SIG, sys } from "../kernel/sys.js";
 import { setSigmask, waitTask, WALL } from "../kernel/ptrace.js";
-import { readMaps, readVmas, type Vma } from "../kernel/procfs.js";
+import { readVmas, type Vma } from "../kernel/procfs.js";
 import { Injector, SCRATCH_SIZE } from "../kernel/inject.js";
 import { vdsoIdentity } from "../kernel/vdso.js";
 import { epochUsOf } from "../kernel/clock.js";
@@ -96,7 +96,7 @@ export function dump(opts: DumpOptions): DumpResult {
       if (p.pid === pid) lazyRuns = r.lazyRuns;
     }
     const tInv = performance.now();
-    const vdso = vdsoIdentity(pid, readMaps(pid));
+    const vdso = vdsoIdentity(pid, vmas.get(pid)); // the root's mappings as read at the start: its vDSO does not move
     const inventory: Inventory = {
       formatVersion: FORMAT_VERSION, ferryVersion: FERRY_VERSION, arch: os.arch(), kernel: os.release(),
       vdsoSha256: vdso.sha256, vdsoSize: vdso.size, rootPid: pid, pids: tree.map((p) => p.pid), createdMs: Date.now(),
