@@ -77,6 +77,8 @@ export const SIG = {
   CHLD: 17, CONT: 18, STOP: 19, TSTP: 20, TTIN: 21, TTOU: 22,
 } as const;
 export const NSIG = 64;
+/** RLIMIT_CPU .. RLIMIT_RTTIME */
+export const RLIMIT_COUNT = 16;
 
 /** Block this thread for `ms` (synchronous code that waits on the kernel: retries, a task's end). */
 export function sleepSync(ms: number): void {
