@@ -27,8 +27,6 @@ export interface PageSelection {
 
 /** With a helper thread, batches in flight: one being read while the helper writes the others. */
 const SLOTS = 3;
-/** Below this much mapped memory to dump, no helper thread (it takes ~30 ms to start). */
-const HELPER_MIN_BYTES = 64 << 20;
 
 /**
  * Stream the pages of `vmas` that must travel into `pages`: PAGEMAP_SCAN says which are there,
@@ -38,7 +36,7 @@ const HELPER_MIN_BYTES = 64 << 20;
  */
 export function dumpPages(pid: number, vmas: VmaImage[], pages: PagesWriter, select: PageSelection = {}): number {
   const mapped = vmas.reduce((s, v) => s + (v.hasPages ? v.end - v.start : 0), 0);
-  const helper = mapped >= HELPER_MIN_BYTES ? PageHelper.start() : null;
+  const helper = PageHelper.forBytes(mapped);
   // The helper writes straight from the batch buffers: they are shared, and one is reused only once written.
   const ring = helper ? Buffer.from(new SharedArrayBuffer(SLOTS * BATCH)) : Buffer.allocUnsafe(BATCH);
   const writing = new Array<number>(SLOTS).fill(0);
