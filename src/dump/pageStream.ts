@@ -52,7 +52,7 @@ export function dumpPages(pid: number, vmas: VmaImage[], pages: PagesWriter, sel
       const skipZero = v.kind !== "file";
       const wanted = split(wantedPages(pagemapFd, v), select.inherited ?? []).outside;
       const { outside, inside } = split(wanted, shared);
-      for (const [batch, unpinned] of [...[...batches(outside)].map((b) => [b, false] as const), ...[...batches(inside)].map((b) => [b, true] as const)]) {
+      for (const [batch, unpinned] of reads(outside, inside)) {
         if (helper) {
           slot = (slot + 1) % SLOTS;
           if (writing[slot]) helper.waitFor(writing[slot]);
@@ -163,6 +163,12 @@ function split(ranges: Range[], by: Range[]): { outside: Range[]; inside: Range[
     if (addr < end) outside.push({ addr, len: end - addr });
   }
   return { outside, inside };
+}
+
+/** The batches to read: those read the usual way, then those shared with a child (`unpinned`). */
+function* reads(outside: Range[], inside: Range[]): Generator<[batch: Range[], unpinned: boolean]> {
+  for (const b of batches(outside)) yield [b, false];
+  for (const b of batches(inside)) yield [b, true];
 }
 
 /** Split ranges into groups of at most BATCH bytes (splitting a range when needed). */
