@@ -1,13 +1,12 @@
 import fs from "node:fs";
 import { FerryError } from "../errors.js";
-import { NR, NSIG, SIG, sys, rawSyscall } from "../kernel/sys.js";
+import { NR, NSIG, RLIMIT_COUNT, SIG, sys, rawSyscall } from "../kernel/sys.js";
 import { getRegs, getRegset, getSigmask, getRseqConfig, peekSiginfo, NT_X86_XSTATE, type Regs } from "../kernel/ptrace.js";
 import { applySyscallRestart } from "../kernel/restart.js";
 import { readStat, readStatus, statField } from "../kernel/procfs.js";
 import type { Injector } from "../kernel/inject.js";
-import { u64le, type CoreImage, type ItimerImage, type PosixTimerImage, type RlimitImage, type SigActionImage, type ThreadImage } from "../images/types.js";
+import { u64le, sigActionImage, type CoreImage, type ItimerImage, type PosixTimerImage, type RlimitImage, type SigActionImage, type ThreadImage } from "../images/types.js";
 
-export const RLIMIT_COUNT = 16;
 const PR_GET_PDEATHSIG = 2;
 const PR_GET_DUMPABLE = 3;
 const PR_GET_TIMERSLACK = 30;
@@ -61,16 +60,7 @@ function sigactions(inj: Injector): SigActionImage[] {
     signals.push(sig);
   }
   const all = inj.get(0, (NSIG + 1) * 32);
-  return signals.map((sig) => {
-    const k = all.subarray(sig * 32, sig * 32 + 32); // struct kernel_sigaction: handler, flags, restorer, mask
-    return {
-      signo: sig,
-      handler: Number(k.readBigUInt64LE(0)),
-      flags: Number(k.readBigUInt64LE(8)),
-      restorer: Number(k.readBigUInt64LE(16)),
-      mask: Buffer.from(k.subarray(24, 32)),
-    };
-  });
+  return signals.map((sig) => sigActionImage(sig, all.subarray(sig * 32, sig * 32 + 32)));
 }
 
 function itimers(inj: Injector): ItimerImage[] {

@@ -2,17 +2,18 @@ import os from "node:os";
 import { FerryError } from "../errors.js";
 import { NR, PAGE_SIZE, SIG, sys } from "../kernel/sys.js";
 import { setSigmask, waitTask, WALL } from "../kernel/ptrace.js";
-import { readMaps, readVmas, type Vma } from "../kernel/procfs.js";
+import { readVmas, type Vma } from "../kernel/procfs.js";
 import { Injector, SCRATCH_SIZE } from "../kernel/inject.js";
 import { vdsoIdentity } from "../kernel/vdso.js";
 import { epochUsOf } from "../kernel/clock.js";
 import { ImageDir, FORMAT_VERSION, warmImageCodecs } from "../images/store.js";
 import { PagesWriter } from "../images/pages.js";
-import { u64le, type Inventory, type LazyRunImage } from "../images/types.js";
+import { u64le, type Inventory, type LazyRunImage, type VmaImage } from "../images/types.js";
 import { validateTarget } from "./seize.js";
 import { dumpThread, dumpCore } from "./core.js";
-import { freezeTree, release, type FrozenProcess } from "./tree.js";
-import { describeVma, dumpMmFields, dumpPages } from "./mm.js";
+import { freezeTree, parentIn, release, type FrozenProcess } from "./tree.js";
+import { describeVma, dumpMmFields } from "./mm.js";
+import { dumpPages } from "./pageStream.js";
 import { inheritedPagesOfTree, sharedWithChildren } from "./inherited.js";
 import { FileTable } from "../files/registry.js";
 import { spawnHolder } from "../files/tcpHolder.js";
@@ -82,11 +83,12 @@ export function dump(opts: DumpOptions): DumpResult {
     // Before any page is read: when ferry pins a page shared since fork to read it
     // (process_vm_readv), the kernel first gives the process it reads a copy of its own.
     const vmas = sp.time("maps", () => new Map(tree.filter((p) => !p.zombie).map((p) => [p.pid, readVmas(p.pid)])));
-    const inherited = opts.lazy ? new Map<number, LazyRunImage[]>() : sp.time("inherited pages", () => inheritedPagesOfTree(tree, vmas));
+    const described = new Map([...vmas].map(([p, list]) => [p, list.map((v) => describeVma(v))]));
+    const inherited = opts.lazy ? new Map<number, LazyRunImage[]>() : sp.time("inherited pages", () => inheritedPagesOfTree(tree, described));
     // A tree that goes on running keeps its pages shared: those are read without a pin.
     const shared = opts.leaveRunning || opts.leaveStopped ? sharedWithChildren(tree, inherited) : new Map<number, LazyRunImage[]>();
     for (const p of tree) {
-      const r = dumpProcess(p, images, table, opts, sp, vmas.get(p.pid) ?? [], inherited.get(p.pid) ?? [], shared.get(p.pid) ?? []);
+      const r = dumpProcess(p, images, table, opts, sp, vmas.get(p.pid) ?? [], described.get(p.pid) ?? [], inherited.get(p.pid) ?? [], shared.get(p.pid) ?? []);
       totals.pages += r.pages;
       totals.zero += r.zero;
       totals.injected += r.injected;
@@ -94,7 +96,7 @@ export function dump(opts: DumpOptions): DumpResult {
       if (p.pid === pid) lazyRuns = r.lazyRuns;
     }
     const tInv = performance.now();
-    const vdso = vdsoIdentity(pid, readMaps(pid));
+    const vdso = vdsoIdentity(pid, vmas.get(pid)); // the root's mappings as read at the start: its vDSO does not move
     const inventory: Inventory = {
       formatVersion: FORMAT_VERSION, ferryVersion: FERRY_VERSION, arch: os.arch(), kernel: os.release(),
       vdsoSha256: vdso.sha256, vdsoSize: vdso.size, rootPid: pid, pids: tree.map((p) => p.pid), createdMs: Date.now(),
@@ -129,7 +131,7 @@ export function dump(opts: DumpOptions): DumpResult {
  * shares with its parent since fork (`inherited`) are recorded, not written; those it shares
  * with its children (`shared`) are read without a pin (see PageSelection).
  */
-function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts: DumpOptions, sp: Spans, vmas: Vma[], inherited: LazyRunImage[], shared: LazyRunImage[]) {
+function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts: DumpOptions, sp: Spans, vmas: Vma[], vmaImages: VmaImage[], inherited: LazyRunImage[], shared: LazyRunImage[]) {
   const { pid } = p;
   if (p.zombie) {
     images.write(`core-${pid}.img`, "Core", { pid, ...p.zombie, zombie: true });
@@ -153,7 +155,6 @@ function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts:
     });
     const core = dumpCore(pid, inj, threads);
     sp.record("threads, core", since);
-    const vmaImages = vmas.map((v) => describeVma(v));
     const mm = sp.time("mm fields", () => dumpMmFields(pid, inj, vmaImages));
     const lazy = opts.lazy ? sp.time("lazy plan", () => planLazyDump(pid, vmaImages, core.threads)) : null;
     inj.unmapScratch();
@@ -187,10 +188,6 @@ function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts:
   }
 }
 
-function childrenOfSnapshot(parent: FrozenProcess, child: number): boolean {
-  return parent.children.includes(child);
-}
-
 function finish(tree: FrozenProcess[], opts: DumpOptions): void {
   if (opts.leaveRunning || opts.leaveStopped) {
     // SIGSTOP handed to a main thread as it is let go stops its whole group.
@@ -198,6 +195,7 @@ function finish(tree: FrozenProcess[], opts: DumpOptions): void {
     return;
   }
   // Children first, each reaped by its own (frozen) parent: no zombie keeps a PID the restore needs.
+  const injectors = new Map<number, Injector>(); // a parent's, for each of its children
   for (const p of [...tree].reverse()) {
     sys("kill", NR.kill, p.pid, SIG.KILL);
     // The leader's exit is reported only after its threads are reaped: threads first.
@@ -206,8 +204,11 @@ function finish(tree: FrozenProcess[], opts: DumpOptions): void {
         waitTask(t.tid); // the exit, as seen by its tracer
       } catch { /* already reaped */ }
     }
-    const parent = tree.find((q) => q !== p && childrenOfSnapshot(q, p.pid));
-    if (parent) Injector.forTask(parent.pid).call(NR.wait4, p.pid, 0, WALL, 0);
+    const parent = parentIn(tree, p.pid);
+    if (!parent) continue;
+    const inj = injectors.get(parent.pid) ?? Injector.forTask(parent.pid);
+    injectors.set(parent.pid, inj);
+    inj.call(NR.wait4, p.pid, 0, WALL, 0);
   }
 }
 

@@ -3,9 +3,7 @@ import { PAGE_SIZE } from "../kernel/sys.js";
 import { PM, readPagemap } from "../kernel/mem.js";
 import type { LazyRunImage, VmaImage } from "../images/types.js";
 import { sameMapping } from "../images/inherited.js";
-import type { Vma } from "../kernel/procfs.js";
-import { describeVma } from "./mm.js";
-import type { FrozenProcess } from "./tree.js";
+import { parentIn, type FrozenProcess } from "./tree.js";
 
 /**
  * Private memory still copy-on-write shared between a child and its parent since a fork. A page
@@ -24,15 +22,11 @@ const PRESENT = Number(PM.PRESENT >> 32n);
 const PFN_HIGH = (1 << 23) - 1; // PFN bits 32-54
 
 /** For every process of the (frozen) tree whose parent is in it too: its inherited pages. */
-export function inheritedPagesOfTree(tree: FrozenProcess[], vmas: Map<number, Vma[]>): Map<number, LazyRunImage[]> {
-  const described = new Map<number, VmaImage[]>();
-  const vmasOf = (pid: number) => {
-    if (!described.has(pid)) described.set(pid, (vmas.get(pid) ?? []).map((v) => describeVma(v)));
-    return described.get(pid)!;
-  };
+export function inheritedPagesOfTree(tree: FrozenProcess[], vmas: Map<number, VmaImage[]>): Map<number, LazyRunImage[]> {
+  const vmasOf = (pid: number) => vmas.get(pid) ?? [];
   const out = new Map<number, LazyRunImage[]>();
   for (const p of tree) {
-    const parent = tree.find((q) => q.children.includes(p.pid));
+    const parent = parentIn(tree, p.pid);
     if (p.zombie || !parent || parent.zombie) continue;
     const runs = inheritedRuns(p.pid, vmasOf(p.pid), parent.pid, vmasOf(parent.pid));
     if (runs.length) out.set(p.pid, runs);

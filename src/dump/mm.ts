@@ -40,8 +40,6 @@ export function describeVma(v: Vma, fileId = 0): VmaImage {
   };
 }
 
-export { dumpPages } from "./pageStream.js";
-
 /** A System V segment (its id is the mapping's inode), as /proc/sysvipc/shm describes it. */
 function sysvSegment(v: Vma): Partial<VmaImage> {
   const seg = readSysvShm().get(v.inode);

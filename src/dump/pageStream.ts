@@ -27,8 +27,6 @@ export interface PageSelection {
 
 /** With a helper thread, batches in flight: one being read while the helper writes the others. */
 const SLOTS = 3;
-/** Below this much mapped memory to dump, no helper thread (it takes ~30 ms to start). */
-const HELPER_MIN_BYTES = 64 << 20;
 
 /**
  * Stream the pages of `vmas` that must travel into `pages`: PAGEMAP_SCAN says which are there,
@@ -38,7 +36,7 @@ const HELPER_MIN_BYTES = 64 << 20;
  */
 export function dumpPages(pid: number, vmas: VmaImage[], pages: PagesWriter, select: PageSelection = {}): number {
   const mapped = vmas.reduce((s, v) => s + (v.hasPages ? v.end - v.start : 0), 0);
-  const helper = mapped >= HELPER_MIN_BYTES ? PageHelper.start() : null;
+  const helper = PageHelper.forBytes(mapped);
   // The helper writes straight from the batch buffers: they are shared, and one is reused only once written.
   const ring = helper ? Buffer.from(new SharedArrayBuffer(SLOTS * BATCH)) : Buffer.allocUnsafe(BATCH);
   const writing = new Array<number>(SLOTS).fill(0);
@@ -54,7 +52,7 @@ export function dumpPages(pid: number, vmas: VmaImage[], pages: PagesWriter, sel
       const skipZero = v.kind !== "file";
       const wanted = split(wantedPages(pagemapFd, v), select.inherited ?? []).outside;
       const { outside, inside } = split(wanted, shared);
-      for (const [batch, unpinned] of [...[...batches(outside)].map((b) => [b, false] as const), ...[...batches(inside)].map((b) => [b, true] as const)]) {
+      for (const [batch, unpinned] of reads(outside, inside)) {
         if (helper) {
           slot = (slot + 1) % SLOTS;
           if (writing[slot]) helper.waitFor(writing[slot]);
@@ -165,6 +163,12 @@ function split(ranges: Range[], by: Range[]): { outside: Range[]; inside: Range[
     if (addr < end) outside.push({ addr, len: end - addr });
   }
   return { outside, inside };
+}
+
+/** The batches to read: those read the usual way, then those shared with a child (`unpinned`). */
+function* reads(outside: Range[], inside: Range[]): Generator<[batch: Range[], unpinned: boolean]> {
+  for (const b of batches(outside)) yield [b, false];
+  for (const b of batches(inside)) yield [b, true];
 }
 
 /** Split ranges into groups of at most BATCH bytes (splitting a range when needed). */

@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import { FerryError } from "../errors.js";
 import { PTRACE, PTRACE_O, PTRACE_EVENT_STOP, ptrace, waitStop } from "../kernel/ptrace.js";
-import { listTasks, processExists, readStat, statField } from "../kernel/procfs.js";
+import { processExists, readStat, statField } from "../kernel/procfs.js";
 import { SyscallError } from "../kernel/sys.js";
 
 const PF_KTHREAD = 0x00200000;
@@ -67,11 +67,6 @@ function waitInterruptStop(tid: number): void {
     // A signal-delivery stop: hand the signal back to the task; the interrupt is still pending.
     ptrace(PTRACE.CONT, tid, 0, st.stopSig);
   }
-}
-
-/** Freeze one task; a signal that arrives meanwhile is delivered, not lost. */
-export function seizeTask(tid: number): void {
-  if (!seizeTasks([tid]).length) throw new FerryError("FERRY_NO_PROCESS", `no process with PID ${tid}`);
 }
 
 export function detachTask(tid: number, signal = 0): void {

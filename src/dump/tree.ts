@@ -18,6 +18,11 @@ export function childrenOf(pid: number): number[] {
   return out.sort((a, b) => a - b);
 }
 
+/** The process of `tree` that `pid` is a child of (as the tree was frozen). */
+export function parentIn(tree: FrozenProcess[], pid: number): FrozenProcess | undefined {
+  return tree.find((q) => q.pid !== pid && q.children.includes(pid));
+}
+
 export interface SavedThread { tid: number; regs: Regs; restarted: boolean; sigmask: bigint }
 /** A frozen process: its threads with the registers and mask they must get back. */
 export interface FrozenProcess {

@@ -4,6 +4,7 @@ import { NR, O, sys, rawSyscall, SyscallError } from "../kernel/sys.js";
 import type { DumpFdContext, FileKind, RestoreFileContext } from "./kind.js";
 import { takeHeldSockets } from "./tcpHolder.js";
 import { closeAll } from "./scm.js";
+import { setStatusFlags } from "./util.js";
 import type { FileObjectImage, SocketImage } from "../images/types.js";
 import {
   AF, SO, SOL_SOCKET, SOL_TCP, describeAddr, getsockoptBuf, getsockoptInt, ioctlInt, peekBytes, sendAll,
@@ -18,7 +19,6 @@ const TCPI_OPT = { TIMESTAMPS: 1, SACK: 2, WSCALE: 4 } as const;
 const STATE = { ESTABLISHED: 1, LISTEN: 10, CLOSE: 7 } as const;
 const SIOCINQ = 0x541b, SIOCOUTQ = 0x5411;
 const SOCK_STREAM = 1, SOCK_DGRAM = 2;
-const F_SETFL = 4;
 
 function where(c: DumpFdContext): string {
   return c.where;
@@ -181,7 +181,7 @@ export const inetSocket: FileKind = {
     const k = obj.socket!;
     const held = takeHeld(obj, ctx);
     if (held !== undefined) {
-      sys("fcntl(F_SETFL)", NR.fcntl, held, F_SETFL, obj.flags & O.NONBLOCK);
+      setStatusFlags(held, obj.flags & O.NONBLOCK);
       ctx.shared.set(`tcp-repair:${obj.id}`, held);
       return held;
     }
@@ -197,7 +197,7 @@ export const inetSocket: FileKind = {
         if (k.state === STATE.LISTEN) sys("listen", NR.listen, s, k.backlog);
         if (k.type === SOCK_DGRAM && k.peer.length) sys("connect", NR.connect, s, k.peer, k.peer.length);
       }
-      sys("fcntl(F_SETFL)", NR.fcntl, s, F_SETFL, obj.flags & O.NONBLOCK);
+      setStatusFlags(s, obj.flags & O.NONBLOCK);
       return s;
     } catch (e) {
       fs.closeSync(s);

@@ -3,6 +3,7 @@ import { FerryError } from "../errors.js";
 import { NR, O, sys, rawSyscall, cstring } from "../kernel/sys.js";
 import type { DumpFdContext, FileKind } from "./kind.js";
 import type { InotifyWatchImage } from "../images/types.js";
+import { setStatusFlags } from "./util.js";
 
 /** The mount point of the filesystem with this device number (as fdinfo prints s_dev). */
 function mountPointOf(sdev: number): string {
@@ -74,7 +75,7 @@ export const inotify: FileKind = {
       // Each burnt number left an IN_IGNORED event: the process must not read them.
       const sink = Buffer.alloc(65536);
       while (rawSyscall(NR.read, fd, sink, sink.length) > 0n);
-      sys("fcntl(F_SETFL)", NR.fcntl, fd, 4 /* F_SETFL */, obj.flags & O.NONBLOCK);
+      setStatusFlags(fd, obj.flags & O.NONBLOCK);
       return fd;
     } catch (e) {
       fs.closeSync(fd);

@@ -4,8 +4,8 @@ import { NR, O, sys, rawSyscall, SyscallError } from "../kernel/sys.js";
 import type { FileKind } from "./kind.js";
 import { socketImage } from "./inet.js";
 import { AF, SO, SOL_SOCKET, getsockoptInt, sockName } from "./sockopt.js";
+import { setStatusFlags } from "./util.js";
 
-const F_SETFL = 4;
 
 /**
  * Netlink sockets, the simple way: a new socket of the same protocol, bound to the same port id
@@ -33,7 +33,7 @@ export const netlinkSocket: FileKind = {
           throw new FerryError("FERRY_SOCKET", `cannot bind netlink socket to port ${k.local.readUInt32LE(4)}: ${new SyscallError("bind", Number(-r)).code}`);
         }
       }
-      sys("fcntl(F_SETFL)", NR.fcntl, s, F_SETFL, obj.flags & O.NONBLOCK);
+      setStatusFlags(s, obj.flags & O.NONBLOCK);
       return s;
     } catch (e) {
       fs.closeSync(s);

@@ -3,6 +3,7 @@ import { NR, O, sys, rawSyscall } from "../kernel/sys.js";
 import { FerryError } from "../errors.js";
 import type { DumpFdContext, FileKind, RestoreFileContext } from "./kind.js";
 import type { FileObjectImage } from "../images/types.js";
+import { setStatusFlags } from "./util.js";
 
 const F_SETPIPE_SZ = 1031;
 const F_GETPIPE_SZ = 1032;
@@ -52,7 +53,6 @@ function fill(fd: number, obj: FileObjectImage): void {
 }
 
 interface PipePair { r: number; w: number }
-const F_SETFL = 4;
 
 /** Anonymous pipes: both ends come from one pipe2() call, its buffered data is written back once. */
 export const pipe: FileKind = {
@@ -63,7 +63,7 @@ export const pipe: FileKind = {
     const pair = pipePair(obj, ctx);
     if (obj.data.length) fill(pair.w, obj);
     const end = obj.pipeWriteEnd ? pair.w : pair.r;
-    sys("fcntl(F_SETFL)", NR.fcntl, end, F_SETFL, obj.flags & ~O.ACCMODE);
+    setStatusFlags(end, obj.flags);
     return sys("dup", NR.dup, end); // the engine closes it; the pair lives until cleanup
   },
 };

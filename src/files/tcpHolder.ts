@@ -4,7 +4,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { FerryError } from "../errors.js";
 import { native } from "../kernel/native.js";
-import { NR, rawSyscall, sys } from "../kernel/sys.js";
+import { NR, rawSyscall, sleepSync, sys } from "../kernel/sys.js";
 import { readStat } from "../kernel/procfs.js";
 import { AF, SOL_SOCKET } from "./sockopt.js";
 import { closeAll, recvWithFds, sendWithFds } from "./scm.js";
@@ -105,10 +105,6 @@ function holderAlive(dir: string): boolean {
   }
 }
 
-function sleepMs(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
 /**
  * The restore's side: the held sockets by file id, or an empty map when no holder is there. The
  * caller owns the fds. A holder that is still starting is waited for (a few seconds at most).
@@ -126,7 +122,7 @@ export function takeHeldSockets(dir: string): Map<number, number> {
     sys("setsockopt(SO_SNDTIMEO)", NR.setsockopt, sock, SOL_SOCKET, SO_SNDTIMEO, tv, 16);
     for (let waited = 0; rawSyscall(NR.connect, sock, addr, addr.length) < 0n; waited += 20) {
       if (waited >= 5000 || !holderAlive(dir)) return held;
-      sleepMs(20);
+      sleepSync(20);
     }
     for (;;) {
       const m = recvWithFds(sock, 64 << 10, 0);

@@ -7,10 +7,11 @@ import { socketImage } from "./inet.js";
 import { unixDiag } from "./unixDiag.js";
 import { AF, SO, SOL_SOCKET, describeAddr, getsockoptInt, ioctlInt, sendAll, setsockoptInt, sockName } from "./sockopt.js";
 import { closeAll, MSG, recvWithFds, sendWithFds } from "./scm.js";
+import { setStatusFlags } from "./util.js";
 
 const SOCK_STREAM = 1;
 const STATE = { ESTABLISHED: 1, CLOSE: 7, LISTEN: 10 } as const;
-const SIOCINQ = 0x541b, F_SETFL = 4;
+const SIOCINQ = 0x541b;
 /** the largest datagram or seqpacket carried */
 const MAX_MESSAGE = 1 << 17;
 
@@ -178,7 +179,7 @@ export const unixSocket: FileKind = {
       if (k.local.length > 2) bindUnix(s, k.local);
       if (k.state === STATE.LISTEN) sys("listen", NR.listen, s, k.backlog);
     }
-    sys("fcntl(F_SETFL)", NR.fcntl, s, F_SETFL, obj.flags & O.NONBLOCK);
+    setStatusFlags(s, obj.flags & O.NONBLOCK);
     return s;
   },
 };

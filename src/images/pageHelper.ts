@@ -35,6 +35,9 @@ export interface PageJobFault {
   message: string;
 }
 
+/** Below this many bytes of pages to move, no helper: a thread takes ~30 ms to start. */
+const HELPER_MIN_BYTES = 64 << 20;
+
 /** With no progress for this long the helper is taken for dead. */
 const STALL_MS = 30_000;
 
@@ -58,6 +61,11 @@ export class PageHelper {
     });
     worker.unref();
     return new PageHelper(worker, done, port1);
+  }
+
+  /** A helper for a dump or restore of `bytes` of pages: null when they are too few to pay for it (or see start). */
+  static forBytes(bytes: number): PageHelper | null {
+    return bytes >= HELPER_MIN_BYTES ? PageHelper.start() : null;
   }
 
   /**

@@ -1,10 +1,9 @@
 import fs from "node:fs";
 import path from "node:path";
-import zlib from "node:zlib";
 import { fileURLToPath } from "node:url";
 import protobuf from "protobufjs";
 import { FerryError } from "../errors.js";
-import { native } from "../kernel/native.js";
+import { crc32 } from "./checksum.js";
 
 /** The on-disk format version; readers refuse others with a clear message. */
 export const FORMAT_VERSION = 1;
@@ -42,7 +41,6 @@ export function warmImageCodecs(): void {
 }
 let warmed = false;
 
-import { crc32 } from "./checksum.js";
 export { crc32, crc32At } from "./checksum.js";
 
 /** Image files hold memory: only their owner may read them. */

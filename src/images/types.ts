@@ -41,6 +41,16 @@ export interface SigActionImage {
   restorer: number;
   mask: Buffer;
 }
+/** A signal's action from the kernel's struct kernel_sigaction (handler, flags, restorer, mask; 32 bytes). */
+export function sigActionImage(signo: number, k: Buffer): SigActionImage {
+  return {
+    signo,
+    handler: Number(k.readBigUInt64LE(0)),
+    flags: Number(k.readBigUInt64LE(8)),
+    restorer: Number(k.readBigUInt64LE(16)),
+    mask: Buffer.from(k.subarray(24, 32)),
+  };
+}
 export interface ItimerImage {
   which: number;
   intervalUs: number;

@@ -77,6 +77,13 @@ export const SIG = {
   CHLD: 17, CONT: 18, STOP: 19, TSTP: 20, TTIN: 21, TTOU: 22,
 } as const;
 export const NSIG = 64;
+/** RLIMIT_CPU .. RLIMIT_RTTIME */
+export const RLIMIT_COUNT = 16;
+
+/** Block this thread for `ms` (synchronous code that waits on the kernel: retries, a task's end). */
+export function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
 
 /** Little helpers to build and read C structs in Buffers. */
 export function u64(buf: Buffer, off: number): bigint {

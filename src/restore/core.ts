@@ -1,7 +1,7 @@
 import { FerryError } from "../errors.js";
-import { NR, SIG, cstring, rawSyscall } from "../kernel/sys.js";
+import { NR, NSIG, RLIMIT_COUNT, SIG, cstring, rawSyscall } from "../kernel/sys.js";
 import type { Injector } from "../kernel/inject.js";
-import { readU64le, type CoreImage, type RlimitImage, type SigActionImage, type ThreadImage } from "../images/types.js";
+import { readU64le, sigActionImage, type CoreImage, type RlimitImage, type SigActionImage, type ThreadImage } from "../images/types.js";
 
 const PR_SET_PDEATHSIG = 1, PR_SET_DUMPABLE = 4, PR_SET_NAME = 15, PR_SET_TIMERSLACK = 29;
 const PR_SET_CHILD_SUBREAPER = 36, PR_SET_NO_NEW_PRIVS = 38, PR_TIMER_CREATE_RESTORE_IDS = 77;
@@ -20,13 +20,13 @@ export interface Inherited {
 export function ownInherited(): Inherited {
   const sigactions: SigActionImage[] = [];
   const k = Buffer.alloc(32);
-  for (let sig = 1; sig <= 64; sig++) {
+  for (let sig = 1; sig <= NSIG; sig++) {
     if (sig === SIG.KILL || sig === SIG.STOP) continue;
     if (rawSyscall(NR.rt_sigaction, sig, 0, k, 8) < 0n) continue; // unknown: set it
-    sigactions.push({ signo: sig, handler: Number(k.readBigUInt64LE(0)), flags: Number(k.readBigUInt64LE(8)), restorer: Number(k.readBigUInt64LE(16)), mask: Buffer.from(k.subarray(24, 32)) });
+    sigactions.push(sigActionImage(sig, k));
   }
   const rlimits: RlimitImage[] = [];
-  for (let r = 0; r < 16; r++) {
+  for (let r = 0; r < RLIMIT_COUNT; r++) {
     const b = Buffer.alloc(16);
     if (rawSyscall(NR.prlimit64, 0, r, 0, b) < 0n) continue;
     rlimits.push({ resource: r, cur: b.subarray(0, 8), max: b.subarray(8, 16) });

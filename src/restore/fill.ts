@@ -4,7 +4,7 @@ import { NR, PAGE_SIZE, PROT } from "../kernel/sys.js";
 import { vmWriteFrom } from "../kernel/mem.js";
 import { UFFDIO_COPY_MODE, uffdCopy, uffdUnregister } from "../kernel/uffd.js";
 import type { Injector } from "../kernel/inject.js";
-import type { MmImage, PageMapImage, VmaImage } from "../images/types.js";
+import type { PageMapImage, VmaImage } from "../images/types.js";
 import { PagesReader, type MappedRun } from "../images/pages.js";
 import { PageHelper } from "../images/pageHelper.js";
 import { registerRanges, takeUffdFromInside } from "../lazy/attach.js";
@@ -29,15 +29,12 @@ interface CopyTarget {
   ranges: { start: number; end: number }[];
 }
 
-/** Below this, fill without a helper thread. */
-const HELPER_MIN_BYTES = 64 << 20;
-
 /** Copy the page data into the task (every checksum checked before this returns), then set the real protections. */
-export function fillPages(inj: Injector, mm: MmImage, pagemap: PageMapImage, pagesFile: string, fill: Set<VmaImage>): number {
+export function fillPages(inj: Injector, pagemap: PageMapImage, pagesFile: string, fill: Set<VmaImage>): number {
   const reader = new PagesReader(pagesFile);
   let target = pagemap.runs.length ? openCopyTarget(inj, fill) : null;
   // Checksums on the second CPU pay once there is more to copy than the thread takes to start.
-  const helper = pagemap.totalPages * PAGE_SIZE >= HELPER_MIN_BYTES ? PageHelper.start() : null;
+  const helper = PageHelper.forBytes(pagemap.totalPages * PAGE_SIZE);
   let bytes = 0;
   try {
     reader.forEach(pagemap.runs, (runs) => {

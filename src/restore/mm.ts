@@ -88,10 +88,10 @@ function moveBlock(inj: Injector, from: { start: number; end: number; path: stri
   return moved;
 }
 
-/** Map every VMA of the image at its address, with write access where pages are still to come. */
 /** Shared memory objects already mapped in the tree, by inode: where to find each again. */
 export type SharedObjects = Map<number, { pid: number; vma: VmaImage }>;
 
+/** Map every VMA of the image at its address, with write access where pages are still to come. */
 export function mapVmas(inj: Injector, mm: MmImage, fill: Set<VmaImage>, objects: SharedObjects = new Map(), kept: Set<VmaImage> = new Set()): void {
   const sysvAttached = new Set<string>();
   /** files opened inside the task, by mode and path: a library's 4-5 mappings share one open (each call is a ptrace round trip) */
@@ -157,8 +157,6 @@ function openMapFiles(inj: Injector, at: { pid: number; vma: VmaImage }): number
   const name = `/proc/${at.pid === inj.pid ? "self" : at.pid}/map_files/${v.start.toString(16)}-${v.end.toString(16)}`;
   return inj.ok(`open ${name}`, NR.openat, -100, inj.put(0, cstring(name)), O.RDWR | O.CLOEXEC, 0);
 }
-
-export { fillPages } from "./fill.js";
 
 /** prctl(PR_SET_MM, PR_SET_MM_MAP): code/data/brk/stack/args/env/auxv and the exe link at once. */
 export function setMmFields(inj: Injector, mm: MmImage): void {

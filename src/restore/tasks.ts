@@ -1,5 +1,5 @@
 import { FerryError } from "../errors.js";
-import { NR, SIG, sys } from "../kernel/sys.js";
+import { NR, SIG, sleepSync, sys } from "../kernel/sys.js";
 import { PTRACE, getRegs, ptrace, setRegs, setSigmask, waitStop, waitTask, WNOHANG } from "../kernel/ptrace.js";
 import type { Injector } from "../kernel/inject.js";
 
@@ -94,7 +94,7 @@ export function killAll(tasks: Task[]): void {
       } catch {
         break; // not ours to reap (ECHILD): gone, or reaped above
       }
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+      sleepSync(5);
     }
   }
 }

@@ -55,10 +55,6 @@ export function killAndReap(pid: number): void {
   }
 }
 
-/** Sleep the thread for `ms` (probes are short and synchronous; this is only for retries). */
-export function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
 
 /** An error as one line: "what: ENAME" for a SyscallError, the message otherwise. */
 export function errText(e: unknown): string {

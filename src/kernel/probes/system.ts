@@ -1,9 +1,9 @@
 import fs from "node:fs";
 import os from "node:os";
-import { NR, O, sys, rawSyscall, errnoName, SyscallError } from "../sys.js";
+import { NR, O, sys, rawSyscall, errnoName, sleepSync, SyscallError } from "../sys.js";
 import { readStatus } from "../procfs.js";
 import { vdsoIdentity } from "../vdso.js";
-import { type Probe, ok, missing, sleepSync } from "./probe.js";
+import { type Probe, ok, missing } from "./probe.js";
 
 /* Probes of sockets, capabilities, and the identity of this kernel. */
 
