@@ -1,4 +1,4 @@
-import { NR, O, sys, rawSyscall } from "../kernel/sys.js";
+import { F, NR, O, sys, rawSyscall } from "../kernel/sys.js";
 import { listFds } from "../kernel/procfs.js";
 import type { Injector } from "../kernel/inject.js";
 import { FerryError } from "../errors.js";
@@ -12,7 +12,6 @@ const EPOLL_CTL_ADD = 1, EPOLL_CTL_MOD = 3;
 const EP_PRIVATE_BITS = 0xf0000000;
 /** every event a file can report (IN PRI OUT ERR HUP RDNORM RDBAND WRNORM WRBAND MSG RDHUP) */
 const ALL_EVENTS = 0x27df;
-const F_GETFD = 1, F_DUPFD_CLOEXEC = 1030;
 /** tfd: N events: X data: Y  pos:P ino:I sdev:D (events, data, ino and sdev in hex) */
 const TFD_LINE = /^tfd:\s*(\d+)\s+events:\s*([0-9a-f]+)\s+data:\s*([0-9a-f]+)\s+pos:\s*(\d+)\s+ino:\s*([0-9a-f]+)\s+sdev:\s*([0-9a-f]+)/;
 /**
@@ -141,8 +140,8 @@ function watch(inj: Injector, epfd: number, tfd: number, holder: number, op: num
     inj.ok(what, NR.epoll_ctl, epfd, op, tfd, inj.put(0, event));
     return;
   }
-  const fdFlags = inj.call(NR.fcntl, tfd, F_GETFD);
-  const aside = fdFlags >= 0n ? inj.ok(`set fd ${tfd} aside`, NR.fcntl, tfd, F_DUPFD_CLOEXEC, 0) : -1;
+  const fdFlags = inj.call(NR.fcntl, tfd, F.GETFD);
+  const aside = fdFlags >= 0n ? inj.ok(`set fd ${tfd} aside`, NR.fcntl, tfd, F.DUPFD_CLOEXEC, 0) : -1;
   const ep = epfd === tfd ? aside : epfd;
   inj.ok(`dup3(${holder}, ${tfd})`, NR.dup3, holder, tfd, O.CLOEXEC);
   inj.ok(`${what} through fd ${holder}`, NR.epoll_ctl, ep, op, tfd, inj.put(0, event));

@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import { FerryError } from "../errors.js";
-import { NR, sys, rawSyscall } from "../kernel/sys.js";
+import { F, NR, sys, rawSyscall } from "../kernel/sys.js";
 import { listFds, readFdinfo } from "../kernel/procfs.js";
 import type { ImageDir } from "../images/store.js";
 import type { FdImage, FileObjectImage } from "../images/types.js";
@@ -31,7 +31,6 @@ export function kindByName(kind: string): FileKind {
 
 const KCMP_FILE = 0;
 const O_CLOEXEC_FDINFO = 0o2000000;
-const F_DUPFD_CLOEXEC = 1030;
 
 /**
  * The open file descriptions of a whole tree: fds that share one description (dup, inherited
@@ -87,7 +86,7 @@ export class FileTable {
    */
   private dumpInFlight(localFd: number, where: string): number {
     this.doneHooks.push(() => fs.closeSync(localFd));
-    const copy = () => sys("fcntl(F_DUPFD_CLOEXEC)", NR.fcntl, localFd, F_DUPFD_CLOEXEC, 0);
+    const copy = () => sys("fcntl(F_DUPFD_CLOEXEC)", NR.fcntl, localFd, F.DUPFD_CLOEXEC, 0);
     return this.dumpFile(process.pid, localFd, where, copy);
   }
 

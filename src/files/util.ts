@@ -1,14 +1,12 @@
 import fs from "node:fs";
-import { NR, O, sys } from "../kernel/sys.js";
-
-const F_SETFL = 4;
+import { F, NR, O, sys } from "../kernel/sys.js";
 
 /**
  * Give an object created inside ferry the status flags the dumped one had (O_NONBLOCK, O_APPEND,
  * O_ASYNC...). F_SETFL ignores the access mode and creation flags, so the dumped value goes as is.
  */
 export function setStatusFlags(fd: number, flags: number): void {
-  sys("fcntl(F_SETFL)", NR.fcntl, fd, F_SETFL, flags & ~O.ACCMODE);
+  sys("fcntl(F_SETFL)", NR.fcntl, fd, F.SETFL, flags & ~O.ACCMODE);
 }
 
 /** The same for a freshly made fd, which is closed (not leaked) when it fails. */

@@ -2,6 +2,7 @@ import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from "node:
 import fs from "node:fs";
 import { FerryError } from "../errors.js";
 import { readStatus } from "../kernel/procfs.js";
+import { sleepSync } from "../kernel/sys.js";
 import { cachedBinary } from "./cachedBinary.js";
 
 /*
@@ -129,7 +130,6 @@ function nsPidOf(rootPid: number): { ns: string; nspids: number[] } | null {
   }
 }
 
-const sleepSync = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
 /** Create hA and hB. */
 export function createHosts(): TwoHosts {

@@ -66,6 +66,9 @@ export const O = {
   PATH: 0o10000000, LARGEFILE: 0o100000,
 } as const;
 
+/** fcntl commands */
+export const F = { GETFD: 1, SETFD: 2, GETFL: 3, SETFL: 4, DUPFD_CLOEXEC: 1030 } as const;
+
 export const PROT = { NONE: 0, READ: 1, WRITE: 2, EXEC: 4 } as const;
 export const MAP = {
   SHARED: 0x01, PRIVATE: 0x02, FIXED: 0x10, ANONYMOUS: 0x20, GROWSDOWN: 0x0100,

@@ -1,12 +1,12 @@
 import fs from "node:fs";
-import { NR, O, sys, rawSyscall } from "../kernel/sys.js";
+import { F, NR, O, sys, rawSyscall } from "../kernel/sys.js";
 import type { Injector } from "../kernel/inject.js";
 import type { ImageDir } from "../images/store.js";
 import type { FdTableImage, FilesImage, FileObjectImage } from "../images/types.js";
 import { kindByName } from "../files/registry.js";
 import type { RestoreFileContext } from "../files/kind.js";
 
-const F_DUPFD_CLOEXEC = 1030, F_SETFD = 2, SEEK_SET = 0;
+const SEEK_SET = 0;
 
 /** File objects opened inside ferry, before the task exists; closed by close(). */
 export class OpenedFiles {
@@ -54,7 +54,7 @@ export function installFds(inj: Injector, table: FdTableImage, opened: OpenedFil
   if (!table.fds.length) return;
   const maxFd = Math.max(...table.fds.map((f) => f.fd));
   const first = inj.ok("pidfd_open(ferry)", NR.pidfd_open, process.pid, 0);
-  const pidfd = inj.ok("fcntl(F_DUPFD_CLOEXEC)", NR.fcntl, first, F_DUPFD_CLOEXEC, maxFd + 1);
+  const pidfd = inj.ok("fcntl(F_DUPFD_CLOEXEC)", NR.fcntl, first, F.DUPFD_CLOEXEC, maxFd + 1);
   inj.ok("close", NR.close, first);
   const late = new Set(opened.files.files.filter(isLate).map((o) => o.id));
   const order = [...table.fds].sort((a, b) => Number(late.has(a.fileId)) - Number(late.has(b.fileId)) || a.fd - b.fd);
@@ -66,7 +66,7 @@ export function installFds(inj: Injector, table: FdTableImage, opened: OpenedFil
       inj.ok(`dup3(${n}, ${f.fd})`, NR.dup3, n, f.fd, f.cloexec ? O.CLOEXEC : 0);
       inj.ok("close", NR.close, n);
     } else {
-      inj.ok("fcntl(F_SETFD)", NR.fcntl, n, F_SETFD, f.cloexec ? 1 : 0);
+      inj.ok("fcntl(F_SETFD)", NR.fcntl, n, F.SETFD, f.cloexec ? 1 : 0);
     }
   }
   inj.ok("close", NR.close, pidfd);
