@@ -12,7 +12,8 @@ export interface DumpLazyFlags extends SecurityFlags {
   listen?: string;
   address?: string;
   port?: string;
-  retryFor?: number;
+  /** seconds (the option's default: 30) */
+  retryFor: number;
   shellJob?: boolean;
   statusFd?: number;
   json?: boolean;
@@ -23,14 +24,11 @@ export async function dumpLazy(pid: number, o: DumpLazyFlags): Promise<void> {
   const listenText = o.listen ?? (o.port ? `${o.address ?? "0.0.0.0"}:${o.port}` : undefined);
   if (!listenText) throw new FerryError("FERRY_USAGE", "a lazy dump serves pages: give --listen ADDR:PORT");
   const listen = parseEndpoint(listenText, "--listen");
-  const transport = transportOf(o, listen, (line) => log(line)); // before anything is frozen: a missing key stops here
   const progress = new ProgressLine();
-  const log = (line: string) => {
-    progress.clear();
-    process.stderr.write(`ferry dump: ${line}\n`);
-  };
+  const log = progress.logger("ferry dump");
+  const transport = transportOf(o, listen, log); // before anything is frozen: a missing key stops here
   const r = await abortOnSignals((signal) => serveLazy({
-    pid, images: imagesDir(o), listen, transport, shellJob: o.shellJob, retryForMs: (o.retryFor ?? 30) * 1000, log, signal,
+    pid, images: imagesDir(o), listen, transport, shellJob: o.shellJob, retryForMs: o.retryFor * 1000, log, signal,
     onReady: () => {
       if (o.statusFd !== undefined) signalStatusFd(o.statusFd);
     },

@@ -31,10 +31,7 @@ export function registerLazyPages(program: Command): void {
       const ps = pageServerOf(o);
       if (!ps) throw new FerryError("FERRY_USAGE", "where is the page server? give --page-server ADDR:PORT");
       const progress = new ProgressLine();
-      const log = (line: string) => {
-        progress.clear();
-        process.stderr.write(`ferry lazy-pages: ${line}\n`);
-      };
+      const log = progress.logger("ferry lazy-pages");
       const pageServer = parseEndpoint(ps, "--page-server");
       const summary = await runLazyDaemon({
         images: dir, pageServer, transport: transportOf(o, pageServer, log), retryForMs: o.retryFor * 1000, maxRate: o.maxRate, progress,

@@ -15,7 +15,8 @@ export interface RestoreLazyFlags extends SecurityFlags {
   pageServer?: string | boolean;
   address?: string;
   port?: string;
-  retryFor?: number;
+  /** seconds (the option's default: 10) */
+  retryFor: number;
   maxRate?: number;
   detach?: boolean;
   pidfile?: string;
@@ -45,14 +46,12 @@ export async function restoreLazyCli(o: RestoreLazyFlags): Promise<void> {
   }
   const progress = new ProgressLine();
   const pageServer = parseEndpoint(ps, "--page-server");
-  const transport = transportOf(o, pageServer, (line) => process.stderr.write(`ferry restore: ${line}\n`));
+  const log = progress.logger("ferry restore");
+  const transport = transportOf(o, pageServer, log);
   const { restored, transfer } = await restoreLazyWithServer({
-    images: dir, pageServer, transport, retryForMs: (o.retryFor ?? 10) * 1000, maxRate: o.maxRate,
+    images: dir, pageServer, transport, retryForMs: o.retryFor * 1000, maxRate: o.maxRate,
     shellJob: o.shellJob, progress,
-    log: (line) => {
-      progress.clear();
-      process.stderr.write(`ferry restore: ${line}\n`);
-    },
+    log,
   });
   announce(restored);
   const exit = o.detach ? null : waitForExit(restored.pid);

@@ -181,6 +181,14 @@ export class ProgressLine {
     this.shown = true;
   }
 
+  /** A logger whose lines go above the progress line: `${who}: ${line}`. */
+  logger(who: string): (line: string) => void {
+    return (line) => {
+      this.clear();
+      this.out.write(`${who}: ${line}\n`);
+    };
+  }
+
   clear(): void {
     if (this.shown) this.out.write("\r\x1b[K");
     this.shown = false;
