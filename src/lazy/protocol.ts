@@ -1,4 +1,3 @@
-import { HEADER_SIZE } from "../net/framing.js";
 import { PAGE_SIZE } from "../kernel/sys.js";
 
 /**
@@ -50,13 +49,16 @@ export function bitmapBytes(nrPages: number): number {
   return Math.ceil(nrPages / 64) * 8;
 }
 
+/** The largest payload: a PAGES frame of MAX_FRAME_PAGES non-zero pages. */
+export const MAX_PAYLOAD = bitmapBytes(MAX_FRAME_PAGES) + MAX_FRAME_PAGES * PAGE_SIZE;
+
 /** Payload limits per command, checked before anything is allocated for a frame. */
 export function payloadLimit(cmd: number): number | undefined {
   switch (cmd) {
     case CMD.HELLO: case CMD.HELLO_OK: case CMD.ABORT:
       return MAX_JSON;
     case CMD.PAGES:
-      return bitmapBytes(MAX_FRAME_PAGES) + MAX_FRAME_PAGES * PAGE_SIZE;
+      return MAX_PAYLOAD;
     case CMD.PENDING: case CMD.DROP:
       return MAX_RANGES_PER_FRAME * RANGE_SIZE;
     case CMD.GET: case CMD.ACK: case CMD.DONE: case CMD.PING: case CMD.PONG: case CMD.BYE:
@@ -65,8 +67,6 @@ export function payloadLimit(cmd: number): number | undefined {
       return undefined;
   }
 }
-export const MAX_PAYLOAD = bitmapBytes(MAX_FRAME_PAGES) + MAX_FRAME_PAGES * PAGE_SIZE;
-export const MAX_FRAME = HEADER_SIZE + MAX_PAYLOAD;
 
 export interface Hello {
   version: number;

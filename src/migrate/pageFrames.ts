@@ -38,14 +38,3 @@ export async function sendPages(control: Control, pid: number, ranges: Range[], 
   }
   return bytes;
 }
-
-/** Merge sorted page addresses into ranges. */
-export function toRanges(pages: Iterable<number>): Range[] {
-  const out: Range[] = [];
-  for (const p of pages) {
-    const last = out[out.length - 1];
-    if (last && last.end === p) last.end += PAGE_SIZE;
-    else out.push({ start: p, end: p + PAGE_SIZE });
-  }
-  return out;
-}
