@@ -7,7 +7,7 @@ import { realtimeUs } from "../kernel/clock.js";
 import type { Frame } from "../net/framing.js";
 import type { Endpoint } from "../net/endpoint.js";
 import type { Transport } from "../net/transport.js";
-import { PAGES_FLAG, MAX_FRAME_PAGES, bitmapBytes, type PageRange } from "./protocol.js";
+import { PAGES_FLAG, MAX_FRAME_PAGES, pageOffsets, type PageRange } from "./protocol.js";
 import { PageLink } from "./link.js";
 import { NoPageServer } from "./noPageServer.js";
 import type { EarlyChannels } from "./earlyLink.js";
@@ -280,14 +280,8 @@ export class LazyPagesDaemon {
     if (first < 0 || n < 1 || n > MAX_FRAME_PAGES || index.contiguousFrom(first) < n) {
       throw new FerryError("FERRY_PROTOCOL", `the page server sent pages this process never had (0x${f.vaddr.toString(16)} +${n})`);
     }
-    const bm = bitmapBytes(n);
     const offsets = new Int32Array(n);
-    let off = bm;
-    for (let k = 0; k < n; k++) {
-      const zero = (f.payload[k >> 3] & (1 << (k & 7))) !== 0;
-      offsets[k] = zero ? -1 : off;
-      if (!zero) off += PAGE_SIZE;
-    }
+    const off = pageOffsets(f.payload, n, offsets);
     if (f.payload.length !== off) throw new FerryError("FERRY_PROTOCOL", `PAGES frame of ${f.payload.length} bytes, expected ${off}`);
     if (f.flags & PAGES_FLAG.REPLY) {
       this.requested.fill(0, first, first + n);
