@@ -90,27 +90,24 @@ export class PageIndex {
 
   /** Run containing addr (by start), or -1 when addr is below the first run. */
   private runOfAddr(addr: number): number {
-    let lo = 0, hi = this.starts.length - 1, ans = -1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.starts[mid] <= addr) {
-        ans = mid;
-        lo = mid + 1;
-      } else hi = mid - 1;
-    }
-    return ans;
+    return lastAtOrBelow(this.starts, this.starts.length, addr);
   }
   private runOfIndex(i: number): number {
-    let lo = 0, hi = this.starts.length - 1, ans = 0;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.firsts[mid] <= i) {
-        ans = mid;
-        lo = mid + 1;
-      } else hi = mid - 1;
-    }
-    return ans;
+    return Math.max(0, lastAtOrBelow(this.firsts, this.starts.length, i));
   }
+}
+
+/** The last k < n with a[k] <= x (a sorted), -1 when none. */
+function lastAtOrBelow(a: Float64Array, n: number, x: number): number {
+  let lo = 0, hi = n - 1, ans = -1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (a[mid] <= x) {
+      ans = mid;
+      lo = mid + 1;
+    } else hi = mid - 1;
+  }
+  return ans;
 }
 
 /** First index in [from, end) where set[i] === value (end when none), at memchr speed. */
