@@ -396,9 +396,7 @@ export class LazyPagesDaemon {
   /** An address space is gone (its process exited): stop filling it. */
   private forget(mm: LazyMm): void {
     if (!mm.alive) return;
-    if (mm.poll) native.pollStop(mm.poll);
-    mm.poll = null;
-    mm.close();
+    this.detach(mm);
     this.mms.splice(this.mms.indexOf(mm), 1);
     const orphaned = this.opts.images.index.ranges(mm.pending);
     mm.pending.fill(0);
