@@ -35,10 +35,6 @@ export class PageIndex {
     this.total = n;
   }
 
-  get runCount(): number {
-    return this.starts.length;
-  }
-
   /** Page number of the page holding `addr`, or -1 when it is not a lazy page. */
   indexOf(addr: number): number {
     const r = this.runOfAddr(addr);
