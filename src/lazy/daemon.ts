@@ -7,7 +7,7 @@ import { realtimeUs } from "../kernel/clock.js";
 import type { Frame } from "../net/framing.js";
 import type { Endpoint } from "../net/endpoint.js";
 import type { Transport } from "../net/transport.js";
-import { PAGES_FLAG, MAX_FRAME_PAGES, pageOffsets, type PageRange } from "./protocol.js";
+import { PAGES_FLAG, MAX_FRAME_PAGES, appendRange, pageOffsets, type PageRange } from "./protocol.js";
 import { PageLink } from "./link.js";
 import { NoPageServer } from "./noPageServer.js";
 import type { EarlyChannels } from "./earlyLink.js";
@@ -415,10 +415,7 @@ export class LazyPagesDaemon {
       const i0 = index.indexOf(r.vaddr);
       for (let k = 0; k < r.nrPages; k++) {
         if (this.mms.some((mm) => mm.pending[i0 + k])) continue;
-        const addr = r.vaddr + k * PAGE_SIZE;
-        const last = unwanted[unwanted.length - 1];
-        if (last && last.vaddr + last.nrPages * PAGE_SIZE === addr) last.nrPages++;
-        else unwanted.push({ vaddr: addr, nrPages: 1 });
+        appendRange(unwanted, r.vaddr + k * PAGE_SIZE, 1);
       }
     }
     if (this.link.up) this.link.drop(unwanted);

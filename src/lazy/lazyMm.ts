@@ -1,8 +1,7 @@
 import fs from "node:fs";
-import { PAGE_SIZE } from "../kernel/sys.js";
 import type { VmaImage } from "../images/types.js";
 import type { PageIndex } from "./pageIndex.js";
-import type { PageRange } from "./protocol.js";
+import { appendRange, type PageRange } from "./protocol.js";
 
 /**
  * A piece of the address space whose content is the source's memory at another address:
@@ -114,10 +113,7 @@ export class LazyMm {
       this.pending[i] = 0;
       this.pendingCount--;
       this.faultStart.delete(i);
-      const addr = this.index.addrOf(i);
-      const last = out[out.length - 1];
-      if (last && last.vaddr + last.nrPages * PAGE_SIZE === addr) last.nrPages++;
-      else out.push({ vaddr: addr, nrPages: 1 });
+      appendRange(out, this.index.addrOf(i), 1);
     }
     return out;
   }

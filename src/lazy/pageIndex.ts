@@ -1,5 +1,5 @@
 import { PAGE_SIZE } from "../kernel/sys.js";
-import type { PageRange } from "./protocol.js";
+import { appendRange, type PageRange } from "./protocol.js";
 
 /**
  * The lazy pages of a process (the pages its source holds and the destination waits for),
@@ -20,8 +20,7 @@ export class PageIndex {
     for (const r of sorted) {
       const last = merged[merged.length - 1];
       if (last && last.vaddr + last.nrPages * PAGE_SIZE > r.vaddr) throw new RangeError(`lazy runs overlap at 0x${r.vaddr.toString(16)}`);
-      if (last && last.vaddr + last.nrPages * PAGE_SIZE === r.vaddr) last.nrPages += r.nrPages;
-      else merged.push({ ...r });
+      appendRange(merged, r.vaddr, r.nrPages);
     }
     this.starts = new Float64Array(merged.length);
     this.firsts = new Float64Array(merged.length + 1);

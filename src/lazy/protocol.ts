@@ -126,6 +126,13 @@ export interface PageRange {
   nrPages: number;
 }
 
+/** Add `nrPages` pages at `vaddr` to a list sorted by address, growing its last range when they touch. */
+export function appendRange(ranges: PageRange[], vaddr: number, nrPages: number): void {
+  const last = ranges[ranges.length - 1];
+  if (last && last.vaddr + last.nrPages * PAGE_SIZE === vaddr) last.nrPages += nrPages;
+  else ranges.push({ vaddr, nrPages });
+}
+
 export function encodeRanges(ranges: PageRange[]): Buffer {
   const b = Buffer.allocUnsafe(ranges.length * RANGE_SIZE);
   ranges.forEach((r, i) => {
