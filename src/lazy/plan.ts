@@ -68,7 +68,7 @@ export function planLazyDump(pid: number, vmas: VmaImage[], threads: Pick<Thread
  * the shared zero page. PAGEMAP_SCAN lists them in one call (Linux 6.7+); older kernels read
  * /proc/PID/pagemap entry by entry.
  */
-function presentRanges(pagemapFd: number, start: number, end: number): { start: number; end: number }[] {
+export function presentRanges(pagemapFd: number, start: number, end: number): { start: number; end: number }[] {
   try {
     return pagemapScanAll(pagemapFd, start, end, {
       categoryAnyof: PAGE_IS.PRESENT | PAGE_IS.SWAPPED,
