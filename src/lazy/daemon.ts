@@ -325,15 +325,18 @@ export class LazyPagesDaemon {
         k++;
         continue;
       }
-      const dst = mm.dstOf(srcBase + k * PAGE_SIZE);
-      if (dst < 0) {
+      const at = mm.dstRun(srcBase + k * PAGE_SIZE);
+      if (!at) {
         this.settle(mm, i, false); // mapped nowhere any more
         k++;
         continue;
       }
+      const { dst } = at;
       const zero = offsets[k] < 0;
+      // one ioctl for the pages that follow in the same segment (contiguous here too), alike, still missing
+      const most = Math.min(n - k, Math.floor(at.len / PAGE_SIZE));
       let m = 1;
-      while (k + m < n && mm.pending[i + m] && offsets[k + m] < 0 === zero && mm.dstOf(srcBase + (k + m) * PAGE_SIZE) === dst + m * PAGE_SIZE) m++;
+      while (m < most && mm.pending[i + m] && offsets[k + m] < 0 === zero) m++;
       const { done, errno } = this.fill(mm, dst, zero ? -1 : base + offsets[k], m * PAGE_SIZE);
       const pages = Math.floor(done / PAGE_SIZE);
       for (let p = 0; p < pages; p++) this.settle(mm, i + p, true);

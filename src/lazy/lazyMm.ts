@@ -77,10 +77,13 @@ export class LazyMm {
     return s ? s.src + (dst - s.dst) : -1;
   }
 
-  /** Where the source's `src` lives here now, or -1 (unmapped, or never mapped here). */
-  dstOf(src: number): number {
-    for (const s of this.segments) if (src >= s.src && src < s.src + s.len) return s.dst + (src - s.src);
-    return -1;
+  /**
+   * Where the source's `src` lives here now, and how many bytes from there on stay contiguous
+   * here (to the end of its segment); null when unmapped, or never mapped here.
+   */
+  dstRun(src: number): { dst: number; len: number } | null {
+    for (const s of this.segments) if (src >= s.src && src < s.src + s.len) return { dst: s.dst + (src - s.src), len: s.src + s.len - src };
+    return null;
   }
 
   /** MADV_DONTNEED/MADV_REMOVE: the process wants zeros in [start, end): stop waiting for those pages. */
