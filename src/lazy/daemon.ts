@@ -7,7 +7,7 @@ import { realtimeUs } from "../kernel/clock.js";
 import type { Frame } from "../net/framing.js";
 import type { Endpoint } from "../net/endpoint.js";
 import type { Transport } from "../net/transport.js";
-import { PAGES_FLAG, MAX_FRAME_PAGES, bitmapBytes, type PageRange } from "./protocol.js";
+import { PAGES_FLAG, MAX_FRAME_PAGES, appendRange, pageOffsets, type PageRange } from "./protocol.js";
 import { PageLink } from "./link.js";
 import { NoPageServer } from "./noPageServer.js";
 import type { EarlyChannels } from "./earlyLink.js";
@@ -280,14 +280,8 @@ export class LazyPagesDaemon {
     if (first < 0 || n < 1 || n > MAX_FRAME_PAGES || index.contiguousFrom(first) < n) {
       throw new FerryError("FERRY_PROTOCOL", `the page server sent pages this process never had (0x${f.vaddr.toString(16)} +${n})`);
     }
-    const bm = bitmapBytes(n);
     const offsets = new Int32Array(n);
-    let off = bm;
-    for (let k = 0; k < n; k++) {
-      const zero = (f.payload[k >> 3] & (1 << (k & 7))) !== 0;
-      offsets[k] = zero ? -1 : off;
-      if (!zero) off += PAGE_SIZE;
-    }
+    const off = pageOffsets(f.payload, n, offsets);
     if (f.payload.length !== off) throw new FerryError("FERRY_PROTOCOL", `PAGES frame of ${f.payload.length} bytes, expected ${off}`);
     if (f.flags & PAGES_FLAG.REPLY) {
       this.requested.fill(0, first, first + n);
@@ -331,15 +325,18 @@ export class LazyPagesDaemon {
         k++;
         continue;
       }
-      const dst = mm.dstOf(srcBase + k * PAGE_SIZE);
-      if (dst < 0) {
+      const at = mm.dstRun(srcBase + k * PAGE_SIZE);
+      if (!at) {
         this.settle(mm, i, false); // mapped nowhere any more
         k++;
         continue;
       }
+      const { dst } = at;
       const zero = offsets[k] < 0;
+      // one ioctl for the pages that follow in the same segment (contiguous here too), alike, still missing
+      const most = Math.min(n - k, Math.floor(at.len / PAGE_SIZE));
       let m = 1;
-      while (k + m < n && mm.pending[i + m] && offsets[k + m] < 0 === zero && mm.dstOf(srcBase + (k + m) * PAGE_SIZE) === dst + m * PAGE_SIZE) m++;
+      while (m < most && mm.pending[i + m] && offsets[k + m] < 0 === zero) m++;
       const { done, errno } = this.fill(mm, dst, zero ? -1 : base + offsets[k], m * PAGE_SIZE);
       const pages = Math.floor(done / PAGE_SIZE);
       for (let p = 0; p < pages; p++) this.settle(mm, i + p, true);
@@ -402,9 +399,7 @@ export class LazyPagesDaemon {
   /** An address space is gone (its process exited): stop filling it. */
   private forget(mm: LazyMm): void {
     if (!mm.alive) return;
-    if (mm.poll) native.pollStop(mm.poll);
-    mm.poll = null;
-    mm.close();
+    this.detach(mm);
     this.mms.splice(this.mms.indexOf(mm), 1);
     const orphaned = this.opts.images.index.ranges(mm.pending);
     mm.pending.fill(0);
@@ -423,10 +418,7 @@ export class LazyPagesDaemon {
       const i0 = index.indexOf(r.vaddr);
       for (let k = 0; k < r.nrPages; k++) {
         if (this.mms.some((mm) => mm.pending[i0 + k])) continue;
-        const addr = r.vaddr + k * PAGE_SIZE;
-        const last = unwanted[unwanted.length - 1];
-        if (last && last.vaddr + last.nrPages * PAGE_SIZE === addr) last.nrPages++;
-        else unwanted.push({ vaddr: addr, nrPages: 1 });
+        appendRange(unwanted, r.vaddr + k * PAGE_SIZE, 1);
       }
     }
     if (this.link.up) this.link.drop(unwanted);

@@ -50,16 +50,13 @@ export async function runLazyDaemon(opts: LazyDaemonOptions & { onReady?: () => 
     daemon.adopt(t, info.resumedAtUs);
     setImmediate(() => listener.close()); // one process per daemon (once it has been answered)
   });
-  const stop = (sig: NodeJS.Signals) => daemon.emergency(`interrupted by ${sig}`);
-  process.once("SIGINT", stop);
-  process.once("SIGTERM", stop);
+  const unwatch = stopOnSignals(daemon);
   try {
     opts.onReady?.();
     return await daemon.finished;
   } finally {
     listener.close();
-    process.off("SIGINT", stop);
-    process.off("SIGTERM", stop);
+    unwatch();
   }
 }
 
@@ -87,14 +84,19 @@ export async function restoreLazyWithServer(opts: LazyDaemonOptions & { shellJob
     daemon.emergency(`restore failed: ${(e as Error).message}`);
     throw e;
   }
+  const transfer = daemon.finished.finally(stopOnSignals(daemon));
+  return { restored, transfer };
+}
+
+/** SIGINT or SIGTERM stops the daemon (its process killed, never left on missing memory) until the returned function is called. */
+function stopOnSignals(daemon: LazyPagesDaemon): () => void {
   const stop = (sig: NodeJS.Signals) => daemon.emergency(`interrupted by ${sig}`);
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
-  const transfer = daemon.finished.finally(() => {
+  return () => {
     process.off("SIGINT", stop);
     process.off("SIGTERM", stop);
-  });
-  return { restored, transfer };
+  };
 }
 
 export function lazyFailure(s: LazySummary): FerryError {

@@ -1,8 +1,7 @@
-import fs from "node:fs";
 import { FerryError } from "../errors.js";
 import { NR, SIG, sys, rawSyscall } from "../kernel/sys.js";
 import { PTRACE, ptrace, waitTask } from "../kernel/ptrace.js";
-import { readStatus } from "../kernel/procfs.js";
+import { readStat, readStatus, statField } from "../kernel/procfs.js";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -63,8 +62,7 @@ export class FrozenProcess {
 /** The state letter of /proc/PID/stat (R, S, T, t, Z...), or null when there is no such process. */
 export function processState(pid: number): string | null {
   try {
-    const s = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    return s.slice(s.lastIndexOf(")") + 2).split(" ")[0];
+    return statField(readStat(pid), 3);
   } catch {
     return null;
   }

@@ -1,8 +1,7 @@
 import fs from "node:fs";
-import { PAGE_SIZE } from "../kernel/sys.js";
 import type { VmaImage } from "../images/types.js";
 import type { PageIndex } from "./pageIndex.js";
-import type { PageRange } from "./protocol.js";
+import { appendRange, type PageRange } from "./protocol.js";
 
 /**
  * A piece of the address space whose content is the source's memory at another address:
@@ -78,10 +77,13 @@ export class LazyMm {
     return s ? s.src + (dst - s.dst) : -1;
   }
 
-  /** Where the source's `src` lives here now, or -1 (unmapped, or never mapped here). */
-  dstOf(src: number): number {
-    for (const s of this.segments) if (src >= s.src && src < s.src + s.len) return s.dst + (src - s.src);
-    return -1;
+  /**
+   * Where the source's `src` lives here now, and how many bytes from there on stay contiguous
+   * here (to the end of its segment); null when unmapped, or never mapped here.
+   */
+  dstRun(src: number): { dst: number; len: number } | null {
+    for (const s of this.segments) if (src >= s.src && src < s.src + s.len) return { dst: s.dst + (src - s.src), len: s.src + s.len - src };
+    return null;
   }
 
   /** MADV_DONTNEED/MADV_REMOVE: the process wants zeros in [start, end): stop waiting for those pages. */
@@ -114,10 +116,7 @@ export class LazyMm {
       this.pending[i] = 0;
       this.pendingCount--;
       this.faultStart.delete(i);
-      const addr = this.index.addrOf(i);
-      const last = out[out.length - 1];
-      if (last && last.vaddr + last.nrPages * PAGE_SIZE === addr) last.nrPages++;
-      else out.push({ vaddr: addr, nrPages: 1 });
+      appendRange(out, this.index.addrOf(i), 1);
     }
     return out;
   }

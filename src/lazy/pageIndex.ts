@@ -1,5 +1,5 @@
 import { PAGE_SIZE } from "../kernel/sys.js";
-import type { PageRange } from "./protocol.js";
+import { appendRange, type PageRange } from "./protocol.js";
 
 /**
  * The lazy pages of a process (the pages its source holds and the destination waits for),
@@ -20,8 +20,7 @@ export class PageIndex {
     for (const r of sorted) {
       const last = merged[merged.length - 1];
       if (last && last.vaddr + last.nrPages * PAGE_SIZE > r.vaddr) throw new RangeError(`lazy runs overlap at 0x${r.vaddr.toString(16)}`);
-      if (last && last.vaddr + last.nrPages * PAGE_SIZE === r.vaddr) last.nrPages += r.nrPages;
-      else merged.push({ ...r });
+      appendRange(merged, r.vaddr, r.nrPages);
     }
     this.starts = new Float64Array(merged.length);
     this.firsts = new Float64Array(merged.length + 1);
@@ -33,10 +32,6 @@ export class PageIndex {
     });
     this.firsts[merged.length] = n;
     this.total = n;
-  }
-
-  get runCount(): number {
-    return this.starts.length;
   }
 
   /** Page number of the page holding `addr`, or -1 when it is not a lazy page. */
@@ -90,27 +85,24 @@ export class PageIndex {
 
   /** Run containing addr (by start), or -1 when addr is below the first run. */
   private runOfAddr(addr: number): number {
-    let lo = 0, hi = this.starts.length - 1, ans = -1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.starts[mid] <= addr) {
-        ans = mid;
-        lo = mid + 1;
-      } else hi = mid - 1;
-    }
-    return ans;
+    return lastAtOrBelow(this.starts, this.starts.length, addr);
   }
   private runOfIndex(i: number): number {
-    let lo = 0, hi = this.starts.length - 1, ans = 0;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.firsts[mid] <= i) {
-        ans = mid;
-        lo = mid + 1;
-      } else hi = mid - 1;
-    }
-    return ans;
+    return Math.max(0, lastAtOrBelow(this.firsts, this.starts.length, i));
   }
+}
+
+/** The last k < n with a[k] <= x (a sorted), -1 when none. */
+function lastAtOrBelow(a: Float64Array, n: number, x: number): number {
+  let lo = 0, hi = n - 1, ans = -1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (a[mid] <= x) {
+      ans = mid;
+      lo = mid + 1;
+    } else hi = mid - 1;
+  }
+  return ans;
 }
 
 /** First index in [from, end) where set[i] === value (end when none), at memchr speed. */

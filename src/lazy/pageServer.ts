@@ -6,7 +6,7 @@ import { FrameChannel } from "../net/channel.js";
 import { HEADER_SIZE, encodeHeader, type Frame } from "../net/framing.js";
 import { formatEndpoint, type Endpoint } from "../net/endpoint.js";
 import { defaultTransport, type Transport } from "../net/transport.js";
-import { CMD, PAGES_FLAG, MAX_FRAME_PAGES, MAX_PAYLOAD, PROTOCOL_VERSION, bitmapBytes, decodeRanges, payloadLimit, type Hello } from "./protocol.js";
+import { CMD, PAGES_FLAG, MAX_FRAME_PAGES, MAX_PAYLOAD, PROTOCOL_VERSION, bitmapBytes, decodeRanges, packPages, payloadLimit, type Hello } from "./protocol.js";
 import { indexOfValue, type PageIndex } from "./pageIndex.js";
 import type { FrozenProcess } from "./frozen.js";
 import { Latencies, cpuMsSince, type StageUs } from "./stats.js";
@@ -15,7 +15,6 @@ import { Latencies, cpuMsSince, type StageUs } from "./stats.js";
 const BULK_PAGES = 64;
 /** Bulk bytes sent but not yet acknowledged: bounds buffers and the pages that can be sent twice. */
 const BULK_WINDOW = 32 << 20;
-const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
 /**
  * The destination PINGs every second: nothing heard for this long and the link is taken for cut
  * (TCP alone would retry for many minutes), which starts the wait for it to come back.
@@ -297,23 +296,13 @@ export class PageServer {
     const pooled = HEADER_SIZE + bm + n * PAGE_SIZE <= size;
     const frame = pooled ? this.pool.pop() ?? Buffer.allocUnsafeSlow(size) : Buffer.allocUnsafe(HEADER_SIZE + bm + n * PAGE_SIZE);
     const payload = frame.subarray(HEADER_SIZE);
-    payload.fill(0, 0, bm);
     const got = vmRead(this.pid, payload.subarray(bm), [{ addr, len: n * PAGE_SIZE }]);
     if (got !== n * PAGE_SIZE) {
       if (pooled) this.pool.push(frame);
       throw new FerryError("FERRY_SOURCE_MEMORY", `cannot read the source's pages at 0x${addr.toString(16)} (${got} of ${n * PAGE_SIZE} bytes)`);
     }
-    let out = bm;
-    for (let k = 0; k < n; k++) {
-      const at = bm + k * PAGE_SIZE;
-      if (payload.compare(ZERO_PAGE, 0, PAGE_SIZE, at, at + PAGE_SIZE) === 0) {
-        payload[k >> 3] |= 1 << (k & 7);
-        this.stats.zeroPagesSent++;
-        continue;
-      }
-      if (at !== out) payload.copy(payload, out, at, at + PAGE_SIZE);
-      out += PAGE_SIZE;
-    }
+    const out = packPages(payload, n);
+    this.stats.zeroPagesSent += n - (out - bm) / PAGE_SIZE;
     for (let k = first; k < first + n; k++) {
       if (!this.sent[k]) this.stats.pagesSent++;
       this.sent[k] = 1;

@@ -5,6 +5,7 @@ import { PAGE_IS, pagemapScanAll } from "../kernel/pagemapScan.js";
 import { FerryError } from "../errors.js";
 import type { LazyRunImage, ThreadImage, VmaImage } from "../images/types.js";
 import type { PagesWriter } from "../images/pages.js";
+import { appendRange } from "./protocol.js";
 
 /**
  * Which memory of a process travels lazily, decided at dump time: private anonymous mappings
@@ -49,11 +50,11 @@ export function planLazyDump(pid: number, vmas: VmaImage[], threads: Pick<Thread
         let runStart = r.start;
         for (const a of eagerSorted) {
           if (a < r.start || a >= r.end) continue;
-          if (a > runStart) addRun(lazyRuns, runStart, a);
+          if (a > runStart) appendRange(lazyRuns, runStart, (a - runStart) / PAGE_SIZE);
           eager.push({ addr: a, len: PAGE_SIZE });
           runStart = a + PAGE_SIZE;
         }
-        if (r.end > runStart) addRun(lazyRuns, runStart, r.end);
+        if (r.end > runStart) appendRange(lazyRuns, runStart, (r.end - runStart) / PAGE_SIZE);
       }
     }
   } finally {
@@ -62,18 +63,12 @@ export function planLazyDump(pid: number, vmas: VmaImage[], threads: Pick<Thread
   return { lazyRuns, lazyPages: lazyRuns.reduce((n, r) => n + r.nrPages, 0), eager };
 }
 
-function addRun(runs: LazyRunImage[], start: number, end: number): void {
-  const last = runs[runs.length - 1];
-  if (last && last.vaddr + last.nrPages * PAGE_SIZE === start) last.nrPages += (end - start) / PAGE_SIZE;
-  else runs.push({ vaddr: start, nrPages: (end - start) / PAGE_SIZE });
-}
-
 /**
  * Page ranges of [start, end) that hold data of the process's own: present or swapped, and not
  * the shared zero page. PAGEMAP_SCAN lists them in one call (Linux 6.7+); older kernels read
  * /proc/PID/pagemap entry by entry.
  */
-function presentRanges(pagemapFd: number, start: number, end: number): { start: number; end: number }[] {
+export function presentRanges(pagemapFd: number, start: number, end: number): { start: number; end: number }[] {
   try {
     return pagemapScanAll(pagemapFd, start, end, {
       categoryAnyof: PAGE_IS.PRESENT | PAGE_IS.SWAPPED,

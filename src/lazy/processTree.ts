@@ -1,28 +1,20 @@
-import fs from "node:fs";
 import { NR, SIG, rawSyscall } from "../kernel/sys.js";
+import { childrenOf } from "../dump/tree.js";
+import { processState } from "./frozen.js";
 
-/** PIDs of every descendant of pid (found through /proc/PID/task/TID/children). */
+/** PIDs of every descendant of pid. */
 export function descendants(pid: number): number[] {
   const out: number[] = [];
   const queue = [pid];
   while (queue.length) {
-    const p = queue.shift()!;
-    let tasks: string[] = [];
+    let kids: number[];
     try {
-      tasks = fs.readdirSync(`/proc/${p}/task`);
+      kids = childrenOf(queue.shift()!);
     } catch {
-      continue;
+      continue; // gone
     }
-    for (const t of tasks) {
-      let kids = "";
-      try {
-        kids = fs.readFileSync(`/proc/${p}/task/${t}/children`, "utf8");
-      } catch { /* gone */ }
-      for (const k of kids.split(" ").filter(Boolean).map(Number)) {
-        out.push(k);
-        queue.push(k);
-      }
-    }
+    out.push(...kids);
+    queue.push(...kids);
   }
   return out;
 }
@@ -44,12 +36,6 @@ export function killTree(root: number, others: number[] = [], waitMs = 2000): nu
 
 /** The task exists and is not a zombie (a SIGKILLed task runs no user code, but is not yet gone). */
 function stillRuns(pid: number): boolean {
-  let stat: string;
-  try {
-    stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-  } catch {
-    return false;
-  }
-  const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-  return state !== "Z" && state !== "X";
+  const state = processState(pid);
+  return state !== null && state !== "Z" && state !== "X";
 }

@@ -1,4 +1,3 @@
-import { HEADER_SIZE } from "../net/framing.js";
 import { PAGE_SIZE } from "../kernel/sys.js";
 
 /**
@@ -50,13 +49,53 @@ export function bitmapBytes(nrPages: number): number {
   return Math.ceil(nrPages / 64) * 8;
 }
 
+const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
+
+/**
+ * Make a PAGES payload (the lazy protocol's, and the migrate control connection's) in place: `n`
+ * pages read into payload[bitmapBytes(n), ...) become a bitmap of the zero pages (never sent as
+ * data) followed by the data of the others. Returns the payload's length.
+ */
+export function packPages(payload: Buffer, n: number): number {
+  const bm = bitmapBytes(n);
+  payload.fill(0, 0, bm);
+  let out = bm;
+  for (let k = 0; k < n; k++) {
+    const at = bm + k * PAGE_SIZE;
+    if (payload.compare(ZERO_PAGE, 0, PAGE_SIZE, at, at + PAGE_SIZE) === 0) {
+      payload[k >> 3] |= 1 << (k & 7);
+      continue;
+    }
+    if (at !== out) payload.copy(payload, out, at, at + PAGE_SIZE);
+    out += PAGE_SIZE;
+  }
+  return out;
+}
+
+/**
+ * Read a PAGES payload of `n` pages: `offsets[k]` is where page k's data starts (-1: a zero
+ * page). Returns the length the payload must have for its bitmap (the caller checks it).
+ */
+export function pageOffsets(payload: Buffer, n: number, offsets: Int32Array): number {
+  let off = bitmapBytes(n);
+  for (let k = 0; k < n; k++) {
+    const zero = (payload[k >> 3] & (1 << (k & 7))) !== 0;
+    offsets[k] = zero ? -1 : off;
+    if (!zero) off += PAGE_SIZE;
+  }
+  return off;
+}
+
+/** The largest payload: a PAGES frame of MAX_FRAME_PAGES non-zero pages. */
+export const MAX_PAYLOAD = bitmapBytes(MAX_FRAME_PAGES) + MAX_FRAME_PAGES * PAGE_SIZE;
+
 /** Payload limits per command, checked before anything is allocated for a frame. */
 export function payloadLimit(cmd: number): number | undefined {
   switch (cmd) {
     case CMD.HELLO: case CMD.HELLO_OK: case CMD.ABORT:
       return MAX_JSON;
     case CMD.PAGES:
-      return bitmapBytes(MAX_FRAME_PAGES) + MAX_FRAME_PAGES * PAGE_SIZE;
+      return MAX_PAYLOAD;
     case CMD.PENDING: case CMD.DROP:
       return MAX_RANGES_PER_FRAME * RANGE_SIZE;
     case CMD.GET: case CMD.ACK: case CMD.DONE: case CMD.PING: case CMD.PONG: case CMD.BYE:
@@ -65,8 +104,6 @@ export function payloadLimit(cmd: number): number | undefined {
       return undefined;
   }
 }
-export const MAX_PAYLOAD = bitmapBytes(MAX_FRAME_PAGES) + MAX_FRAME_PAGES * PAGE_SIZE;
-export const MAX_FRAME = HEADER_SIZE + MAX_PAYLOAD;
 
 export interface Hello {
   version: number;
@@ -87,6 +124,13 @@ export interface HelloOk {
 export interface PageRange {
   vaddr: number;
   nrPages: number;
+}
+
+/** Add `nrPages` pages at `vaddr` to a list sorted by address, growing its last range when they touch. */
+export function appendRange(ranges: PageRange[], vaddr: number, nrPages: number): void {
+  const last = ranges[ranges.length - 1];
+  if (last && last.vaddr + last.nrPages * PAGE_SIZE === vaddr) last.nrPages += nrPages;
+  else ranges.push({ vaddr, nrPages });
 }
 
 export function encodeRanges(ranges: PageRange[]): Buffer {

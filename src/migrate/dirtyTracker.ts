@@ -7,7 +7,7 @@ import { UFFD_FEATURE, UFFDIO_REGISTER_MODE, uffdRegister, uffdWriteProtect } fr
 import { PAGE_IS, PM_SCAN, pagemapScanAll, type PageRegion } from "../kernel/pagemapScan.js";
 import { freezeTree, release } from "../dump/tree.js";
 import { describeVma } from "../dump/mm.js";
-import { isLazyVma } from "../lazy/plan.js";
+import { isLazyVma, presentRanges } from "../lazy/plan.js";
 import { supportedUffdFeatures, takeUffdFromInside } from "../lazy/attach.js";
 
 export interface Range { start: number; end: number }
@@ -74,7 +74,11 @@ export class DirtyTracker {
 
   /** Pages with content in `r` (present or swapped, not the shared zero page). */
   populated(r: Range): Range[] {
-    return this.scan(r, { categoryAnyof: PAGE_IS.PRESENT | PAGE_IS.SWAPPED, categoryMask: PAGE_IS.PFNZERO, categoryInvertedMask: PAGE_IS.PFNZERO, returnMask: PAGE_IS.PRESENT });
+    try {
+      return presentRanges(this.pagemap, r.start, r.end);
+    } catch {
+      return []; // the mapping went away
+    }
   }
 
   /** Pages written since they were last protected; `rearm` protects them again in the same pass. */

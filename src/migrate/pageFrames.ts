@@ -3,9 +3,8 @@ import { vmRead } from "../kernel/mem.js";
 import { FerryError } from "../errors.js";
 import type { Control } from "./control.js";
 import { MAX_PAGES, MCMD, bitmapBytes } from "./protocol.js";
+import { packPages } from "../lazy/protocol.js";
 import type { Range } from "./dirtyTracker.js";
-
-const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
 
 /**
  * Read `ranges` of a process's memory and send them as PAGES frames of up to 1 MiB: a bitmap of
@@ -15,37 +14,17 @@ const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
  */
 export async function sendPages(control: Control, pid: number, ranges: Range[], onPage: (addr: number) => void): Promise<number> {
   let bytes = 0;
-  const data = Buffer.allocUnsafe(MAX_PAGES * PAGE_SIZE);
   for (const r of ranges) {
     for (let addr = r.start; addr < r.end; addr += MAX_PAGES * PAGE_SIZE) {
       const n = Math.min(MAX_PAGES, (r.end - addr) / PAGE_SIZE);
-      const got = vmRead(pid, data, [{ addr, len: n * PAGE_SIZE }]);
-      if (got < n * PAGE_SIZE) throw new FerryError("FERRY_SOURCE_MEMORY", `cannot read process ${pid}'s pages at 0x${addr.toString(16)}`);
       const bm = bitmapBytes(n);
-      const payload = Buffer.alloc(bm + n * PAGE_SIZE);
-      let out = bm;
-      for (let k = 0; k < n; k++) {
-        const at = k * PAGE_SIZE;
-        if (data.compare(ZERO_PAGE, 0, PAGE_SIZE, at, at + PAGE_SIZE) === 0) payload[k >> 3] |= 1 << (k & 7);
-        else {
-          data.copy(payload, out, at, at + PAGE_SIZE);
-          out += PAGE_SIZE;
-        }
-        onPage(addr + at);
-      }
+      const payload = Buffer.allocUnsafe(bm + n * PAGE_SIZE);
+      const got = vmRead(pid, payload.subarray(bm), [{ addr, len: n * PAGE_SIZE }]);
+      if (got < n * PAGE_SIZE) throw new FerryError("FERRY_SOURCE_MEMORY", `cannot read process ${pid}'s pages at 0x${addr.toString(16)}`);
+      const out = packPages(payload, n);
+      for (let k = 0; k < n; k++) onPage(addr + k * PAGE_SIZE);
       bytes += 32 + await control.sendData(MCMD.PAGES, payload.subarray(0, out), { vaddr: addr, nrPages: n }, bm);
     }
   }
   return bytes;
-}
-
-/** Merge sorted page addresses into ranges. */
-export function toRanges(pages: Iterable<number>): Range[] {
-  const out: Range[] = [];
-  for (const p of pages) {
-    const last = out[out.length - 1];
-    if (last && last.end === p) last.end += PAGE_SIZE;
-    else out.push({ start: p, end: p + PAGE_SIZE });
-  }
-  return out;
 }

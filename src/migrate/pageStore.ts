@@ -1,6 +1,7 @@
 import { FerryError } from "../errors.js";
 import { PAGE_SIZE } from "../kernel/sys.js";
 import { MAX_PAGES, bitmapBytes } from "./protocol.js";
+import { pageOffsets } from "../lazy/protocol.js";
 import type { LocalPages } from "../lazy/daemon.js";
 
 /**
@@ -14,20 +15,19 @@ export class PageStore {
   /** the newest copy of each page: its frame's payload and offset (-1: a zero page) */
   private readonly latest = new Map<number, { payload: Buffer; off: number }>();
   bytes = 0;
+  /** add()'s reading of one frame's bitmap */
+  private readonly offsets = new Int32Array(MAX_PAGES);
 
   /** Keep one PAGES frame (checked first: a page count, an address and a length that agree). */
   add(vaddr: number, nrPages: number, payload: Buffer): void {
     if (nrPages < 1 || nrPages > MAX_PAGES || vaddr % PAGE_SIZE) throw new FerryError("FERRY_PROTOCOL", `PAGES frame of ${nrPages} pages at 0x${vaddr.toString(16)}`);
-    const bm = bitmapBytes(nrPages);
-    let zeros = 0;
-    for (let k = 0; k < nrPages && bm <= payload.length; k++) if (payload[k >> 3] & (1 << (k & 7))) zeros++;
-    if (payload.length !== bm + (nrPages - zeros) * PAGE_SIZE) throw new FerryError("FERRY_PROTOCOL", `PAGES frame of ${payload.length} bytes for ${nrPages} pages (${zeros} zero)`);
-    let off = bitmapBytes(nrPages);
-    for (let k = 0; k < nrPages; k++) {
-      const zero = (payload[k >> 3] & (1 << (k & 7))) !== 0;
-      this.latest.set(vaddr + k * PAGE_SIZE, { payload, off: zero ? -1 : off });
-      if (!zero) off += PAGE_SIZE;
+    const offsets = this.offsets;
+    const len = pageOffsets(payload, nrPages, offsets);
+    if (payload.length !== len) {
+      const zeros = nrPages - (len - bitmapBytes(nrPages)) / PAGE_SIZE;
+      throw new FerryError("FERRY_PROTOCOL", `PAGES frame of ${payload.length} bytes for ${nrPages} pages (${zeros} zero)`);
     }
+    for (let k = 0; k < nrPages; k++) this.latest.set(vaddr + k * PAGE_SIZE, { payload, off: offsets[k] });
     this.bytes += payload.length;
   }
 

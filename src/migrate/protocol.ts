@@ -1,7 +1,10 @@
 import { FerryError } from "../errors.js";
 import { PAGE_SIZE } from "../kernel/sys.js";
 import type { LazySummary } from "../lazy/stats.js";
+import { bitmapBytes } from "../lazy/protocol.js";
 import type { Step } from "../spans.js";
+
+export { bitmapBytes }; // one PAGES layout for both protocols
 
 /**
  * The control connection of `ferry migrate` (source) and `ferry agent` (destination). It carries
@@ -40,10 +43,6 @@ const MAX_JSON = 16 << 20; // RESTORE carries range lists
 
 export type Mode = "lazy" | "stop-copy" | "precopy" | "hybrid";
 export const MODES: readonly Mode[] = ["lazy", "stop-copy", "precopy", "hybrid"];
-
-export function bitmapBytes(nrPages: number): number {
-  return Math.ceil(nrPages / 64) * 8;
-}
 
 export const MAX_PAYLOAD = Math.max(MAX_JSON, MAX_DATA, bitmapBytes(MAX_PAGES) + MAX_PAGES * PAGE_SIZE);
 

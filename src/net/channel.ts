@@ -77,11 +77,6 @@ export class FrameChannel {
     return this.socket.writableNeedDrain;
   }
 
-  /** Bytes queued in user space, not yet handed to the kernel. */
-  get queued(): number {
-    return this.socket.writableLength;
-  }
-
   close(why = "closed"): void {
     if (this.closed) return;
     this.closed = true;
