@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import { startVictim, finishVictim, cleanupVictim, isVictim } from "./harness/victims.js";
+import { descendants } from "../src/lazy/processTree.js";
 import { dumpAndRestore, ferry, tempDir, type RunningFerry } from "./harness/ferry.js";
 
 /** The cow_tree victim's private area, written by the parent before it forks. */
@@ -9,12 +10,7 @@ const AREA_KB = 32 * 1024;
 
 /** A process and all its descendants. */
 function treeOf(pid: number): number[] {
-  const out = [pid];
-  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-    const kids = fs.readFileSync(`/proc/${pid}/task/${tid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
-    for (const k of kids) out.push(...treeOf(Number(k)));
-  }
-  return out;
+  return [pid, ...descendants(pid)];
 }
 
 /** Proportional anonymous memory of each process (kB): a page shared by n processes counts 1/n in each. */

@@ -1,7 +1,7 @@
 import { Command, Option } from "commander";
 import { FerryError } from "../errors.js";
 import { parseEndpoint } from "../net/endpoint.js";
-import { runLazyDaemon } from "../lazy/destination.js";
+import { lazyFailure, runLazyDaemon } from "../lazy/destination.js";
 import { ProgressLine } from "../lazy/stats.js";
 import { signalStatusFd, parseIntArg, parseRate, parseSeconds, imagesDir } from "./common.js";
 import { addSecurityOptions, transportOf } from "./security.js";
@@ -42,6 +42,6 @@ export function registerLazyPages(program: Command): void {
       });
       if (o.json || !process.stdout.isTTY) process.stdout.write(JSON.stringify(summary) + "\n");
       else process.stderr.write(`ferry lazy-pages: ${summary.outcome}: ${summary.pages} pages, ${summary.faults} faults (p50 ${summary.faultLatencyUs.p50} µs, p99 ${summary.faultLatencyUs.p99} µs), all pages ${summary.allPagesMs} ms after the resume\n`);
-      if (summary.outcome === "failed") throw new FerryError("FERRY_LAZY_FAILED", summary.error ?? "the lazy transfer failed");
+      if (summary.outcome === "failed") throw lazyFailure(summary);
     });
 }

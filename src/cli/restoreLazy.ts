@@ -1,8 +1,7 @@
 import fs from "node:fs";
-import { FerryError } from "../errors.js";
 import { parseEndpoint } from "../net/endpoint.js";
 import { waitForExit, type Restored } from "../restore/index.js";
-import { restoreLazy, restoreLazyWithServer } from "../lazy/destination.js";
+import { lazyFailure, restoreLazy, restoreLazyWithServer } from "../lazy/destination.js";
 import { ProgressLine } from "../lazy/stats.js";
 import type { LazySummary } from "../lazy/stats.js";
 import { signalStatusFd, imagesDir } from "./common.js";
@@ -59,7 +58,7 @@ export async function restoreLazyCli(o: RestoreLazyFlags): Promise<void> {
   if (o.json) process.stdout.write(JSON.stringify({ ...restored, lazy: summary }) + "\n");
   if (summary.outcome === "failed") {
     await exit;
-    throw new FerryError("FERRY_LAZY_FAILED", summary.error ?? "the lazy transfer failed");
+    throw lazyFailure(summary);
   }
   if (exit) process.exitCode = await exit;
 }

@@ -1,4 +1,4 @@
-import { NR, SIG, rawSyscall } from "../kernel/sys.js";
+import { NR, SIG, rawSyscall, sleepSync } from "../kernel/sys.js";
 import { childrenOf } from "../dump/tree.js";
 import { processState } from "./frozen.js";
 
@@ -28,9 +28,8 @@ export function killTree(root: number, others: number[] = [], waitMs = 2000): nu
   const pids = new Set([root, ...descendants(root), ...others].filter((p) => p > 0));
   const killed: number[] = [];
   for (const p of pids) if (rawSyscall(NR.kill, p, SIG.KILL) === 0n) killed.push(p);
-  const pause = new Int32Array(new SharedArrayBuffer(4));
   const deadline = performance.now() + waitMs;
-  while (killed.some(stillRuns) && performance.now() < deadline) Atomics.wait(pause, 0, 0, 1);
+  while (killed.some(stillRuns) && performance.now() < deadline) sleepSync(1);
   return killed;
 }
 
