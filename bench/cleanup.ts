@@ -1,5 +1,5 @@
 import fs from "node:fs";
-import { readStat, statField } from "../src/kernel/procfs.js";
+import { processState } from "../src/kernel/procfs.js";
 import { NR, rawSyscall } from "../src/kernel/sys.js";
 
 /**
@@ -50,15 +50,6 @@ export function commOf(pid: number): string | null {
   }
 }
 
-/** The state letter of /proc/PID/stat (R, S, T, Z ...), or null when there is no such process. */
-export function stateOf(pid: number): string | null {
-  try {
-    return statField(readStat(pid), 3);
-  } catch {
-    return null;
-  }
-}
-
 /** Remove a directory tree; used for /dev/shm work directories. */
 export function removeDir(dir: string): void {
   fs.rmSync(dir, { recursive: true, force: true });
@@ -80,7 +71,7 @@ export async function killTree(pids: readonly number[], comm: string, waitMs = 3
   let left = mine;
   while (left.length && performance.now() < deadline) {
     // A zombie whose parent is still there is its parent's to reap; once the parent dies, it is ours.
-    left = left.filter((pid) => rawSyscall(NR.wait4, pid, null, WNOHANG | WALL, 0) !== BigInt(pid) && stateOf(pid) !== null);
+    left = left.filter((pid) => rawSyscall(NR.wait4, pid, null, WNOHANG | WALL, 0) !== BigInt(pid) && processState(pid) !== null);
     if (left.length) await new Promise((r) => setTimeout(r, 10));
   }
 }

@@ -1,7 +1,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import { FerryError } from "../src/errors.js";
-import { Cleanup, killTree, removeDir, stateOf } from "./cleanup.js";
+import { Cleanup, killTree, removeDir } from "./cleanup.js";
+import { processState } from "../src/kernel/procfs.js";
 import { RunnerProcess } from "./children.js";
 import { cpuTicks, sleep, type BenchVictim } from "./victim.js";
 import type { Limits } from "./limits.js";
@@ -176,7 +177,7 @@ async function measureLimits(ctx: CycleContext, victim: BenchVictim, bytes: numb
   const resume = () => void process.kill(victim.pid, "SIGCONT");
   const forgetResume = local.add("SIGCONT victim", resume);
   try {
-    for (let state = stateOf(victim.pid); state !== "T"; state = stateOf(victim.pid)) {
+    for (let state = processState(victim.pid); state !== "T"; state = processState(victim.pid)) {
       if (state === null || state === "Z") throw new FerryError("FERRY_BENCH_VICTIM", `${victim.comm} ${victim.pid} died before the limits were measured`);
       await sleep(1);
     }

@@ -65,6 +65,15 @@ export function statField(stat: { fields: string[] }, n: number): string {
   return stat.fields[n - 3];
 }
 
+/** The state letter of /proc/PID/stat (R, S, T, t, Z...), or null when there is no such process. */
+export function processState(pid: number): string | null {
+  try {
+    return statField(readStat(pid), 3);
+  } catch {
+    return null;
+  }
+}
+
 export function readFdinfo(pid: number, fd: number): Record<string, string> {
   const o: Record<string, string> = {};
   const lines = fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8").split("\n");

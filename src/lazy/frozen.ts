@@ -1,7 +1,7 @@
 import { FerryError } from "../errors.js";
 import { NR, SIG, sys, rawSyscall } from "../kernel/sys.js";
 import { PTRACE, ptrace, waitTask } from "../kernel/ptrace.js";
-import { readStat, readStatus, statField } from "../kernel/procfs.js";
+import { processState, readStatus } from "../kernel/procfs.js";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -56,15 +56,6 @@ export class FrozenProcess {
       } catch { /* gone */ }
       rawSyscall(NR.ptrace, PTRACE.DETACH, this.pid, 0, 0);
     }
-  }
-}
-
-/** The state letter of /proc/PID/stat (R, S, T, t, Z...), or null when there is no such process. */
-export function processState(pid: number): string | null {
-  try {
-    return statField(readStat(pid), 3);
-  } catch {
-    return null;
   }
 }
 

@@ -1,6 +1,6 @@
 import { NR, SIG, rawSyscall, sleepSync } from "../kernel/sys.js";
 import { childrenOf } from "../dump/tree.js";
-import { processState } from "./frozen.js";
+import { processState } from "../kernel/procfs.js";
 
 /** PIDs of every descendant of pid. */
 export function descendants(pid: number): number[] {

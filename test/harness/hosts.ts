@@ -12,6 +12,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { ChildProcess } from "node:child_process";
 import { createHosts, type Host, type TwoHosts } from "../../src/hosts/hosts.js";
+import { processState } from "../../src/kernel/procfs.js";
 import { buildVictim, isVictim } from "./victims.js";
 import { FERRY_CLI, tempDir, type FerryRun } from "./ferry.js";
 
@@ -157,13 +158,8 @@ export function lastJson<T>(run: FerryRun): T {
 
 /** The state letter of a process (R, S, T...) or null when it is gone or a zombie. */
 export function stateOf(rootPid: number): string | null {
-  try {
-    const s = fs.readFileSync(`/proc/${rootPid}/stat`, "utf8");
-    const st = s.slice(s.lastIndexOf(")") + 2).split(" ")[0];
-    return st === "Z" ? null : st;
-  } catch {
-    return null;
-  }
+  const st = processState(rootPid);
+  return st === "Z" ? null : st;
 }
 
 /** `ferry dump --lazy --json` of process `pid` of hA, serving its pages at `listen`; resolves once it serves. */
