@@ -54,6 +54,8 @@ export interface MigrateCycle {
   faults: number;
   /** whether page data went compressed (--compress auto, the default) */
   compression: MigrateSummary["compression"];
+  /** the switch-over's steps on both sides (ms from the freeze): which step made the downtime */
+  downtimeSteps: MigrateSummary["downtimeSteps"];
   verdict: string;
   pass: boolean;
 }
@@ -105,7 +107,8 @@ export async function runMigrate(shape: MigrateShape, modes: Mode[], runs: numbe
         cycles.push(c);
         process.stderr.write(
           `bench: migrate ${shape.totalMiB} MiB --mode ${mode} run ${run}/${runs}: downtime ${c.downtimeMs.toFixed(1)} ms, total ${c.totalMs.toFixed(0)} ms, ` +
-          `${(c.bytesSent / 2 ** 20).toFixed(0)} MiB sent, ${c.rounds} rounds, ${c.faults} faults, victim: ${c.pass ? "PASS" : c.verdict}\n`,
+          `${(c.bytesSent / 2 ** 20).toFixed(0)} MiB sent, ${c.rounds} rounds, ${c.faults} faults, victim: ${c.pass ? "PASS" : c.verdict}\n` +
+          `bench:   steps (ms from the freeze): ${c.downtimeSteps.map((st) => `${st.where[0]}:${st.name} @${st.at.toFixed(1)}+${st.ms.toFixed(1)}`).join(", ")}\n`,
         );
       }
     }
@@ -164,7 +167,7 @@ async function migrateOnce(hosts: TwoHosts, key: string, shape: MigrateShape, mo
       pagesMoved: s.pageTransfers.pages, redirtiedPages: s.pageTransfers.redirtiedResends, faultResends: s.pageTransfers.faultResends,
       rounds: s.rounds.length,
       dirtyMBps: later.length ? median(later.map((r) => r.dirtyRate * PAGE / 1e6)) : null,
-      faults: s.faults, compression: s.compression,
+      faults: s.faults, compression: s.compression, downtimeSteps: s.downtimeSteps,
       verdict, pass: verdict === "PASS",
     };
   } finally {
