@@ -4,7 +4,7 @@ import { NR, NSIG, RLIMIT_COUNT, SIG, sys, rawSyscall } from "../kernel/sys.js";
 import { getRegs, getRegset, getSigmask, getRseqConfig, peekSiginfo, NT_X86_XSTATE, type Regs } from "../kernel/ptrace.js";
 import { applySyscallRestart } from "../kernel/restart.js";
 import { readStat, readStatus, statField } from "../kernel/procfs.js";
-import type { Injector } from "../kernel/inject.js";
+import type { Injector, SyscallBatch } from "../kernel/inject.js";
 import { u64le, sigActionImage, type CoreImage, type ItimerImage, type PosixTimerImage, type RlimitImage, type SigActionImage, type ThreadImage } from "../images/types.js";
 
 const PR_GET_PDEATHSIG = 2;
@@ -26,11 +26,15 @@ export function dumpThread(tid: number, inj: Injector, regs: Regs, restarted: bo
   const rseq = getRseqConfig(tid);
   const robust = Buffer.alloc(16);
   sys("get_robust_list", NR.get_robust_list, tid, robust, Buffer.from(robust.buffer, robust.byteOffset + 8, 8));
-  // Out-parameters of injected calls land in the task's scratch page.
-  inj.ok("prctl(PR_GET_TID_ADDRESS)", NR.prctl, PR_GET_TID_ADDRESS, inj.scratch);
-  const tidAddress = inj.get(0, 8).readBigUInt64LE(0);
-  inj.ok("sigaltstack", NR.sigaltstack, 0, inj.scratch);
-  const ss = inj.get(0, 24);
+  // Out-parameters of injected calls land in the task's batch area.
+  const b = inj.batch();
+  const tidAt = b.space(8);
+  const ssAt = b.space(24);
+  b.add("prctl(PR_GET_TID_ADDRESS)", NR.prctl, PR_GET_TID_ADDRESS, tidAt);
+  b.add("sigaltstack", NR.sigaltstack, 0, ssAt);
+  b.run();
+  const tidAddress = b.read(tidAt, 8).readBigUInt64LE(0);
+  const ss = b.read(ssAt, 24);
   return {
     tid,
     regs: regs.raw,
@@ -51,27 +55,30 @@ export function dumpThread(tid: number, inj: Injector, regs: Regs, restarted: bo
   };
 }
 
-function sigactions(inj: Injector): SigActionImage[] {
-  // each answer at its own place in the scratch area, all read back at once
-  const signals: number[] = [];
+/** Every signal's action, asked in `b`: read them once it ran. */
+function sigactions(b: SyscallBatch): () => SigActionImage[] {
+  const asked: { sig: number; at: number }[] = [];
   for (let sig = 1; sig <= NSIG; sig++) {
     if (sig === SIG.KILL || sig === SIG.STOP) continue;
-    inj.ok(`rt_sigaction(${sig})`, NR.rt_sigaction, sig, 0, inj.scratch + sig * 32, 8);
-    signals.push(sig);
+    const at = b.space(32);
+    b.add(`rt_sigaction(${sig})`, NR.rt_sigaction, sig, 0, at, 8);
+    asked.push({ sig, at });
   }
-  const all = inj.get(0, (NSIG + 1) * 32);
-  return signals.map((sig) => sigActionImage(sig, all.subarray(sig * 32, sig * 32 + 32)));
+  return () => asked.map(({ sig, at }) => sigActionImage(sig, b.read(at, 32)));
 }
 
-function itimers(inj: Injector): ItimerImage[] {
-  const out: ItimerImage[] = [];
-  for (const which of [0, 1, 2]) {
-    inj.ok(`getitimer(${which})`, NR.getitimer, which, inj.scratch);
-    const t = inj.get(0, 32);
+/** The three interval timers, asked in `b`. */
+function itimers(b: SyscallBatch): () => ItimerImage[] {
+  const asked = [0, 1, 2].map((which) => {
+    const at = b.space(32);
+    b.add(`getitimer(${which})`, NR.getitimer, which, at);
+    return { which, at };
+  });
+  return () => asked.map(({ which, at }) => {
+    const t = b.read(at, 32);
     const us = (o: number) => Number(t.readBigInt64LE(o)) * 1e6 + Number(t.readBigInt64LE(o + 8));
-    out.push({ which, intervalUs: us(0), valueUs: us(16) });
-  }
-  return out;
+    return { which, intervalUs: us(0), valueUs: us(16) };
+  });
 }
 
 /** /proc/PID/timers lists each POSIX timer; its time left is asked inside the task. */
@@ -136,11 +143,21 @@ function ids(line: string | undefined): number[] {
 export function dumpCore(pid: number, inj: Injector, threads: ThreadImage[]): CoreImage {
   const status = readStatus(pid);
   const stat = readStat(pid);
-  const prctl = (what: string, opt: number) => {
-    const r = inj.call(NR.prctl, opt, inj.scratch, 0, 0, 0);
-    if (r < 0n) return 0;
-    return opt === PR_GET_PDEATHSIG || opt === PR_GET_CHILD_SUBREAPER ? inj.get(0, 4).readInt32LE(0) : Number(r);
-  };
+  // Everything asked inside the process that does not depend on an earlier answer: one batch.
+  const b = inj.batch();
+  const actions = sigactions(b);
+  const timers = itimers(b);
+  const prctls = [PR_GET_TIMERSLACK, PR_GET_PDEATHSIG, PR_GET_NO_NEW_PRIVS, PR_GET_DUMPABLE, PR_GET_CHILD_SUBREAPER].map((opt) => {
+    const at = b.space(4);
+    return { opt, at, i: b.try(NR.prctl, opt, at, 0, 0, 0) };
+  });
+  b.run();
+  const answer = new Map(prctls.map(({ opt, at, i }) => {
+    const r = b.result(i);
+    if (r < 0n) return [opt, 0];
+    return [opt, opt === PR_GET_PDEATHSIG || opt === PR_GET_CHILD_SUBREAPER ? b.read(at, 4).readInt32LE(0) : Number(r)];
+  }));
+  const prctl = (opt: number) => answer.get(opt) ?? 0;
   const sid = Number(statField(stat, 6));
   return {
     pid,
@@ -149,9 +166,9 @@ export function dumpCore(pid: number, inj: Injector, threads: ThreadImage[]): Co
     sid,
     comm: stat.comm,
     threads,
-    sigactions: sigactions(inj),
+    sigactions: actions(),
     pendingShared: peekSiginfo(pid, true),
-    itimers: itimers(inj),
+    itimers: timers(),
     posixTimers: posixTimers(inj),
     rlimits: rlimits(pid),
     creds: { uid: ids(status.Uid), gid: ids(status.Gid), groups: ids(status.Groups) },
@@ -160,11 +177,11 @@ export function dumpCore(pid: number, inj: Injector, threads: ThreadImage[]): Co
     umask: parseInt(status.Umask ?? "22", 8),
     personality: parseInt(fs.readFileSync(`/proc/${pid}/personality`, "utf8").trim(), 16),
     sessionLeader: sid === pid,
-    timerSlackNs: prctl("timerslack", PR_GET_TIMERSLACK),
-    pdeathSignal: prctl("pdeathsig", PR_GET_PDEATHSIG),
-    noNewPrivs: prctl("nnp", PR_GET_NO_NEW_PRIVS) === 1,
-    dumpable: prctl("dumpable", PR_GET_DUMPABLE),
-    childSubreaper: prctl("subreaper", PR_GET_CHILD_SUBREAPER) === 1,
+    timerSlackNs: prctl(PR_GET_TIMERSLACK),
+    pdeathSignal: prctl(PR_GET_PDEATHSIG),
+    noNewPrivs: prctl(PR_GET_NO_NEW_PRIVS) === 1,
+    dumpable: prctl(PR_GET_DUMPABLE),
+    childSubreaper: prctl(PR_GET_CHILD_SUBREAPER) === 1,
   };
 }
 

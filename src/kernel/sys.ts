@@ -76,7 +76,7 @@ export const MAP = {
 } as const;
 
 export const SIG = {
-  HUP: 1, INT: 2, KILL: 9, USR1: 10, SEGV: 11, USR2: 12, PIPE: 13, ALRM: 14, TERM: 15,
+  HUP: 1, INT: 2, TRAP: 5, KILL: 9, USR1: 10, SEGV: 11, USR2: 12, PIPE: 13, ALRM: 14, TERM: 15,
   CHLD: 17, CONT: 18, STOP: 19, TSTP: 20, TTIN: 21, TTOU: 22,
 } as const;
 export const NSIG = 64;

@@ -3,7 +3,7 @@ import { attachSysv } from "./sysv.js";
 import { FerryError } from "../errors.js";
 import { NR, MAP, PROT, O, PAGE_SIZE, cstring } from "../kernel/sys.js";
 import { readMaps, type Vma } from "../kernel/procfs.js";
-import { vdsoBlock, SCRATCH_SIZE, type Injector } from "../kernel/inject.js";
+import { vdsoBlock, SCRATCH_SIZE, BATCH_AREA, type Injector } from "../kernel/inject.js";
 import type { MmImage, PageMapImage, VmaImage } from "../images/types.js";
 
 const TASK_END = 0x7ffffffff000;
@@ -11,24 +11,20 @@ const MADVISE: Record<string, number> = { dc: 10, dd: 16, hg: 14, nh: 15, mg: 12
 
 /** Pick a scratch address that is free both in the image's layout and in the stub's. */
 export function placeScratch(inj: Injector, image: VmaImage[]): number {
+  const size = SCRATCH_SIZE + BATCH_AREA;
   const taken = [...image].sort((a, b) => a.start - b.start);
   let prevEnd = 0x100000;
   const gaps: [number, number][] = [];
   for (const v of taken) {
-    if (v.start - prevEnd >= SCRATCH_SIZE + 2 * PAGE_SIZE) gaps.push([prevEnd, v.start]);
+    if (v.start - prevEnd >= size + 2 * PAGE_SIZE) gaps.push([prevEnd, v.start]);
     prevEnd = Math.max(prevEnd, v.end);
   }
   gaps.push([prevEnd, TASK_END]);
   gaps.sort((a, b) => b[1] - b[0] - (a[1] - a[0])); // widest first
   for (const [s, e] of gaps) {
-    for (const addr of [s + PAGE_SIZE, e - SCRATCH_SIZE - PAGE_SIZE, Math.floor((s + e) / 2 / PAGE_SIZE) * PAGE_SIZE]) {
-      if (addr < s || addr + SCRATCH_SIZE > e) continue;
-      const r = inj.call(NR.mmap, addr, SCRATCH_SIZE, PROT.READ | PROT.WRITE, MAP.PRIVATE | MAP.ANONYMOUS | MAP.FIXED_NOREPLACE, -1, 0);
-      if (r >= 0n) {
-        inj.scratch = Number(r);
-        inj.scratchSize = SCRATCH_SIZE;
-        return inj.scratch;
-      }
+    for (const addr of [s + PAGE_SIZE, e - size - PAGE_SIZE, Math.floor((s + e) / 2 / PAGE_SIZE) * PAGE_SIZE]) {
+      if (addr < s || addr + size > e) continue;
+      if (inj.tryMapScratch(SCRATCH_SIZE, addr) >= 0n) return inj.scratch;
     }
   }
   throw new FerryError("FERRY_RESTORE", "no room for ferry's scratch page in the restored address space");
@@ -39,7 +35,7 @@ export function placeScratch(inj: Injector, image: VmaImage[]): number {
  * but the scratch area, the vDSO and the mappings `kept` from the parent.
  */
 export function clearAddressSpace(inj: Injector, kept: Set<VmaImage> = new Set()): void {
-  const keep = [[inj.scratch, inj.scratch + inj.scratchSize], ...[...kept].map((v) => [v.start, v.end])];
+  const keep = [[inj.scratch, inj.scratchEnd], ...[...kept].map((v) => [v.start, v.end])];
   const block = vdsoBlock(readMaps(inj.pid));
   if (block.length) keep.push([block[0].start, block[block.length - 1].end]);
   keep.sort((a, b) => a[0] - b[0]);
