@@ -3,7 +3,7 @@ import { NR, O, MAP, sys, rawSyscall, cstring, SyscallError } from "../kernel/sy
 import type { Injector } from "../kernel/inject.js";
 import { FerryError } from "../errors.js";
 import type { FileObjectImage, Inventory, MmImage, VmaImage } from "../images/types.js";
-import { adviseVma } from "../restore/mm.js";
+import { adviseVma, checkLanded } from "../restore/mm.js";
 import type { DumpFdContext, FileKind, RestoreFileContext } from "./kind.js";
 import { writeBlob, readBlob } from "./content.js";
 import { withStatusFlags } from "./util.js";
@@ -187,11 +187,14 @@ function mapObject(inj: Injector, ferryFd: number, vmas: VmaImage[]): void {
     inj.ok("close", NR.close, pidfd);
   }
   try {
-    for (const v of vmas) {
-      const at = inj.ok(`mmap 0x${v.start.toString(16)} ${v.path}`, NR.mmap, v.start, v.end - v.start, v.prot, MAP.SHARED | MAP.FIXED, rw, v.pgoff);
-      if (at !== v.start) throw new FerryError("FERRY_RESTORE", `memfd mapping landed at 0x${at.toString(16)} instead of 0x${v.start.toString(16)}`);
-      adviseVma(inj, v);
-    }
+    const b = inj.batch();
+    const landed = vmas.map((v) => {
+      const i = b.add(`mmap 0x${v.start.toString(16)} ${v.path}`, NR.mmap, v.start, v.end - v.start, v.prot, MAP.SHARED | MAP.FIXED, rw, v.pgoff);
+      adviseVma(b, v);
+      return { v, i };
+    });
+    b.run();
+    checkLanded(b, landed, "memfd mapping");
   } finally {
     inj.ok("close", NR.close, rw);
   }

@@ -23,7 +23,7 @@ const ENTRY = 64;
 /** After the scratch area: one page of code, a table of entries, then the calls' own data. */
 const BATCH_TABLE = PAGE_SIZE;
 const BATCH_DATA = 3 * PAGE_SIZE;
-export const BATCH_AREA = 8 * PAGE_SIZE;
+export const BATCH_AREA = 16 * PAGE_SIZE;
 const BATCH_ENTRIES = (BATCH_DATA - BATCH_TABLE) / ENTRY;
 
 /** The [vvar]... [vdso] block of a process: the kernel's special mappings, moved as one. */
@@ -215,10 +215,15 @@ export class SyscallBatch {
     return this.inj.scratch + this.inj.scratchSize;
   }
 
+  /** Whether `len` more bytes of data fit in this batch. */
+  fits(len: number): boolean {
+    return ((this.dataUsed + 15) & ~15) + len <= this.data.length;
+  }
+
   /** Room for `len` bytes in the task (zeroed, or a copy of `bytes`): its address there. */
   space(len: number, bytes?: Buffer): number {
     const off = (this.dataUsed + 15) & ~15;
-    if (off + len > this.data.length) throw new FerryError("FERRY_INJECT", "a batch of system calls outgrew its data area");
+    if (!this.fits(len)) throw new FerryError("FERRY_INJECT", "a batch of system calls outgrew its data area");
     if (bytes) bytes.copy(this.data, off);
     this.dataUsed = off + len;
     return this.base + BATCH_DATA + off;

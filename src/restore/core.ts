@@ -1,6 +1,6 @@
 import { FerryError } from "../errors.js";
 import { NR, NSIG, RLIMIT_COUNT, SIG, cstring, rawSyscall } from "../kernel/sys.js";
-import type { Injector } from "../kernel/inject.js";
+import type { Injector, SyscallBatch } from "../kernel/inject.js";
 import { readU64le, sigActionImage, type CoreImage, type RlimitImage, type SigActionImage, type ThreadImage } from "../images/types.js";
 
 const PR_SET_PDEATHSIG = 1, PR_SET_DUMPABLE = 4, PR_SET_NAME = 15, PR_SET_TIMERSLACK = 29;
@@ -37,16 +37,16 @@ export function ownInherited(): Inherited {
 const sameAction = (a: SigActionImage, b: SigActionImage | undefined) =>
   !!b && a.handler === b.handler && a.flags === b.flags && a.restorer === b.restorer && Buffer.compare(a.mask, b.mask) === 0;
 
-export function restoreSigactions(inj: Injector, core: CoreImage, inherited: Inherited): void {
-  const k = Buffer.alloc(32);
+export function restoreSigactions(b: SyscallBatch, core: CoreImage, inherited: Inherited): void {
   for (const a of core.sigactions) {
     if (a.signo === SIG.KILL || a.signo === SIG.STOP) continue;
-    if (sameAction(a, inherited.sigactions.find((b) => b.signo === a.signo))) continue;
+    if (sameAction(a, inherited.sigactions.find((x) => x.signo === a.signo))) continue;
+    const k = Buffer.alloc(32);
     k.writeBigUInt64LE(BigInt(a.handler), 0);
     k.writeBigUInt64LE(BigInt(a.flags), 8);
     k.writeBigUInt64LE(BigInt(a.restorer), 16);
     k.writeBigUInt64LE(readU64le(a.mask), 24);
-    inj.ok(`rt_sigaction(${a.signo})`, NR.rt_sigaction, a.signo, inj.put(0, k), 0, 8);
+    b.add(`rt_sigaction(${a.signo})`, NR.rt_sigaction, a.signo, b.put(k), 0, 8);
   }
 }
 
@@ -59,15 +59,20 @@ function timespec(ns: number, b: Buffer, off: number) {
   b.writeBigInt64LE(BigInt(ns % 1e9), off + 8);
 }
 
-export function restoreTimers(inj: Injector, core: CoreImage): void {
+/** The interval timers, in `b`. */
+export function restoreItimers(b: SyscallBatch, core: CoreImage): void {
   for (const t of core.itimers) {
     if (!t.intervalUs && !t.valueUs) continue;
-    const b = Buffer.alloc(32);
-    timeval(t.intervalUs, b, 0);
+    const v = Buffer.alloc(32);
+    timeval(t.intervalUs, v, 0);
     // Dumped just after it fired (its signal still pending): value 0 would disarm it for good.
-    timeval(t.valueUs || t.intervalUs, b, 16);
-    inj.ok(`setitimer(${t.which})`, NR.setitimer, t.which, inj.put(0, b), 0);
+    timeval(t.valueUs || t.intervalUs, v, 16);
+    b.add(`setitimer(${t.which})`, NR.setitimer, t.which, b.put(v), 0);
   }
+}
+
+/** POSIX timers, each with its dumped ID (each creation is checked before the next). */
+export function restorePosixTimers(inj: Injector, core: CoreImage): void {
   if (!core.posixTimers.length) return;
   // Timer IDs are part of the program's state: ask the kernel to hand out the dumped ones.
   inj.ok("prctl(PR_TIMER_CREATE_RESTORE_IDS)", NR.prctl, PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0);
@@ -94,67 +99,73 @@ export function restoreTimers(inj: Injector, core: CoreImage): void {
   inj.ok("prctl(PR_TIMER_CREATE_RESTORE_IDS)", NR.prctl, PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0);
 }
 
-export function restoreRlimits(inj: Injector, core: CoreImage, inherited: Inherited): void {
+/** The resource limits that differ from the inherited ones, in `b`: call the result once `b` ran, it throws for a refused one. */
+export function restoreRlimits(b: SyscallBatch, core: CoreImage, inherited: Inherited): () => void {
+  const asked: { r: RlimitImage; i: number }[] = [];
   for (const r of core.rlimits) {
     const had = inherited.rlimits.find((x) => x.resource === r.resource);
     if (had && had.cur.equals(r.cur) && had.max.equals(r.max)) continue;
-    const b = Buffer.concat([r.cur, r.max]);
-    const res = inj.call(NR.prlimit64, 0, r.resource, inj.put(0, b), 0);
-    if (res < 0n) {
-      throw new FerryError("FERRY_RLIMIT", `cannot set resource limit ${r.resource} to ${readU64le(r.cur)}/${readU64le(r.max)} (errno ${-res}): raising a hard limit needs CAP_SYS_RESOURCE`);
-    }
+    asked.push({ r, i: b.try(NR.prlimit64, 0, r.resource, b.put(Buffer.concat([r.cur, r.max])), 0) });
   }
+  return () => {
+    for (const { r, i } of asked) {
+      const res = b.result(i);
+      if (res < 0n) {
+        throw new FerryError("FERRY_RLIMIT", `cannot set resource limit ${r.resource} to ${readU64le(r.cur)}/${readU64le(r.max)} (errno ${-res}): raising a hard limit needs CAP_SYS_RESOURCE`);
+      }
+    }
+  };
 }
 
 /** Process-wide attributes: name, umask, personality, cwd and root, session, prctl flags. */
-export function restoreProcessAttrs(inj: Injector, core: CoreImage, shellJob: boolean): void {
-  inj.ok("prctl(PR_SET_NAME)", NR.prctl, PR_SET_NAME, inj.put(0, cstring(core.comm.slice(0, 15))), 0, 0, 0);
-  inj.ok("umask", NR.umask, core.umask);
-  inj.ok("personality", NR.personality, core.personality);
-  if (core.timerSlackNs) inj.call(NR.prctl, PR_SET_TIMERSLACK, core.timerSlackNs, 0, 0, 0);
-  inj.ok("prctl(PR_SET_PDEATHSIG)", NR.prctl, PR_SET_PDEATHSIG, core.pdeathSignal, 0, 0, 0);
-  if (core.childSubreaper) inj.ok("prctl(PR_SET_CHILD_SUBREAPER)", NR.prctl, PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+export function restoreProcessAttrs(b: SyscallBatch, core: CoreImage, shellJob: boolean): void {
+  b.add("prctl(PR_SET_NAME)", NR.prctl, PR_SET_NAME, b.put(cstring(core.comm.slice(0, 15))), 0, 0, 0);
+  b.add("umask", NR.umask, core.umask);
+  b.add("personality", NR.personality, core.personality);
+  if (core.timerSlackNs) b.try(NR.prctl, PR_SET_TIMERSLACK, core.timerSlackNs, 0, 0, 0);
+  b.add("prctl(PR_SET_PDEATHSIG)", NR.prctl, PR_SET_PDEATHSIG, core.pdeathSignal, 0, 0, 0);
+  if (core.childSubreaper) b.add("prctl(PR_SET_CHILD_SUBREAPER)", NR.prctl, PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   if (!shellJob) {
-    if (core.sessionLeader) inj.ok("setsid", NR.setsid);
-    else if (core.pgid === core.pid) inj.ok("setpgid", NR.setpgid, 0, 0);
+    if (core.sessionLeader) b.add("setsid", NR.setsid);
+    else if (core.pgid === core.pid) b.add("setpgid", NR.setpgid, 0, 0);
   }
-  inj.ok(`chdir(${core.cwd})`, NR.chdir, inj.put(0, cstring(core.cwd)));
-  if (core.root !== "/") inj.ok(`chroot(${core.root})`, NR.chroot, inj.put(0, cstring(core.root)));
+  b.add(`chdir(${core.cwd})`, NR.chdir, b.put(cstring(core.cwd)));
+  if (core.root !== "/") b.add(`chroot(${core.root})`, NR.chroot, b.put(cstring(core.root)));
 }
 
 /** Per-thread kernel state that lives outside the registers. */
-export function restoreThreadState(inj: Injector, t: ThreadImage): void {
-  if (t.comm) inj.ok("prctl(PR_SET_NAME)", NR.prctl, PR_SET_NAME, inj.put(0, cstring(t.comm.slice(0, 15))), 0, 0, 0);
-  if (t.robustList) inj.ok("set_robust_list", NR.set_robust_list, t.robustList, t.robustListLen);
-  inj.ok("set_tid_address", NR.set_tid_address, t.clearTidAddress);
+export function restoreThreadState(b: SyscallBatch, t: ThreadImage): void {
+  if (t.comm) b.add("prctl(PR_SET_NAME)", NR.prctl, PR_SET_NAME, b.put(cstring(t.comm.slice(0, 15))), 0, 0, 0);
+  if (t.robustList) b.add("set_robust_list", NR.set_robust_list, t.robustList, t.robustListLen);
+  b.add("set_tid_address", NR.set_tid_address, t.clearTidAddress);
   const ss = Buffer.alloc(24);
   ss.writeBigUInt64LE(BigInt(t.altstackSp), 0);
   ss.writeInt32LE(t.altstackFlags & ~1 /* SS_ONSTACK is not settable */, 8);
   ss.writeBigUInt64LE(BigInt(t.altstackSize), 16);
-  inj.ok("sigaltstack", NR.sigaltstack, inj.put(0, ss), 0);
-  if (t.rseqAddress) inj.ok("rseq", NR.rseq, t.rseqAddress, t.rseqLength, 0, t.rseqSignature);
+  b.add("sigaltstack", NR.sigaltstack, b.put(ss), 0);
+  if (t.rseqAddress) b.add("rseq", NR.rseq, t.rseqAddress, t.rseqLength, 0, t.rseqSignature);
 }
 
 /** Queue the signals that were pending at dump time (all signals are blocked meanwhile). */
-export function restorePending(inj: Injector, core: CoreImage): void {
+export function restorePending(b: SyscallBatch, core: CoreImage): void {
   for (const info of core.pendingShared) {
-    inj.ok("rt_sigqueueinfo", NR.rt_sigqueueinfo, core.pid, info.readInt32LE(0), inj.put(0, info));
+    b.add("rt_sigqueueinfo", NR.rt_sigqueueinfo, core.pid, info.readInt32LE(0), b.put(info));
   }
   for (const t of core.threads) {
     for (const info of t.pending) {
-      inj.ok("rt_tgsigqueueinfo", NR.rt_tgsigqueueinfo, core.pid, t.tid, info.readInt32LE(0), inj.put(0, info));
+      b.add("rt_tgsigqueueinfo", NR.rt_tgsigqueueinfo, core.pid, t.tid, info.readInt32LE(0), b.put(info));
     }
   }
 }
 
-/** Credentials go last: once the task is no longer root, little else could be set. */
-export function restoreCreds(inj: Injector, core: CoreImage): void {
+/** Credentials go last (in `b`, after the thread's other calls): once the task is no longer root, little else could be set. */
+export function restoreCreds(b: SyscallBatch, core: CoreImage): void {
   const { uid, gid, groups } = core.creds;
-  if (core.noNewPrivs) inj.ok("prctl(PR_SET_NO_NEW_PRIVS)", NR.prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  if (core.noNewPrivs) b.add("prctl(PR_SET_NO_NEW_PRIVS)", NR.prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
   const g = Buffer.alloc(4 * Math.max(1, groups.length));
   groups.forEach((x, i) => g.writeUInt32LE(x, i * 4));
-  inj.ok("setgroups", NR.setgroups, groups.length, inj.put(0, g));
-  if (gid.length >= 3) inj.ok("setresgid", NR.setresgid, gid[0], gid[1], gid[2]);
-  if (uid.length >= 3) inj.ok("setresuid", NR.setresuid, uid[0], uid[1], uid[2]);
-  inj.call(NR.prctl, PR_SET_DUMPABLE, core.dumpable, 0, 0, 0); // changing ids reset it
+  b.add("setgroups", NR.setgroups, groups.length, b.put(g));
+  if (gid.length >= 3) b.add("setresgid", NR.setresgid, gid[0], gid[1], gid[2]);
+  if (uid.length >= 3) b.add("setresuid", NR.setresuid, uid[0], uid[1], uid[2]);
+  b.try(NR.prctl, PR_SET_DUMPABLE, core.dumpable, 0, 0, 0); // changing ids reset it
 }

@@ -11,7 +11,7 @@ import { ImageDir } from "../images/store.js";
 import { readU64le, type CoreImage, type FdTableImage, type FilesImage, type Inventory, type MmImage, type PageMapImage, type VmaImage } from "../images/types.js";
 import { placeScratch, clearAddressSpace, moveVdso, mapVmas, setMmFields, vmasToFill, type SharedObjects } from "./mm.js";
 import { becomeSubreaper, cloneProcess, cloneThread, killAll, makeZombie, type Task } from "./tasks.js";
-import { restoreSigactions, restoreTimers, restoreRlimits, restoreProcessAttrs, restoreThreadState, restorePending, restoreCreds, ownInherited, type Inherited } from "./core.js";
+import { restoreSigactions, restoreItimers, restorePosixTimers, restoreRlimits, restoreProcessAttrs, restoreThreadState, restorePending, restoreCreds, ownInherited, type Inherited } from "./core.js";
 import { OpenedFiles, installFds } from "./files.js";
 import { fillPages } from "./fill.js";
 import { keptMappings, dropUninherited } from "./inherited.js";
@@ -237,10 +237,14 @@ function build(r: Restoration, inj: Injector, inherited: Inherited): void {
   const uffd = r.lazy ? sp.time("userfaultfd", () => createTargetUffd(inj)) : null;
   sp.time("fds", () => installFds(inj, img.fds, r.opened));
   since = performance.now();
-  restoreSigactions(inj, img.core, inherited);
-  restoreRlimits(inj, img.core, inherited);
-  restoreTimers(inj, img.core);
-  restoreProcessAttrs(inj, img.core, r.shellJob);
+  const b = inj.batch();
+  restoreSigactions(b, img.core, inherited);
+  const checkRlimits = restoreRlimits(b, img.core, inherited);
+  restoreItimers(b, img.core);
+  restoreProcessAttrs(b, img.core, r.shellJob);
+  b.run();
+  checkRlimits();
+  restorePosixTimers(inj, img.core);
   sp.record("signals, timers, attributes", since);
   // Children now: they inherit this process's session and group, as they did at first, and its
   // memory, filled above and untouched since (injected calls use the scratch area only).
@@ -261,9 +265,15 @@ function build(r: Restoration, inj: Injector, inherited: Inherited): void {
     threads.push({ image: t, inj: cloneThread(inj, t.tid) });
     r.tasks.push({ pid, tid: t.tid });
   }
-  for (const t of threads) restoreThreadState(t.inj, t.image);
-  restorePending(inj, img.core);
-  for (const t of threads) restoreCreds(t.inj, img.core);
+  // Each thread in one batch: its state, then (the main thread's) the pending signals, then its
+  // credentials. The main thread goes last: it queues signals for the others.
+  for (const t of [...threads.slice(1), threads[0]]) {
+    const tb = t.inj.batch();
+    restoreThreadState(tb, t.image);
+    if (t.inj === inj) restorePending(tb, img.core);
+    restoreCreds(tb, img.core);
+    tb.run();
+  }
   inj.unmapScratch();
   sp.record("threads, pending signals, credentials", since);
   if (uffd) {

@@ -3,7 +3,7 @@ import { attachSysv } from "./sysv.js";
 import { FerryError } from "../errors.js";
 import { NR, MAP, PROT, O, PAGE_SIZE, cstring } from "../kernel/sys.js";
 import { readMaps, type Vma } from "../kernel/procfs.js";
-import { vdsoBlock, SCRATCH_SIZE, BATCH_AREA, type Injector } from "../kernel/inject.js";
+import { vdsoBlock, SCRATCH_SIZE, BATCH_AREA, type Injector, type SyscallBatch } from "../kernel/inject.js";
 import type { MmImage, PageMapImage, VmaImage } from "../images/types.js";
 
 const TASK_END = 0x7ffffffff000;
@@ -39,12 +39,14 @@ export function clearAddressSpace(inj: Injector, kept: Set<VmaImage> = new Set()
   const block = vdsoBlock(readMaps(inj.pid));
   if (block.length) keep.push([block[0].start, block[block.length - 1].end]);
   keep.sort((a, b) => a[0] - b[0]);
+  const b = inj.batch();
   let from = 0;
   for (const [s, e] of keep) {
-    if (s > from) inj.ok("munmap", NR.munmap, from, s - from);
+    if (s > from) b.add("munmap", NR.munmap, from, s - from);
     from = e;
   }
-  inj.ok("munmap", NR.munmap, from, TASK_END - from);
+  b.add("munmap", NR.munmap, from, TASK_END - from);
+  b.run();
 }
 
 /**
@@ -90,18 +92,28 @@ export type SharedObjects = Map<number, { pid: number; vma: VmaImage }>;
 /** Map every VMA of the image at its address, with write access where pages are still to come. */
 export function mapVmas(inj: Injector, mm: MmImage, fill: Set<VmaImage>, objects: SharedObjects = new Map(), kept: Set<VmaImage> = new Set()): void {
   const sysvAttached = new Set<string>();
-  /** files opened inside the task, by mode and path: a library's 4-5 mappings share one open (each call is a ptrace round trip) */
-  const files = new Map<string, number>();
+  const files = openMappedFiles(inj, mm.vmas.filter((v) => v.kind === "file" && !kept.has(v)));
+  // The mappings go in batches; a kind that needs an answer first (an fd) runs what came before.
+  let b = inj.batch();
+  const landed: { v: VmaImage; i: number }[] = [];
+  const flush = () => {
+    if (!b.size) return;
+    b.run();
+    checkLanded(b, landed);
+    landed.length = 0;
+    b = inj.batch();
+  };
   for (const v of mm.vmas) {
     if (v.kind === "vdso" || v.kind === "vvar") continue;
     if (kept.has(v)) {
       // there since the clone, with its protections: writable only while its own pages come
-      if (fill.has(v) && (v.prot | PROT.READ | PROT.WRITE) !== v.prot) inj.ok("mprotect", NR.mprotect, v.start, v.end - v.start, v.prot | PROT.READ | PROT.WRITE);
+      if (fill.has(v) && (v.prot | PROT.READ | PROT.WRITE) !== v.prot) b.add("mprotect", NR.mprotect, v.start, v.end - v.start, v.prot | PROT.READ | PROT.WRITE);
       continue;
     }
     if (v.kind === "sysv") {
+      flush();
       attachSysv(inj, v, fill.has(v), sysvAttached);
-      adviseVma(inj, v);
+      adviseVma(b, v);
       continue;
     }
     const len = v.end - v.start;
@@ -109,42 +121,79 @@ export function mapVmas(inj: Injector, mm: MmImage, fill: Set<VmaImage>, objects
     let flags = (v.shared ? MAP.SHARED : MAP.PRIVATE) | MAP.FIXED;
     if (v.vmflags.includes("gd")) flags |= MAP.GROWSDOWN;
     let fd = -1;
+    let ownFd = false;
     const sameObject = (v.kind === "shmem" || v.kind === "memfd") && v.inode ? objects.get(v.inode) : undefined;
     if (sameObject) {
+      flush(); // the object's first mapping may still be in the batch
       fd = openMapFiles(inj, sameObject);
+      ownFd = true;
     } else if (v.kind === "anon" || v.kind === "shmem") {
       flags |= MAP.ANONYMOUS;
     } else if (v.kind === "memfd") {
+      flush();
       const name = v.path.replace(/^\/memfd:/, "").replace(/ \(deleted\)$/, "");
       fd = inj.ok("memfd_create", NR.memfd_create, inj.put(0, cstring(name)), 1 /* MFD_CLOEXEC */);
-      inj.ok("ftruncate", NR.ftruncate, fd, v.pgoff + len);
+      ownFd = true;
+      b.add("ftruncate", NR.ftruncate, fd, v.pgoff + len);
     } else if (v.kind === "file") {
-      if (v.path.endsWith(" (deleted)")) {
-        throw new FerryError("FERRY_UNSUPPORTED", `mapping of deleted file ${v.path} is not supported yet`);
-      }
-      const mode = v.shared && v.prot & PROT.WRITE ? O.RDWR : O.RDONLY;
-      fd = files.get(`${mode} ${v.path}`) ?? -1;
-      if (fd < 0) {
-        const r = inj.call(NR.openat, -100, inj.put(0, cstring(v.path)), mode | O.CLOEXEC, 0);
-        if (r < 0n) throw new FerryError("FERRY_FILE", `cannot open ${v.path} to map it at 0x${v.start.toString(16)} (errno ${-r}): did it move since the dump?`);
-        fd = Number(r);
-        files.set(`${mode} ${v.path}`, fd);
-      }
+      fd = files.get(fileKey(v))!;
     } else {
       throw new FerryError("FERRY_UNSUPPORTED", `mapping kind ${v.kind} at 0x${v.start.toString(16)} cannot be restored`);
     }
-    const at = inj.ok(`mmap 0x${v.start.toString(16)} ${v.path}`, NR.mmap, v.start, len, prot, flags, fd, v.pgoff);
-    if (fd >= 0 && v.kind !== "file") inj.ok("close", NR.close, fd);
+    landed.push({ v, i: b.add(`mmap 0x${v.start.toString(16)} ${v.path}`, NR.mmap, v.start, len, prot, flags, fd, v.pgoff) });
+    if (ownFd) b.add("close", NR.close, fd);
     if ((v.kind === "shmem" || v.kind === "memfd") && v.inode && !sameObject) objects.set(v.inode, { pid: inj.pid, vma: v });
-    if (at !== v.start) throw new FerryError("FERRY_RESTORE", `mapping landed at 0x${at.toString(16)} instead of 0x${v.start.toString(16)}`);
-    adviseVma(inj, v);
+    adviseVma(b, v);
   }
-  for (const fd of files.values()) inj.ok("close", NR.close, fd);
+  for (const fd of files.values()) b.add("close", NR.close, fd);
+  flush();
+}
+
+/** Throws unless each mmap of `b` (run; index i of each) put its mapping where the image had it. */
+export function checkLanded(b: SyscallBatch, landed: { v: VmaImage; i: number }[], what = "mapping"): void {
+  for (const { v, i } of landed) {
+    const at = Number(b.result(i));
+    if (at !== v.start) throw new FerryError("FERRY_RESTORE", `${what} landed at 0x${at.toString(16)} instead of 0x${v.start.toString(16)}`);
+  }
+}
+
+const fileMode = (v: VmaImage) => (v.shared && v.prot & PROT.WRITE ? O.RDWR : O.RDONLY);
+const fileKey = (v: VmaImage) => `${fileMode(v)} ${v.path}`;
+
+/**
+ * Each mapped file opened once inside the task (a library's 4-5 mappings share one open), in
+ * batches: its fd there, by mode and path.
+ */
+function openMappedFiles(inj: Injector, vmas: VmaImage[]): Map<string, number> {
+  const fds = new Map<string, number>();
+  const wanted = new Map<string, VmaImage>();
+  for (const v of vmas) {
+    if (v.path.endsWith(" (deleted)")) throw new FerryError("FERRY_UNSUPPORTED", `mapping of deleted file ${v.path} is not supported yet`);
+    if (!wanted.has(fileKey(v))) wanted.set(fileKey(v), v);
+  }
+  const pending = [...wanted];
+  while (pending.length) {
+    const b = inj.batch();
+    const asked: { key: string; v: VmaImage; i: number }[] = [];
+    while (pending.length && b.fits(cstring(pending[0][1].path).length)) {
+      const [key, v] = pending.shift()!;
+      asked.push({ key, v, i: b.try(NR.openat, -100, b.put(cstring(v.path)), fileMode(v) | O.CLOEXEC, 0) });
+    }
+    b.run();
+    for (const { key, i } of asked) if (b.result(i) >= 0n) fds.set(key, Number(b.result(i)));
+    const failed = asked.find(({ i }) => b.result(i) < 0n);
+    if (failed) {
+      for (const fd of fds.values()) inj.call(NR.close, fd);
+      const v = failed.v;
+      throw new FerryError("FERRY_FILE", `cannot open ${v.path} to map it at 0x${v.start.toString(16)} (errno ${-b.result(failed.i)}): did it move since the dump?`);
+    }
+  }
+  return fds;
 }
 
 /** The VmFlags that madvise() sets (dontfork, dontdump, hugepage...), again on a new mapping. */
-export function adviseVma(inj: Injector, v: VmaImage): void {
-  for (const f of v.vmflags) if (f in MADVISE) inj.call(NR.madvise, v.start, v.end - v.start, MADVISE[f]);
+export function adviseVma(b: SyscallBatch, v: VmaImage): void {
+  for (const f of v.vmflags) if (f in MADVISE) b.try(NR.madvise, v.start, v.end - v.start, MADVISE[f]);
 }
 
 /** An fd, inside the task, of the object an earlier mapping maps (through /proc/self/map_files). */
