@@ -18,7 +18,7 @@ import { PageStore } from "./pageStore.js";
 import { MCMD, MIGRATE_VERSION, parseHello, parseMessage, parseRestoreRequest, type Hello, type HelloOk, type RestoreRequest, type RestoredReply } from "./protocol.js";
 import { CODEC } from "./compression.js";
 import { runActionScript } from "./actionScript.js";
-import { warmImageCodecs } from "../images/store.js";
+import { rehearse } from "./rehearsal.js";
 import { Spans, roundSteps } from "../spans.js";
 
 export interface AgentOptions {
@@ -55,7 +55,7 @@ export interface AgentSessionResult {
 
 /** `ferry agent`: the destination of `ferry migrate`. Serves one migration at a time. */
 export async function runAgent(opts: AgentOptions): Promise<void> {
-  warmImageCodecs(); // now, not while a migrating process waits for its restore
+  await rehearse("restore", false, opts.log); // now, not while a migrating process waits for its restore
   let chain = Promise.resolve();
   let finish!: () => void;
   const finished = new Promise<void>((r) => (finish = r));

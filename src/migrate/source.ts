@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import { rehearse } from "./rehearsal.js";
 import os from "node:os";
 import path from "node:path";
 import { FerryError } from "../errors.js";
@@ -65,6 +66,7 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
   if (mode !== "stop-copy" && childrenOf(opts.pid).length) {
     throw new FerryError("FERRY_UNSUPPORTED", `process ${opts.pid} has child processes: only --mode stop-copy moves process trees so far`);
   }
+  await rehearse("dump", mode !== "stop-copy", opts.log); // before anything waits on us
   tl.phase("connect");
   const socket = await opts.transport.connect(opts.to).catch((e: Error) => {
     throw new FerryError("FERRY_AGENT_UNREACHABLE", `no ferry agent at ${opts.to.host}:${opts.to.port} (${e.message}): start \`ferry agent --listen ADDR:PORT\` on the destination`);
