@@ -70,12 +70,24 @@ export function restoreLazy(opts: { images: string; shellJob?: boolean }): Resto
  * with the restored process once it runs; `transfer` with the summary when all pages arrived.
  * Without a page server (pre-copy) every lazy page is in `local`: installed after the resume.
  */
-export async function restoreLazyWithServer(opts: LazyDaemonOptions & { shellJob?: boolean; beforeRestore?: () => void; spans?: Spans; stub?: RestoreStub }): Promise<{ restored: Restored; transfer: Promise<LazySummary> }> {
+export async function restoreLazyWithServer(opts: LazyDaemonOptions & {
+  shellJob?: boolean; beforeRestore?: () => void; spans?: Spans; stub?: RestoreStub;
+  /**
+   * Reach the page server while the restore runs rather than before it (a migration's agent,
+   * whose source is known to be there): its round trips leave the downtime.
+   */
+  connectDuringRestore?: boolean;
+}): Promise<{ restored: Restored; transfer: Promise<LazySummary> }> {
   const sp = opts.spans ?? new Spans();
   const images = ImageDir.shared(opts.images); // decoded once, for the daemon and the restore
   const daemon = sp.time("lazy-pages daemon", () => daemonFor(opts, images));
-  if (opts.pageServer) await sp.timeAsync("page server connection", () => daemon.connect());
-  else await daemon.connect();
+  const connecting = daemon.connect();
+  if (opts.connectDuringRestore && opts.pageServer) {
+    // Its answers wait in the socket while the restore runs; a fault before it is up waits for it
+    // (PageLink asks again once up), and a failure kills what was restored, never leaves it on zeros.
+    connecting.catch((e: Error) => daemon.emergency(e.message));
+  } else if (opts.pageServer) await sp.timeAsync("page server connection", () => connecting);
+  else await connecting;
   opts.beforeRestore?.();
   let restored: Restored;
   try {

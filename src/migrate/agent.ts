@@ -162,7 +162,7 @@ export async function agentSession(socket: net.Socket, opts: Pick<AgentOptions, 
       const r = await restoreLazyWithServer({
         images: dir, pageServer, retryForMs: opts.retryForMs ?? 10_000, maxRate: opts.maxRate, transport: opts.transport,
         log: (l) => opts.log?.(l), local: req.keep?.length ? store.localPages(req.keep) : undefined, guard: guard ?? undefined, spans: sp,
-        early: early ?? undefined, stub: stub ?? undefined,
+        early: early ?? undefined, stub: stub ?? undefined, connectDuringRestore: true,
         beforeRestore: () => phase("restore"),
       });
       guard = null; // the daemon's now

@@ -3,17 +3,23 @@ import os from "node:os";
 import path from "node:path";
 import { spawn } from "node:child_process";
 import { dump } from "../dump/index.js";
-import { restore } from "../restore/index.js";
 import { waitTask } from "../kernel/ptrace.js";
 import { processExists } from "../kernel/procfs.js";
+import { vmRead } from "../kernel/mem.js";
+import { PAGE_SIZE } from "../kernel/sys.js";
 import { warmImageCodecs } from "../images/store.js";
+import { restoreLazyWithServer } from "../lazy/destination.js";
+import type { LocalPages } from "../lazy/daemon.js";
+import type { LazyRunImage } from "../images/types.js";
 
 /**
  * Node compiles a function when it is first called and tunes it over its first runs: the first
  * dump of a `ferry migrate`, and the first restore of a `ferry agent`, ran 2–3 times slower than
  * the next ones, and both run while the migrating process is stopped. So each side rehearses its
- * part on a throwaway process (a `sleep` of its own) before any migration: the source dumps it,
- * the agent dumps it and restores it. Nothing of the rehearsal stays: the process is killed and
+ * part on a throwaway process (a `sleep` of its own) before any migration. The source dumps it
+ * as a migration does (lazily but for stop-copy); the agent dumps it lazily and restores it the
+ * way a pre-copy migration's agent does: restore, resume, then the lazy-pages daemon installs
+ * its memory from a copy held here. Nothing of the rehearsal stays: its processes are killed and
  * its images removed, and a rehearsal that fails (no `sleep`, a PID taken meanwhile) only means
  * the real run is colder.
  */
@@ -24,27 +30,29 @@ export async function rehearse(part: "dump" | "restore", lazy: boolean, log?: (l
   const dir = fs.mkdtempSync(path.join(fs.existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir(), "ferry-rehearsal-"));
   const child = spawn(sleep, ["600"], { stdio: "ignore" });
   child.on("error", () => {});
-  const pids = new Set<number>();
+  let restored = 0;
   try {
     const pid = child.pid;
     if (!pid) return;
-    pids.add(pid);
     await execed(pid, sleep);
-    // lazy: as a migration dumps (the process left frozen); else killed by the dump, as a restore needs
-    dump({ pid, images: dir, lazy: part === "dump" && lazy, leaveStopped: part === "dump" });
-    if (part === "restore") {
-      for (let i = 0; i < 200 && processExists(pid); i++) await new Promise((r) => setTimeout(r, 5)); // its PID free again (the dump reaped it)
-      pids.add(restore({ images: dir }).pid);
-    }
+    const d = dump({ pid, images: dir, lazy: part === "restore" || lazy, leaveStopped: true });
+    if (part === "dump") return;
+    const local = heldPages(pid, d.lazyRuns);
+    process.kill(pid, "SIGKILL");
+    for (let i = 0; i < 200 && processExists(pid); i++) await new Promise((r) => setTimeout(r, 5)); // its PID free again
+    const r = await restoreLazyWithServer({ images: dir, pageServer: null, local, log });
+    restored = r.restored.pid;
+    const summary = await r.transfer;
+    if (summary.outcome !== "complete") throw new Error(summary.error ?? summary.outcome);
   } catch (e) {
     log?.(`rehearsal of the ${part} failed (the first migration will be slower): ${(e as Error).message}`);
   } finally {
-    for (const p of pids) {
+    for (const p of [child.pid, restored]) {
       try {
-        process.kill(p, "SIGKILL");
+        if (p) process.kill(p, "SIGKILL");
       } catch { /* gone */ }
     }
-    for (const p of pids) if (p !== child.pid) reap(p);
+    if (restored) reap(restored);
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -59,6 +67,23 @@ async function execed(pid: number, exe: string): Promise<void> {
     await new Promise((r) => setTimeout(r, 5));
   }
   throw new Error(`${exe} did not start`);
+}
+
+/** A copy of the lazy pages of a frozen process, as pre-copy rounds would have left it at the agent. */
+function heldPages(pid: number, runs: LazyRunImage[]): LocalPages {
+  const copies = runs.map((r) => {
+    const data = Buffer.alloc(r.nrPages * PAGE_SIZE);
+    vmRead(pid, data, [{ addr: r.vaddr, len: data.length }]);
+    return { start: r.vaddr, end: r.vaddr + data.length, data };
+  });
+  return {
+    ranges: copies.map(({ start, end }) => ({ start, end })),
+    read: (src, n) => {
+      const c = copies.find((x) => x.start <= src && src < x.end)!;
+      const offsets = Int32Array.from({ length: n }, (_, k) => k * PAGE_SIZE);
+      return { payload: c.data.subarray(src - c.start, src - c.start + n * PAGE_SIZE), offsets };
+    },
+  };
 }
 
 /** A restored process is ferry's child: wait for it once killed. */
