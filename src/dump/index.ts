@@ -39,6 +39,8 @@ export interface DumpOptions {
   holdTcpSeconds?: number;
   /** records how long each step took */
   spans?: Spans;
+  /** lazy: mappings inside these ranges go whole into the lazy runs (see planLazyDump) */
+  lazyWhole?: { start: number; end: number }[];
 }
 
 export interface DumpResult {
@@ -156,7 +158,7 @@ function dumpProcess(p: FrozenProcess, images: ImageDir, table: FileTable, opts:
     const core = dumpCore(pid, inj, threads);
     sp.record("threads, core", since);
     const mm = sp.time("mm fields", () => dumpMmFields(pid, inj, vmaImages));
-    const lazy = opts.lazy ? sp.time("lazy plan", () => planLazyDump(pid, vmaImages, core.threads)) : null;
+    const lazy = opts.lazy ? sp.time("lazy plan", () => planLazyDump(pid, vmaImages, core.threads, opts.lazyWhole)) : null;
     inj.unmapScratch();
     injected += inj.count;
     since = performance.now();

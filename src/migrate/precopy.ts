@@ -22,6 +22,8 @@ export interface PrecopyResult {
   /** After the dump froze the process (lazy images in `images`): what the agent keeps, and
    *  (eager: pre-copy) the rest sent now; the lazy runs cut down to the pages with data. */
   switchOver(images: string, eager: boolean): Promise<{ request: RestoreRequest; lazyRuns: LazyRunImage[] }>;
+  /** the tracked ranges: the switch-over sorts out each of their pages (the dump need not scan them) */
+  tracked: Range[];
   transferCounts(): Map<number, number>;
   /** pages left for the lazy page server (hybrid) */
   neededPages(): number[];
@@ -91,6 +93,7 @@ export async function runPrecopy(o: PrecopyOptions): Promise<PrecopyResult> {
     },
     transferCounts: () => counts,
     neededPages: () => needed.flatMap((r) => pagesOf(r)),
+    tracked: tracker.ranges,
     close: () => tracker.close(),
     async switchOver(images: string, eager: boolean): Promise<{ request: RestoreRequest; lazyRuns: LazyRunImage[] }> {
       const dir = new ImageDir(images);

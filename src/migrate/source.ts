@@ -108,7 +108,7 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateSummary> {
     const lazyDump = mode !== "stop-copy";
     guard.frozen();
     const sp = new Spans(tl.t0);
-    const d = dump({ pid: opts.pid, images, lazy: lazyDump, leaveStopped: true, spans: sp });
+    const d = dump({ pid: opts.pid, images, lazy: lazyDump, leaveStopped: true, spans: sp, lazyWhole: precopy?.tracked });
     stopped = true;
     runActionScript(opts.actionScript, "post-dump", opts.pid);
     const t0Us = epochUsOf(tl.t0);
