@@ -9,9 +9,8 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { createHosts, type Host } from "../src/hosts/hosts.js";
+import type { Host } from "../src/hosts/hosts.js";
 import { generateKeyFile, loadKeyFile } from "../src/net/keys.js";
 import { openTransport, type Transport } from "../src/net/transport.js";
 import { pskTransport } from "../src/net/tlsPsk.js";
@@ -202,41 +201,6 @@ test("ferry migrate to an agent, TLS by default: another key is refused before a
     assert.equal(a.code, 0, a.stderr);
     assert.match(a.stderr, /refused a connection from 127\.100\.0\.1 before anything was sent: it holds another key/);
   });
-});
-
-const STREAM = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "harness/stream.js");
-
-/** MB/s of the bulk stream from `from` to `to` (a server on `to`, listening on `host`). */
-async function streamRate(from: Host | null, to: Host | null, host: string, tls: boolean, mib: number): Promise<number> {
-  const p = String(nextPort());
-  const args = (role: string) => [process.execPath, STREAM, role, tls ? "tls" : "plain", host, p, String(mib), keyA];
-  const run = (h: Host | null, argv: string[]) => (h ? h.spawn(argv, { stdio: ["ignore", "pipe", "inherit"] }) : spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "inherit"] }));
-  const server = run(to, args("server"));
-  let out = "";
-  const listening = new Promise<void>((r) => server.stdout!.on("data", (d) => ((out += d), out.includes("listening") && r())));
-  const done = new Promise<void>((r) => server.on("close", () => r()));
-  await listening;
-  run(from, args("client"));
-  await done;
-  const m = /MB\/s (\d+)/.exec(out);
-  assert.ok(m, `no figure: ${out}`);
-  return Number(m[1]);
-}
-
-test("what encryption costs on the background stream: MB/s plain vs TLS, loopback and across the veth", async () => {
-  const mib = 512;
-  const figures: Record<string, number> = {};
-  figures.loopbackPlain = await streamRate(null, null, "127.0.0.1", false, mib);
-  figures.loopbackTls = await streamRate(null, null, "127.0.0.1", true, mib);
-  const hosts = createHosts();
-  try {
-    figures.vethPlain = await streamRate(hosts.a, hosts.b, hosts.b.address, false, mib);
-    figures.vethTls = await streamRate(hosts.a, hosts.b, hosts.b.address, true, mib);
-  } finally {
-    hosts.destroy();
-  }
-  process.stderr.write(`# bulk stream MB/s: ${JSON.stringify(figures)}\n`);
-  for (const v of Object.values(figures)) assert.ok(v > 50, `every stream moves (${v} MB/s)`);
 });
 
 const BAD_PEER = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "harness/badPeer.js");
