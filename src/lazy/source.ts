@@ -1,4 +1,5 @@
 import { dump, type DumpResult } from "../dump/index.js";
+import { rehearse } from "../rehearsal.js";
 import type { Endpoint } from "../net/endpoint.js";
 import type { Transport } from "../net/transport.js";
 import { FrozenProcess } from "./frozen.js";
@@ -39,6 +40,7 @@ export interface LazySourceResult {
  * the process frozen, serve its pages until the destination holds them all, then kill it.
  */
 export async function serveLazy(opts: LazySourceOptions): Promise<LazySourceResult> {
+  await rehearse("dump", true, opts.log); // while the process still runs
   const t0 = performance.now();
   const d = dump({ pid: opts.pid, images: opts.images, shellJob: opts.shellJob, lazy: true });
   const process = await FrozenProcess.hold(opts.pid);

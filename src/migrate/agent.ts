@@ -18,7 +18,7 @@ import { PageStore } from "./pageStore.js";
 import { MCMD, MIGRATE_VERSION, parseHello, parseMessage, parseRestoreRequest, type Hello, type HelloOk, type RestoreRequest, type RestoredReply } from "./protocol.js";
 import { CODEC } from "./compression.js";
 import { runActionScript } from "./actionScript.js";
-import { rehearse } from "./rehearsal.js";
+import { rehearse } from "../rehearsal.js";
 import { Spans, roundSteps } from "../spans.js";
 
 export interface AgentOptions {

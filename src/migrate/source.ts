@@ -1,5 +1,5 @@
 import fs from "node:fs";
-import { rehearse } from "./rehearsal.js";
+import { rehearse } from "../rehearsal.js";
 import os from "node:os";
 import path from "node:path";
 import { FerryError } from "../errors.js";

@@ -2,15 +2,16 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { spawn } from "node:child_process";
-import { dump } from "../dump/index.js";
-import { waitTask } from "../kernel/ptrace.js";
-import { processExists } from "../kernel/procfs.js";
-import { vmRead } from "../kernel/mem.js";
-import { PAGE_SIZE } from "../kernel/sys.js";
-import { warmImageCodecs } from "../images/store.js";
-import { restoreLazyWithServer } from "../lazy/destination.js";
-import type { LocalPages } from "../lazy/daemon.js";
-import type { LazyRunImage } from "../images/types.js";
+import { dump } from "./dump/index.js";
+import { waitTask } from "./kernel/ptrace.js";
+import { processExists } from "./kernel/procfs.js";
+import { vmRead } from "./kernel/mem.js";
+import { PAGE_SIZE } from "./kernel/sys.js";
+import { warmImageCodecs } from "./images/store.js";
+import { restoreLazyWithServer } from "./lazy/destination.js";
+import { loadLazyImages } from "./lazy/images.js";
+import type { LocalPages } from "./lazy/daemon.js";
+import type { LazyRunImage } from "./images/types.js";
 
 /**
  * Node compiles a function when it is first called and tunes it over its first runs: the first
@@ -21,7 +22,7 @@ import type { LazyRunImage } from "../images/types.js";
  * way a pre-copy migration's agent does: restore, resume, then the lazy-pages daemon installs
  * its memory from a copy held here. Nothing of the rehearsal stays: its processes are killed and
  * its images removed, and a rehearsal that fails (no `sleep`, a PID taken meanwhile) only means
- * the real run is colder.
+ * the real run is colder. `ferry dump --lazy` rehearses its dump too: its process runs meanwhile.
  */
 export async function rehearse(part: "dump" | "restore", lazy: boolean, log?: (line: string) => void): Promise<void> {
   warmImageCodecs();
@@ -36,7 +37,10 @@ export async function rehearse(part: "dump" | "restore", lazy: boolean, log?: (l
     if (!pid) return;
     await execed(pid, sleep);
     const d = dump({ pid, images: dir, lazy: part === "restore" || lazy, leaveStopped: true });
-    if (part === "dump") return;
+    if (part === "dump") {
+      if (lazy) loadLazyImages(dir); // what a page server reads next
+      return;
+    }
     const local = heldPages(pid, d.lazyRuns);
     process.kill(pid, "SIGKILL");
     for (let i = 0; i < 200 && processExists(pid); i++) await new Promise((r) => setTimeout(r, 5)); // its PID free again
