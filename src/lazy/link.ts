@@ -178,30 +178,34 @@ export class PageLink {
   /** One channel: connect, HELLO, wait for HELLO_OK (or one opened early, its HELLO said). */
   private async open(role: Hello["role"]): Promise<FrameChannel> {
     const early = await this.early?.take(role);
-    const socket = early ? null : await withTimeout(this.transport.connect(this.endpoint), CONNECT_TIMEOUT_MS, "connection attempt timed out");
-    return new Promise<FrameChannel>((resolve, reject) => {
-      let ready = false;
-      const timer = setTimeout(() => ch.close("no answer to HELLO"), HELLO_TIMEOUT_MS);
-      const onFrame = (f: Frame) => {
-        if (!ready) {
-          if (f.cmd !== CMD.HELLO_OK) return ch.close("expected HELLO_OK");
-          ready = true;
-          clearTimeout(timer);
-          return resolve(ch);
-        }
-        this.onFrame(f, role);
-      };
-      const onClose = (why: string) => {
+    let ready = false;
+    let settle: { resolve: (ch: FrameChannel) => void; reject: (e: Error) => void } | null = null;
+    const answered = new Promise<FrameChannel>((resolve, reject) => (settle = { resolve, reject }));
+    let timer: NodeJS.Timeout | undefined;
+    const onFrame = (f: Frame, ch: FrameChannel) => {
+      if (!ready) {
+        if (f.cmd !== CMD.HELLO_OK) return ch.close("expected HELLO_OK");
+        ready = true;
         clearTimeout(timer);
-        if (ready) this.lost(ch, why);
-        else if (ch.bytesIn) reject(new Error(why));
-        // hung up on our HELLO without a word: a secure page server refusing plain TCP, or one serving another process
-        else reject(new FerryError("FERRY_AUTH", `the page server at ${formatEndpoint(this.endpoint)} hung up without answering (does it expect a key while this side has --insecure, or serve another process?)`));
-      };
-      const ch = early ? early.ch : new FrameChannel(socket!, payloadLimit, MAX_PAYLOAD, (f) => onFrame(f), (_c, why) => onClose(why));
-      if (early) early.attach(onFrame, onClose);
-      else sayHello(ch, role, this.pid, this.session, this.maxRate);
-    });
+        return settle!.resolve(ch);
+      }
+      this.onFrame(f, role);
+    };
+    const onClose = (ch: FrameChannel, why: string) => {
+      clearTimeout(timer);
+      if (ready) this.lost(ch, why);
+      else if (ch.bytesIn) settle!.reject(new Error(why));
+      // hung up on our HELLO without a word: a secure page server refusing plain TCP, or one serving another process
+      else settle!.reject(new FerryError("FERRY_AUTH", `the page server at ${formatEndpoint(this.endpoint)} hung up without answering (does it expect a key while this side has --insecure, or serve another process?)`));
+    };
+    const ch = early ? early.ch : await FrameChannel.open(
+      (onread) => withTimeout(this.transport.connect(this.endpoint, onread), CONNECT_TIMEOUT_MS, "connection attempt timed out"),
+      payloadLimit, MAX_PAYLOAD, onFrame, onClose,
+    );
+    timer = setTimeout(() => ch.close("no answer to HELLO"), HELLO_TIMEOUT_MS);
+    if (early) early.attach((f) => onFrame(f, ch), (why) => onClose(ch, why));
+    else sayHello(ch, role, this.pid, this.session, this.maxRate);
+    return answered;
   }
 
   private onFrame(f: Frame, role: Hello["role"]): void {
