@@ -72,11 +72,11 @@ export class LazyPagesDaemon {
   /** per page: 1 = asked on the fault channel, answer not arrived */
   private readonly requested: Uint8Array;
   private reqId = 0;
-  /** fault requests sent and not answered yet */
-  private waiting = 0;
   /** when the current uffd poll callback started (0 outside it), and when each GET went out: FaultStages */
   private pollAt = 0;
   private readonly sentAt = new Map<number, number>();
+  /** faulting pages the source said are on their way in the stream, and when it said so: FaultStages.replyToCopied */
+  private readonly streamWait = new Map<number, number>();
   private main: LazyMm | null = null;
   private pidWatch: { fd: number; poll: object } | null = null;
   private uffdGuard: UffdGuard | null;
@@ -248,7 +248,6 @@ export class LazyPagesDaemon {
     const now = performance.now();
     this.sentAt.set(this.reqId, now);
     if (this.pollAt) this.stats.stages.pollToSent.add((now - this.pollAt) * 1000);
-    if (this.waiting++ === 0) this.link.holdBulk(true);
   }
 
   private zeroOrWake(mm: LazyMm, page: number): void {
@@ -269,24 +268,18 @@ export class LazyPagesDaemon {
 
   private onPages(f: Frame, fromBulk: boolean): void {
     const arrivedAt = performance.now();
-    const sentAt = f.flags & PAGES_FLAG.REPLY ? this.sentAt.get(f.id) : undefined;
-    if (sentAt !== undefined) {
-      this.sentAt.delete(f.id); // the first frame of the reply: the faulting page
-      this.stats.stages.sentToReply.add((arrivedAt - sentAt) * 1000);
-    }
     const { index } = this.opts.images;
     const first = index.indexOf(f.vaddr);
     const n = f.nrPages;
     if (first < 0 || n < 1 || n > MAX_FRAME_PAGES || index.contiguousFrom(first) < n) {
       throw new FerryError("FERRY_PROTOCOL", `the page server sent pages this process never had (0x${f.vaddr.toString(16)} +${n})`);
     }
+    if (f.flags & PAGES_FLAG.IN_FLIGHT) return this.inFlight(f, first, n, arrivedAt);
+    const timed = f.flags & PAGES_FLAG.REPLY && this.replied(f.id, arrivedAt);
     const offsets = new Int32Array(n);
     const off = pageOffsets(f.payload, n, offsets);
     if (f.payload.length !== off) throw new FerryError("FERRY_PROTOCOL", `PAGES frame of ${f.payload.length} bytes, expected ${off}`);
-    if (f.flags & PAGES_FLAG.REPLY) {
-      this.requested.fill(0, first, first + n);
-      if (!(f.flags & PAGES_FLAG.MORE) && this.waiting > 0 && --this.waiting === 0) this.link.holdBulk(false);
-    }
+    if (f.flags & PAGES_FLAG.REPLY) this.requested.fill(0, first, first + n);
     this.stats.bytesReceived += 32 + f.payload.length;
     for (let k = 0; k < n; k++) {
       if (!this.mms.some((mm) => mm.pending[first + k])) this.stats.pagesUnneeded++;
@@ -298,7 +291,7 @@ export class LazyPagesDaemon {
       }
     }
     for (const mm of [...this.mms]) if (mm.alive) this.install(mm, first, n, f.payload, offsets);
-    if (sentAt !== undefined) this.stats.stages.replyToCopied.add((performance.now() - arrivedAt) * 1000);
+    if (timed) this.stats.stages.replyToCopied.add((performance.now() - arrivedAt) * 1000);
     if (fromBulk) {
       this.stats.stages.bulkFrame.add((performance.now() - arrivedAt) * 1000);
       this.unacked += f.payload.length + 32;
@@ -309,6 +302,27 @@ export class LazyPagesDaemon {
     }
     this.progress();
     this.checkComplete();
+  }
+
+  /** The source says pages [first, first+n) are on their way on the bulk connection: they are installed from there. */
+  private inFlight(f: Frame, first: number, n: number, arrivedAt: number): void {
+    if (f.payload.length) throw new FerryError("FERRY_PROTOCOL", `an IN_FLIGHT reply with ${f.payload.length} bytes of data`);
+    if (!(f.flags & PAGES_FLAG.REPLY)) throw new FerryError("FERRY_PROTOCOL", "IN_FLIGHT on pushed pages");
+    this.requested.fill(0, first, first + n);
+    this.stats.faultsInFlight++;
+    if (!this.replied(f.id, arrivedAt)) return;
+    // reply → copied runs until the stream brings the faulting page (it may have already)
+    if (this.mms.some((mm) => mm.pending[first])) this.streamWait.set(first, arrivedAt);
+    else this.stats.stages.replyToCopied.add(0);
+  }
+
+  /** The first answer to GET `id` arrived (data, or IN_FLIGHT): FaultStages.sentToReply. False if it was not timed. */
+  private replied(id: number, at: number): boolean {
+    const sentAt = this.sentAt.get(id);
+    if (sentAt === undefined) return false; // a later part of the reply, or asked before a reconnect
+    this.sentAt.delete(id);
+    this.stats.stages.sentToReply.add((at - sentAt) * 1000);
+    return true;
   }
 
   /**
@@ -377,6 +391,11 @@ export class LazyPagesDaemon {
     if (t !== undefined) {
       mm.faultStart.delete(i);
       if (installed) this.stats.latency.add((performance.now() - t) * 1000);
+    }
+    const answered = this.streamWait.get(i);
+    if (answered !== undefined) {
+      this.streamWait.delete(i);
+      this.stats.stages.replyToCopied.add((performance.now() - answered) * 1000);
     }
   }
 
@@ -466,7 +485,6 @@ export class LazyPagesDaemon {
     this.link.pending(this.pendingRanges());
     // answers lost with the old connection: ask again for what threads wait on
     this.requested.fill(0);
-    this.waiting = 0;
     this.sentAt.clear();
     for (const mm of this.mms) for (const i of mm.faultStart.keys()) if (mm.pending[i] && !this.requested[i]) this.request(mm, i);
   }

@@ -12,6 +12,13 @@ const PING_EVERY_MS = process.env.FERRY_FAULT_TRACE ? 20 : 1000;
 /** Nothing heard for this long on a link with work outstanding: it is dead even if TCP does not know. */
 const SILENCE_MS = 4000;
 const RETRY_EVERY_MS = 200;
+/**
+ * Pushed data read per turn of the event loop: the stream never holds the loop for long, so a
+ * fault (the uffd, the fault connection) is served between two slices of it instead of waiting
+ * behind everything the kernel has buffered. (Faults are not served by stopping the stream: the
+ * page a thread waits on is most often in it, on its way.)
+ */
+const BULK_READ_PER_TURN = 256 << 10;
 const HELLO_TIMEOUT_MS = 2000;
 /** A connection attempt into a dead link would wait for TCP's own timeout (minutes): give up sooner. */
 const CONNECT_TIMEOUT_MS = 1000;
@@ -81,16 +88,6 @@ export class PageLink {
   get(vaddr: number, nrPages: number, id: number): void {
     this.fault?.send({ cmd: CMD.GET, flags: 0, nrPages, vaddr, id });
   }
-  /**
-   * Faults first: while one waits, the bulk channel is not read (its data stays in the kernel, the
-   * source's pushes stall), so this event loop and the source's serve the fault alone.
-   */
-  holdBulk(hold: boolean): void {
-    const s = this.bulk?.socket;
-    if (!s) return;
-    if (hold) s.pause();
-    else s.resume();
-  }
   ack(id: number): void {
     this.bulk?.send({ cmd: CMD.ACK, flags: 0, nrPages: 0, vaddr: 0, id });
   }
@@ -147,6 +144,7 @@ export class PageLink {
       }
       this.fault = fault;
       this.bulk = bulk;
+      bulk.limitReadsPerTurn(BULK_READ_PER_TURN);
       this.connecting = false;
       const reconnected = this.everUp;
       if (reconnected) this.reconnects++;

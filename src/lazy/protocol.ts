@@ -11,9 +11,9 @@ import { PAGE_SIZE } from "../kernel/sys.js";
  *   GET      vaddr, nrPages, id (fault chan)    PAGES    vaddr, nrPages, id, flags
  *   PENDING  ranges (bulk chan): what is           payload: zero bitmap (8-byte aligned)
  *            still missing; the source forgets             + data of the non-zero pages
- *            everything else it sent            PONG
- *   DROP     ranges: no longer wanted           BYE      (after DONE: the source is gone)
- *            (munmap, MADV_DONTNEED)
+ *            everything else it sent                       (IN_FLIGHT reply: no data)
+ *   DROP     ranges: no longer wanted           PONG
+ *            (munmap, MADV_DONTNEED)            BYE      (after DONE: the source is gone)
  *   ACK      id: bulk frames up to id are in
  *   DONE     every page is held: kill the source
  *   ABORT    {json} the destination gave up: keep the source frozen
@@ -25,7 +25,7 @@ export const CMD = {
   PING: 10, PONG: 11, BYE: 12,
 } as const;
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** PAGES flags. */
 export const PAGES_FLAG = {
@@ -35,6 +35,11 @@ export const PAGES_FLAG = {
   LAST: 2,
   /** a reply in parts: more follow for the same request (the faulting page comes alone, first) */
   MORE: 4,
+  /**
+   * a reply without data (payload empty): these pages were pushed on the bulk connection and are
+   * on their way there; sending them again would only queue a second copy behind the fault
+   */
+  IN_FLIGHT: 8,
 } as const;
 
 /** Most pages in one PAGES frame: 1 MiB, the top of the 64 KiB–1 MiB chunk range. */

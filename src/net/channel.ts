@@ -13,6 +13,9 @@ export class FrameChannel {
   lastHeard = performance.now();
 
   private readonly decoder: FrameDecoder;
+  private readBudget = 0;
+  private readThisTurn = 0;
+  private resumeScheduled = false;
 
   constructor(
     readonly socket: net.Socket,
@@ -59,6 +62,32 @@ export class FrameChannel {
     } catch (e) {
       this.close((e as Error).message);
     }
+  }
+
+  /**
+   * onread: `n` bytes were read into the decoder's target. False stops reading once this turn of
+   * the event loop has read its budget (limitReadsPerTurn); reading resumes on the next turn.
+   */
+  receivedInto(n: number): boolean {
+    this.received(n);
+    if (!this.readBudget || (this.readThisTurn += n) < this.readBudget) return true;
+    if (!this.resumeScheduled) {
+      this.resumeScheduled = true;
+      setImmediate(() => {
+        this.resumeScheduled = false;
+        this.readThisTurn = 0;
+        if (!this.closed) this.socket.resume();
+      });
+    }
+    return false;
+  }
+
+  /**
+   * Read at most about `bytes` per turn of the event loop (a channel made by open()): a stream
+   * that always has data must not hold the loop, other connections and fds wait on it.
+   */
+  limitReadsPerTurn(bytes: number): void {
+    this.readBudget = bytes;
   }
 
   /** A decoded frame, for its handler. */
@@ -131,14 +160,17 @@ export class FrameChannel {
  */
 class FrameReader {
   private readonly decoder: FrameDecoder;
+  private readBudget = 0;
+  private readThisTurn = 0;
+  private resumeScheduled = false;
   private ch: FrameChannel | null = null;
   private readonly early: Frame[] = [];
   private refused: string | null = null;
   readonly onread: net.OnReadOpts = {
     buffer: () => this.decoder.readTarget(),
     callback: (n) => {
-      if (this.ch) this.ch.received(n);
-      else if (this.refused === null) {
+      if (this.ch) return this.ch.receivedInto(n);
+      if (this.refused === null) {
         try {
           this.decoder.wrote(n);
         } catch (e) {
