@@ -17,6 +17,7 @@ import type { LazyImages } from "./images.js";
 import type { TargetUffd } from "./attach.js";
 import { UffdGuard } from "./guard.js";
 import { UffdFiller } from "./uffdFill.js";
+import { FrameInProgress } from "./frameInProgress.js";
 import { killTree } from "./processTree.js";
 
 /** A fault fetches its page and up to 15 missing neighbours (64 KiB). */
@@ -89,12 +90,15 @@ export class LazyPagesDaemon {
   readonly stats = new DaemonStats();
   readonly finished: Promise<LazySummary>;
   private readonly filler = new UffdFiller();
+  /** the pushed frame being read, whose whole pages a waiting thread may take early */
+  private readonly inProgress: FrameInProgress;
   /** per page: 1 = held here (opts.local), not installed yet */
   private readonly local: Uint8Array | null;
 
   constructor(private readonly opts: DaemonOptions) {
     const { index } = opts.images;
     this.requested = new Uint8Array(index.total);
+    this.inProgress = new FrameInProgress(index);
     this.stats.pagesTotal = index.total;
     this.local = opts.local ? new Uint8Array(index.total) : null;
     // by ranges, not by page: this runs while the process waits for its restore
@@ -110,6 +114,7 @@ export class LazyPagesDaemon {
       onPingRtt: (us) => {
         if (this.main && !this.completing) this.stats.stages.pingRtt.add(us);
       },
+      onBulkRead: () => this.guard(() => this.fromFrameInProgress()),
     }, opts.transport, opts.maxRate ?? 0, opts.early ?? null);
   }
 
@@ -232,7 +237,8 @@ export class LazyPagesDaemon {
     }
     this.stats.faults++;
     if (!mm.faultStart.has(i)) mm.faultStart.set(i, performance.now());
-    if (!this.requested[i]) this.request(mm, i);
+    this.fromFrameInProgress(); // it may be there already, in the frame being read
+    if (mm.pending[i] && !this.requested[i]) this.request(mm, i);
   }
 
   /** Ask for page i and the missing neighbours after it, on the fault channel. */
@@ -281,16 +287,8 @@ export class LazyPagesDaemon {
     if (f.payload.length !== off) throw new FerryError("FERRY_PROTOCOL", `PAGES frame of ${f.payload.length} bytes, expected ${off}`);
     if (f.flags & PAGES_FLAG.REPLY) this.requested.fill(0, first, first + n);
     this.stats.bytesReceived += 32 + f.payload.length;
-    for (let k = 0; k < n; k++) {
-      if (!this.mms.some((mm) => mm.pending[first + k])) this.stats.pagesUnneeded++;
-      else {
-        this.stats.pagesInstalled++;
-        if (offsets[k] < 0) this.stats.zeroPages++;
-        if (fromBulk) this.stats.pagesPushed++;
-        else this.stats.pagesByFault++;
-      }
-    }
-    for (const mm of [...this.mms]) if (mm.alive) this.install(mm, first, n, f.payload, offsets);
+    const early = fromBulk ? this.inProgress.complete(f) : 0;
+    this.take(first, early, n, f.payload, offsets, fromBulk);
     if (timed) this.stats.stages.replyToCopied.add((performance.now() - arrivedAt) * 1000);
     if (fromBulk) {
       this.stats.stages.bulkFrame.add((performance.now() - arrivedAt) * 1000);
@@ -302,6 +300,43 @@ export class LazyPagesDaemon {
     }
     this.progress();
     this.checkComplete();
+  }
+
+  /**
+   * Pages [from, to) of a PAGES payload whose page 0 is `first`: counted, and put in every
+   * address space that misses them.
+   */
+  private take(first: number, from: number, to: number, payload: Buffer, offsets: Int32Array, fromBulk: boolean): void {
+    for (let k = from; k < to; k++) {
+      if (!this.mms.some((mm) => mm.pending[first + k])) this.stats.pagesUnneeded++;
+      else {
+        this.stats.pagesInstalled++;
+        if (offsets[k] < 0) this.stats.zeroPages++;
+        if (fromBulk) this.stats.pagesPushed++;
+        else this.stats.pagesByFault++;
+      }
+    }
+    const part = offsets.subarray(from, to);
+    for (const mm of [...this.mms]) if (mm.alive) this.install(mm, first + from, to - from, payload, part);
+  }
+
+  /**
+   * A thread waits on a page of the pushed frame being read: what has arrived whole of that
+   * frame is installed now, not when its last bytes come (a frame is up to 256 KiB).
+   */
+  private fromFrameInProgress(): void {
+    if (!this.mms.some((mm) => mm.faultStart.size)) return;
+    const partial = this.link.bulkFrameInProgress();
+    const got = partial && this.inProgress.arrived(partial.header, partial.payload);
+    if (!got || !this.waitedOn(got.first + got.from, got.first + got.to)) return;
+    this.inProgress.took(got.to);
+    this.take(got.first, got.from, got.to, partial!.payload, got.offsets, true); // completion is checked when the frame is
+  }
+
+  /** Does a thread wait on a page in [a, b)? */
+  private waitedOn(a: number, b: number): boolean {
+    for (const mm of this.mms) for (const i of mm.faultStart.keys()) if (i >= a && i < b) return true;
+    return false;
   }
 
   /** The source says pages [first, first+n) are on their way on the bulk connection: they are installed from there. */
@@ -481,6 +516,7 @@ export class LazyPagesDaemon {
       this.stats.reconnects = this.link.reconnects;
       this.opts.log(`reconnected to the page server`);
     }
+    this.inProgress.forget();
     if (!this.main || this.completing) return;
     this.link.pending(this.pendingRanges());
     // answers lost with the old connection: ask again for what threads wait on

@@ -33,6 +33,8 @@ export interface LinkHandlers {
   onBye(): void;
   /** a PING's round trip on the fault connection (µs) */
   onPingRtt?(us: number): void;
+  /** a read on the bulk connection (the frame it is in the middle of: bulkFrameInProgress) */
+  onBulkRead?(): void;
 }
 
 /**
@@ -87,6 +89,10 @@ export class PageLink {
 
   get(vaddr: number, nrPages: number, id: number): void {
     this.fault?.send({ cmd: CMD.GET, flags: 0, nrPages, vaddr, id });
+  }
+  /** The pushed frame being read, when its payload has partly arrived. */
+  bulkFrameInProgress(): ReturnType<FrameChannel["partialFrame"]> {
+    return this.bulk?.partialFrame() ?? null;
   }
   ack(id: number): void {
     this.bulk?.send({ cmd: CMD.ACK, flags: 0, nrPages: 0, vaddr: 0, id });
@@ -145,6 +151,7 @@ export class PageLink {
       this.fault = fault;
       this.bulk = bulk;
       bulk.limitReadsPerTurn(BULK_READ_PER_TURN);
+      bulk.onRead = () => this.handlers.onBulkRead?.();
       this.connecting = false;
       const reconnected = this.everUp;
       if (reconnected) this.reconnects++;

@@ -21,6 +21,9 @@ export class NoPageServer {
     throw new FerryError("FERRY_PAGE_MISSING", `${nrPages} page(s) at 0x${vaddr.toString(16)} are neither held here nor zero, and there is no page server to ask (pre-copy sends every page before the switch-over)`);
   }
   ack(_id: number): void {}
+  bulkFrameInProgress(): null {
+    return null;
+  }
   pending(_ranges: PageRange[]): void {}
   drop(_ranges: PageRange[]): void {}
   /** nobody to tell: the goodbye is at once (on the next turn, as a page server's would be) */

@@ -70,6 +70,7 @@ export class FrameChannel {
    */
   receivedInto(n: number): boolean {
     this.received(n);
+    this.onRead?.();
     if (!this.readBudget || (this.readThisTurn += n) < this.readBudget) return true;
     if (!this.resumeScheduled) {
       this.resumeScheduled = true;
@@ -88,6 +89,14 @@ export class FrameChannel {
    */
   limitReadsPerTurn(bytes: number): void {
     this.readBudget = bytes;
+  }
+
+  /** Called after each read (a channel made by open()), once its frames have been handled. */
+  onRead: (() => void) | null = null;
+
+  /** The frame being read, when its payload has partly arrived (a channel made by open()): FrameDecoder.partial. */
+  partialFrame(): ReturnType<FrameDecoder["partial"]> {
+    return this.decoder.partial();
   }
 
   /** A decoded frame, for its handler. */

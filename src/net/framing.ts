@@ -126,6 +126,11 @@ export class FrameDecoder {
     if (this.fill === this.header!.length) this.emit(this.scratch.subarray(0, this.fill));
   }
 
+  /** The frame being read when its payload has partly arrived: its header, and that part. */
+  partial(): { header: FrameHeader & { length: number }; payload: Buffer } | null {
+    return this.header && this.fill ? { header: this.header, payload: this.scratch.subarray(0, this.fill) } : null;
+  }
+
   private emit(payload: Buffer): void {
     const { length: _, ...h } = this.header!;
     this.header = null;
