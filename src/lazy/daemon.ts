@@ -73,6 +73,8 @@ export class LazyPagesDaemon {
   /** per page: 1 = asked on the fault channel, answer not arrived */
   private readonly requested: Uint8Array;
   private reqId = 0;
+  /** id of the last pushed frame read whole (GET says it: how far the stream has come here) */
+  private lastPushedRead = 0;
   /** when the current uffd poll callback started (0 outside it), and when each GET went out: FaultStages */
   private pollAt = 0;
   private readonly sentAt = new Map<number, number>();
@@ -250,7 +252,7 @@ export class LazyPagesDaemon {
     while (n < max && mm.pending[i + n] && !this.requested[i + n]) n++;
     this.requested.fill(1, i, i + n);
     if (!this.link.up) return;
-    this.link.get(index.addrOf(i), n, ++this.reqId);
+    this.link.get(index.addrOf(i), n, ++this.reqId, this.lastPushedRead);
     const now = performance.now();
     this.sentAt.set(this.reqId, now);
     if (this.pollAt) this.stats.stages.pollToSent.add((now - this.pollAt) * 1000);
@@ -291,6 +293,7 @@ export class LazyPagesDaemon {
     this.take(first, early, n, f.payload, offsets, fromBulk);
     if (timed) this.stats.stages.replyToCopied.add((performance.now() - arrivedAt) * 1000);
     if (fromBulk) {
+      this.lastPushedRead = f.id;
       this.stats.stages.bulkFrame.add((performance.now() - arrivedAt) * 1000);
       this.unacked += f.payload.length + 32;
       if (this.unacked >= ACK_EVERY) {

@@ -4,7 +4,7 @@ import { FrameChannel } from "../net/channel.js";
 import type { Frame } from "../net/framing.js";
 import { formatEndpoint, type Endpoint } from "../net/endpoint.js";
 import { defaultTransport, type Transport } from "../net/transport.js";
-import { CMD, MAX_PAYLOAD, PAGES_FLAG, MAX_RANGES_PER_FRAME, encodeRanges, payloadLimit, type Hello, type PageRange } from "./protocol.js";
+import { CMD, GET_PAYLOAD, MAX_PAYLOAD, PAGES_FLAG, MAX_RANGES_PER_FRAME, encodeRanges, payloadLimit, type Hello, type PageRange } from "./protocol.js";
 import { sayHello, type EarlyChannels } from "./earlyLink.js";
 
 /** FERRY_FAULT_TRACE=1: a PING every 20 ms, the fault connection's own round trip under load (FaultStages.pingRtt) */
@@ -87,8 +87,11 @@ export class PageLink {
     });
   }
 
-  get(vaddr: number, nrPages: number, id: number): void {
-    this.fault?.send({ cmd: CMD.GET, flags: 0, nrPages, vaddr, id });
+  /** Ask for pages on the fault channel; `lastRead`: the last pushed frame read, which tells the source how far behind in the stream they would be. */
+  get(vaddr: number, nrPages: number, id: number, lastRead: number): void {
+    const payload = Buffer.allocUnsafe(GET_PAYLOAD);
+    payload.writeBigUInt64LE(BigInt(lastRead));
+    this.fault?.send({ cmd: CMD.GET, flags: 0, nrPages, vaddr, id }, payload);
   }
   /** The pushed frame being read, when its payload has partly arrived. */
   bulkFrameInProgress(): ReturnType<FrameChannel["partialFrame"]> {

@@ -6,7 +6,7 @@ import { FrameChannel } from "../net/channel.js";
 import { HEADER_SIZE, encodeHeader, type Frame } from "../net/framing.js";
 import { formatEndpoint, type Endpoint } from "../net/endpoint.js";
 import { defaultTransport, type Transport } from "../net/transport.js";
-import { CMD, PAGES_FLAG, MAX_FRAME_PAGES, MAX_PAYLOAD, PROTOCOL_VERSION, bitmapBytes, decodeRanges, packPages, payloadLimit, type Hello } from "./protocol.js";
+import { CMD, GET_PAYLOAD, PAGES_FLAG, MAX_FRAME_PAGES, MAX_PAYLOAD, PROTOCOL_VERSION, bitmapBytes, decodeRanges, packPages, payloadLimit, type Hello } from "./protocol.js";
 import { indexOfValue, type PageIndex } from "./pageIndex.js";
 import type { FrozenProcess } from "./frozen.js";
 import { Latencies, cpuMsSince, type StageUs } from "./stats.js";
@@ -15,6 +15,12 @@ import { Latencies, cpuMsSince, type StageUs } from "./stats.js";
 const BULK_PAGES = 64;
 /** Bulk bytes sent but not yet acknowledged: bounds buffers, and how far a fault's page can be behind in the stream. */
 const BULK_WINDOW = 32 << 20;
+/**
+ * A faulting page pushed already is left to the stream (IN_FLIGHT) only if at most this much of
+ * the stream is ahead of it at the destination (about a millisecond at the stream's rate);
+ * further back, it is sent again on the fault connection rather than wait behind all that.
+ */
+const STREAM_WAIT_MAX = 256 << 10;
 /** What the stream knows of a page (PageServer.sent). */
 const TO_PUSH = 0;
 /** pushed on the bulk connection the destination reads now */
@@ -90,7 +96,8 @@ export class PageServer {
   private streaming = false;
   private pumpScheduled = false;
   private seq = 0;
-  private inflight: { seq: number; bytes: number }[] = [];
+  /** pushed frames not acknowledged yet: pages [first, first+n) in `bytes` */
+  private inflight: { seq: number; bytes: number; first: number; n: number }[] = [];
   private inflightBytes = 0;
   private maxRate = 0;
   private rateStart = 0;
@@ -218,10 +225,11 @@ export class PageServer {
     }
     this.stats.faultRequests++;
     const t0 = performance.now();
-    const rest = this.runsToSend(first + 1, first + f.nrPages);
+    const lastRead = f.payload.length === GET_PAYLOAD ? Number(f.payload.readBigUInt64LE(0)) : 0;
+    const rest = this.runsToSend(first + 1, first + f.nrPages, lastRead);
     const more = rest.length ? PAGES_FLAG.MORE : 0;
     // the faulting page alone first: the thread waits on it, not on its neighbours
-    if (this.onItsWay(first)) ch.send({ cmd: CMD.PAGES, flags: PAGES_FLAG.REPLY | PAGES_FLAG.IN_FLIGHT | more, nrPages: 1, vaddr: f.vaddr, id: f.id });
+    if (this.onItsWay(first, lastRead)) ch.send({ cmd: CMD.PAGES, flags: PAGES_FLAG.REPLY | PAGES_FLAG.IN_FLIGHT | more, nrPages: 1, vaddr: f.vaddr, id: f.id });
     else if (this.sendReply(ch, first, 1, more, f.id) < 0) return;
     this.faultService.add((performance.now() - t0) * 1000);
     for (let k = 0; k < rest.length; k++) {
@@ -230,16 +238,28 @@ export class PageServer {
     this.cursor = first + f.nrPages;
   }
 
-  /** Page i was pushed on the bulk connection the destination reads now: it is on its way. */
-  private onItsWay(i: number): boolean {
-    return this.sent[i] === PUSHED && this.streaming && this.streamEpoch > this.faultEpoch;
+  /**
+   * Page i was pushed on the bulk connection the destination reads now, and will be read soon
+   * there: at most STREAM_WAIT_MAX of the stream is ahead of it after the frame the destination
+   * read last (`lastRead`).
+   */
+  private onItsWay(i: number, lastRead: number): boolean {
+    if (this.sent[i] !== PUSHED || !this.streaming || this.streamEpoch <= this.faultEpoch) return false;
+    let ahead = 0;
+    for (const fr of this.inflight) {
+      if (fr.seq <= lastRead) continue;
+      if (i >= fr.first && i < fr.first + fr.n) return true;
+      ahead += fr.bytes;
+      if (ahead > STREAM_WAIT_MAX) return false;
+    }
+    return false; // acknowledged, and asked again: send it
   }
 
   /** The runs of pages in [from, to) a reply must carry: those not on their way. */
-  private runsToSend(from: number, to: number): { first: number; n: number }[] {
+  private runsToSend(from: number, to: number, lastRead: number): { first: number; n: number }[] {
     const runs: { first: number; n: number }[] = [];
     for (let i = from; i < to; i++) {
-      if (this.onItsWay(i)) continue;
+      if (this.onItsWay(i, lastRead)) continue;
       const last = runs[runs.length - 1];
       if (last && last.first + last.n === i) last.n++;
       else runs.push({ first: i, n: 1 });
@@ -314,7 +334,7 @@ export class PageServer {
     const bytes = this.trySendPages(ch, i, n, 0, seq);
     if (bytes < 0) return;
     this.pumpTurn.add((performance.now() - t0) * 1000);
-    this.inflight.push({ seq, bytes });
+    this.inflight.push({ seq, bytes, first: i, n });
     this.inflightBytes += bytes;
     this.rateBytes += bytes;
     this.cursor = i + n;
