@@ -255,6 +255,7 @@ export class LazyPagesDaemon {
     this.link.get(index.addrOf(i), n, ++this.reqId, this.lastPushedRead);
     const now = performance.now();
     this.sentAt.set(this.reqId, now);
+    if (this.sentAt.size === 1) this.link.awaitingAnswer(true);
     if (this.pollAt) this.stats.stages.pollToSent.add((now - this.pollAt) * 1000);
   }
 
@@ -359,6 +360,7 @@ export class LazyPagesDaemon {
     const sentAt = this.sentAt.get(id);
     if (sentAt === undefined) return false; // a later part of the reply, or asked before a reconnect
     this.sentAt.delete(id);
+    if (!this.sentAt.size) this.link.awaitingAnswer(false);
     this.stats.stages.sentToReply.add((at - sentAt) * 1000);
     return true;
   }
@@ -525,6 +527,7 @@ export class LazyPagesDaemon {
     // answers lost with the old connection: ask again for what threads wait on
     this.requested.fill(0);
     this.sentAt.clear();
+    this.link.awaitingAnswer(false);
     for (const mm of this.mms) for (const i of mm.faultStart.keys()) if (mm.pending[i] && !this.requested[i]) this.request(mm, i);
   }
 

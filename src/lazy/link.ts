@@ -19,6 +19,8 @@ const RETRY_EVERY_MS = 200;
  * page a thread waits on is most often in it, on its way.)
  */
 const BULK_READ_PER_TURN = 256 << 10;
+/** ... and while the answer to a GET is awaited: one TLS record, then the fault connection's turn. */
+const BULK_READ_PER_TURN_ASKING = 16 << 10;
 const HELLO_TIMEOUT_MS = 2000;
 /** A connection attempt into a dead link would wait for TCP's own timeout (minutes): give up sooner. */
 const CONNECT_TIMEOUT_MS = 1000;
@@ -52,6 +54,7 @@ export class PageLink {
   private retryTimer: NodeJS.Timeout | null = null;
   private pingTimer: NodeJS.Timeout | null = null;
   private connecting = false;
+  private asking = false;
   private closed = false;
   private everUp = false;
   reconnects = 0;
@@ -96,6 +99,11 @@ export class PageLink {
   /** The pushed frame being read, when its payload has partly arrived. */
   bulkFrameInProgress(): ReturnType<FrameChannel["partialFrame"]> {
     return this.bulk?.partialFrame() ?? null;
+  }
+  /** Whether a GET's answer is awaited: the bulk connection is then read in smaller slices. */
+  awaitingAnswer(asking: boolean): void {
+    this.asking = asking;
+    this.bulk?.limitReadsPerTurn(asking ? BULK_READ_PER_TURN_ASKING : BULK_READ_PER_TURN);
   }
   ack(id: number): void {
     this.bulk?.send({ cmd: CMD.ACK, flags: 0, nrPages: 0, vaddr: 0, id });
@@ -153,7 +161,7 @@ export class PageLink {
       }
       this.fault = fault;
       this.bulk = bulk;
-      bulk.limitReadsPerTurn(BULK_READ_PER_TURN);
+      bulk.limitReadsPerTurn(this.asking ? BULK_READ_PER_TURN_ASKING : BULK_READ_PER_TURN);
       bulk.onRead = () => this.handlers.onBulkRead?.();
       this.connecting = false;
       const reconnected = this.everUp;

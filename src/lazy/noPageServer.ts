@@ -21,6 +21,7 @@ export class NoPageServer {
     throw new FerryError("FERRY_PAGE_MISSING", `${nrPages} page(s) at 0x${vaddr.toString(16)} are neither held here nor zero, and there is no page server to ask (pre-copy sends every page before the switch-over)`);
   }
   ack(_id: number): void {}
+  awaitingAnswer(_asking: boolean): void {}
   bulkFrameInProgress(): null {
     return null;
   }
