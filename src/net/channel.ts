@@ -12,6 +12,8 @@ export class FrameChannel {
   bytesOut = 0;
   lastHeard = performance.now();
 
+  /** Called after each read (a channel made by open()), once its frames have been handled. */
+  onRead: (() => void) | null = null;
   private readonly decoder: FrameDecoder;
   private readBudget = 0;
   private readThisTurn = 0;
@@ -53,7 +55,7 @@ export class FrameChannel {
   }
 
   /** Bytes arrived: a chunk, or (onread) the count read into the decoder's target. */
-  received(chunk: Buffer | number): void {
+  private received(chunk: Buffer | number): void {
     this.bytesIn += typeof chunk === "number" ? chunk : chunk.length;
     this.lastHeard = performance.now();
     try {
@@ -90,9 +92,6 @@ export class FrameChannel {
   limitReadsPerTurn(bytes: number): void {
     this.readBudget = bytes;
   }
-
-  /** Called after each read (a channel made by open()), once its frames have been handled. */
-  onRead: (() => void) | null = null;
 
   /** The frame being read, when its payload has partly arrived (a channel made by open()): FrameDecoder.partial. */
   partialFrame(): ReturnType<FrameDecoder["partial"]> {
@@ -169,9 +168,6 @@ export class FrameChannel {
  */
 class FrameReader {
   private readonly decoder: FrameDecoder;
-  private readBudget = 0;
-  private readThisTurn = 0;
-  private resumeScheduled = false;
   private ch: FrameChannel | null = null;
   private readonly early: Frame[] = [];
   private refused: string | null = null;
