@@ -77,7 +77,7 @@ export async function runLazy(o: LazyOptions, sweeper: string, cleanup: Cleanup)
       cycles.set(sizeMiB, [...(cycles.get(sizeMiB) ?? []), cycle]);
       const l = cycle.lazy;
       process.stderr.write(
-        `bench: ${label}: downtime ${l.downtimeMs?.toFixed(1)} ms, faults ${l.faults} p50 ${l.faultLatencyUs.p50} µs p99 ${l.faultLatencyUs.p99} µs, ` +
+        `bench: ${label}: downtime ${l.downtimeMs?.toFixed(1)} ms, faults ${l.faults} (${l.faultsInFlight} on their way in the stream) p50 ${l.faultLatencyUs.p50} µs p99 ${l.faultLatencyUs.p99} µs, ` +
         `all pages after ${l.allPagesMs?.toFixed(0)} ms (${l.mbPerS} MB/s), daemon peak RSS ${cycle.destination.peakRssMiB.toFixed(0)} MiB, ` +
         `victim: ${cycle.victim.pass ? "PASS" : cycle.victim.verdict}\n` + faultStagesLine(cycle),
       );

@@ -164,30 +164,46 @@ const header = fc.record({
   vaddr: fc.oneof(fc.nat(), fc.constant(Number.MAX_SAFE_INTEGER)),
   id: fc.nat(),
 });
-const validFrame = header.chain((h) => fc.uint8Array({ maxLength: Math.min(limits(h.cmd) ?? 0, 4096) }).map((p) => encodeFrame(h, Buffer.from(p))));
+const frameUpTo = (bytes: number) => header.chain((h) => fc.uint8Array({ maxLength: Math.min(limits(h.cmd) ?? 0, bytes) }).map((p) => encodeFrame(h, Buffer.from(p))));
+const validFrame = frameUpTo(4096);
 
-test("FrameDecoder: valid frames in any chunking arrive whole; mutated streams end in FERRY_PROTOCOL, never another error", () => {
-  fc.assert(fc.property(fc.array(validFrame, { maxLength: 6 }), fc.array(fc.integer({ min: 1, max: 5000 }), { minLength: 1, maxLength: 8 }), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }), (frames, cuts, edits) => {
-    const stream = Buffer.concat(frames);
-    const mutated = Buffer.from(stream);
-    for (const [at, v] of edits) if (mutated.length) mutated[at % mutated.length] = v;
-    for (const bytes of [stream, mutated]) {
-      const got: Frame[] = [];
-      const d = new FrameDecoder(limits, (f) => got.push({ ...f, payload: Buffer.from(f.payload) }), MAX_PAYLOAD);
-      let off = 0, i = 0;
-      onlyFerryErrors(() => {
-        while (off < bytes.length) {
-          const n = cuts[i++ % cuts.length];
-          d.push(bytes.subarray(off, off + n));
-          off += n;
-        }
-      }, /peer|frame|command/);
-      if (bytes === stream && frames.every((f) => limits(f.readUInt16LE(0)) !== undefined && f.length - HEADER_SIZE <= limits(f.readUInt16LE(0))!)) {
-        assert.deepEqual(Buffer.concat(got.map((f) => encodeFrame(f, f.payload))), stream, "what arrives is what was sent");
-      }
+/**
+ * Feed `bytes` to a decoder in reads of the sizes `cuts` (cycled): as stream chunks (push), or
+ * as a socket with `onread` does, into the buffer the decoder gives for each read (readTarget).
+ */
+function feed(d: FrameDecoder, bytes: Buffer, cuts: number[], how: "chunks" | "onread"): void {
+  let off = 0, i = 0;
+  while (off < bytes.length) {
+    const n = Math.min(cuts[i++ % cuts.length], bytes.length - off);
+    if (how === "chunks") d.push(bytes.subarray(off, off + n));
+    else {
+      const target = d.readTarget();
+      const k = bytes.copy(target, 0, off, off + Math.min(n, target.length));
+      d.wrote(k);
+      off -= n - k;
     }
-  }), { numRuns: RUNS * 2 });
-});
+    off += n;
+  }
+}
+
+for (const how of ["chunks", "onread"] as const) {
+  test(`FrameDecoder (${how}): valid frames in any chunking arrive whole; mutated streams end in FERRY_PROTOCOL, never another error`, () => {
+    // large payloads too: read straight into their place when onread
+    fc.assert(fc.property(fc.array(how === "onread" ? frameUpTo(40_000) : validFrame, { maxLength: 6 }), fc.array(fc.integer({ min: 1, max: 5000 }), { minLength: 1, maxLength: 8 }), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }), (frames, cuts, edits) => {
+      const stream = Buffer.concat(frames);
+      const mutated = Buffer.from(stream);
+      for (const [at, v] of edits) if (mutated.length) mutated[at % mutated.length] = v;
+      for (const bytes of [stream, mutated]) {
+        const got: Frame[] = [];
+        const d = new FrameDecoder(limits, (f) => got.push({ ...f, payload: Buffer.from(f.payload) }), MAX_PAYLOAD);
+        onlyFerryErrors(() => feed(d, bytes, cuts, how), /peer|frame|command/);
+        if (bytes === stream && frames.every((f) => limits(f.readUInt16LE(0)) !== undefined && f.length - HEADER_SIZE <= limits(f.readUInt16LE(0))!)) {
+          assert.deepEqual(Buffer.concat(got.map((f) => encodeFrame(f, f.payload))), stream, "what arrives is what was sent");
+        }
+      }
+    }), { numRuns: RUNS * 2 });
+  });
+}
 
 test("a frame header claiming 4 GiB (or more than its command allows) is refused from its 32 bytes, before any allocation", () => {
   for (const cmd of [CMD.PAGES, CMD.HELLO, CMD.GET, CMD.PENDING]) {

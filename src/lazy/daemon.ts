@@ -17,6 +17,7 @@ import type { LazyImages } from "./images.js";
 import type { TargetUffd } from "./attach.js";
 import { UffdGuard } from "./guard.js";
 import { UffdFiller } from "./uffdFill.js";
+import { FrameInProgress } from "./frameInProgress.js";
 import { killTree } from "./processTree.js";
 
 /** A fault fetches its page and up to 15 missing neighbours (64 KiB). */
@@ -72,11 +73,13 @@ export class LazyPagesDaemon {
   /** per page: 1 = asked on the fault channel, answer not arrived */
   private readonly requested: Uint8Array;
   private reqId = 0;
-  /** fault requests sent and not answered yet */
-  private waiting = 0;
+  /** id of the last pushed frame read whole (GET says it: how far the stream has come here) */
+  private lastPushedRead = 0;
   /** when the current uffd poll callback started (0 outside it), and when each GET went out: FaultStages */
   private pollAt = 0;
   private readonly sentAt = new Map<number, number>();
+  /** faulting pages the source said are on their way in the stream, and when it said so: FaultStages.replyToCopied */
+  private readonly streamWait = new Map<number, number>();
   private main: LazyMm | null = null;
   private pidWatch: { fd: number; poll: object } | null = null;
   private uffdGuard: UffdGuard | null;
@@ -89,12 +92,15 @@ export class LazyPagesDaemon {
   readonly stats = new DaemonStats();
   readonly finished: Promise<LazySummary>;
   private readonly filler = new UffdFiller();
+  /** the pushed frame being read, whose whole pages a waiting thread may take early */
+  private readonly inProgress: FrameInProgress;
   /** per page: 1 = held here (opts.local), not installed yet */
   private readonly local: Uint8Array | null;
 
   constructor(private readonly opts: DaemonOptions) {
     const { index } = opts.images;
     this.requested = new Uint8Array(index.total);
+    this.inProgress = new FrameInProgress(index);
     this.stats.pagesTotal = index.total;
     this.local = opts.local ? new Uint8Array(index.total) : null;
     // by ranges, not by page: this runs while the process waits for its restore
@@ -110,6 +116,7 @@ export class LazyPagesDaemon {
       onPingRtt: (us) => {
         if (this.main && !this.completing) this.stats.stages.pingRtt.add(us);
       },
+      onBulkRead: () => this.guard(() => this.fromFrameInProgress()),
     }, opts.transport, opts.maxRate ?? 0, opts.early ?? null);
   }
 
@@ -232,7 +239,8 @@ export class LazyPagesDaemon {
     }
     this.stats.faults++;
     if (!mm.faultStart.has(i)) mm.faultStart.set(i, performance.now());
-    if (!this.requested[i]) this.request(mm, i);
+    this.fromFrameInProgress(); // it may be there already, in the frame being read
+    if (mm.pending[i] && !this.requested[i]) this.request(mm, i);
   }
 
   /** Ask for page i and the missing neighbours after it, on the fault channel. */
@@ -244,11 +252,11 @@ export class LazyPagesDaemon {
     while (n < max && mm.pending[i + n] && !this.requested[i + n]) n++;
     this.requested.fill(1, i, i + n);
     if (!this.link.up) return;
-    this.link.get(index.addrOf(i), n, ++this.reqId);
+    this.link.get(index.addrOf(i), n, ++this.reqId, this.lastPushedRead);
     const now = performance.now();
     this.sentAt.set(this.reqId, now);
+    if (this.sentAt.size === 1) this.link.awaitingAnswer(true);
     if (this.pollAt) this.stats.stages.pollToSent.add((now - this.pollAt) * 1000);
-    if (this.waiting++ === 0) this.link.holdBulk(true);
   }
 
   private zeroOrWake(mm: LazyMm, page: number): void {
@@ -269,37 +277,24 @@ export class LazyPagesDaemon {
 
   private onPages(f: Frame, fromBulk: boolean): void {
     const arrivedAt = performance.now();
-    const sentAt = f.flags & PAGES_FLAG.REPLY ? this.sentAt.get(f.id) : undefined;
-    if (sentAt !== undefined) {
-      this.sentAt.delete(f.id); // the first frame of the reply: the faulting page
-      this.stats.stages.sentToReply.add((arrivedAt - sentAt) * 1000);
-    }
     const { index } = this.opts.images;
     const first = index.indexOf(f.vaddr);
     const n = f.nrPages;
     if (first < 0 || n < 1 || n > MAX_FRAME_PAGES || index.contiguousFrom(first) < n) {
       throw new FerryError("FERRY_PROTOCOL", `the page server sent pages this process never had (0x${f.vaddr.toString(16)} +${n})`);
     }
+    if (f.flags & PAGES_FLAG.IN_FLIGHT) return this.inFlight(f, first, n, arrivedAt);
+    const timed = f.flags & PAGES_FLAG.REPLY && this.replied(f.id, arrivedAt);
     const offsets = new Int32Array(n);
     const off = pageOffsets(f.payload, n, offsets);
     if (f.payload.length !== off) throw new FerryError("FERRY_PROTOCOL", `PAGES frame of ${f.payload.length} bytes, expected ${off}`);
-    if (f.flags & PAGES_FLAG.REPLY) {
-      this.requested.fill(0, first, first + n);
-      if (!(f.flags & PAGES_FLAG.MORE) && this.waiting > 0 && --this.waiting === 0) this.link.holdBulk(false);
-    }
+    if (f.flags & PAGES_FLAG.REPLY) this.requested.fill(0, first, first + n);
     this.stats.bytesReceived += 32 + f.payload.length;
-    for (let k = 0; k < n; k++) {
-      if (!this.mms.some((mm) => mm.pending[first + k])) this.stats.pagesUnneeded++;
-      else {
-        this.stats.pagesInstalled++;
-        if (offsets[k] < 0) this.stats.zeroPages++;
-        if (fromBulk) this.stats.pagesPushed++;
-        else this.stats.pagesByFault++;
-      }
-    }
-    for (const mm of [...this.mms]) if (mm.alive) this.install(mm, first, n, f.payload, offsets);
-    if (sentAt !== undefined) this.stats.stages.replyToCopied.add((performance.now() - arrivedAt) * 1000);
+    const early = fromBulk ? this.inProgress.complete(f) : 0;
+    this.take(first, early, n, f.payload, offsets, fromBulk);
+    if (timed) this.stats.stages.replyToCopied.add((performance.now() - arrivedAt) * 1000);
     if (fromBulk) {
+      this.lastPushedRead = f.id;
       this.stats.stages.bulkFrame.add((performance.now() - arrivedAt) * 1000);
       this.unacked += f.payload.length + 32;
       if (this.unacked >= ACK_EVERY) {
@@ -309,6 +304,65 @@ export class LazyPagesDaemon {
     }
     this.progress();
     this.checkComplete();
+  }
+
+  /**
+   * Pages [from, to) of a PAGES payload whose page 0 is `first`: counted, and put in every
+   * address space that misses them.
+   */
+  private take(first: number, from: number, to: number, payload: Buffer, offsets: Int32Array, fromBulk: boolean): void {
+    for (let k = from; k < to; k++) {
+      if (!this.mms.some((mm) => mm.pending[first + k])) this.stats.pagesUnneeded++;
+      else {
+        this.stats.pagesInstalled++;
+        if (offsets[k] < 0) this.stats.zeroPages++;
+        if (fromBulk) this.stats.pagesPushed++;
+        else this.stats.pagesByFault++;
+      }
+    }
+    const part = offsets.subarray(from, to);
+    for (const mm of [...this.mms]) if (mm.alive) this.install(mm, first + from, to - from, payload, part);
+  }
+
+  /**
+   * A thread waits on a page of the pushed frame being read: what has arrived whole of that
+   * frame is installed now, not when its last bytes come (a frame is up to 256 KiB).
+   */
+  private fromFrameInProgress(): void {
+    if (!this.mms.some((mm) => mm.faultStart.size)) return;
+    const partial = this.link.bulkFrameInProgress();
+    const got = partial && this.inProgress.arrived(partial.header, partial.payload);
+    if (!got || !this.waitedOn(got.first + got.from, got.first + got.to)) return;
+    this.inProgress.took(got.to);
+    this.take(got.first, got.from, got.to, partial!.payload, got.offsets, true); // completion is checked when the frame is
+  }
+
+  /** Does a thread wait on a page in [a, b)? */
+  private waitedOn(a: number, b: number): boolean {
+    for (const mm of this.mms) for (const i of mm.faultStart.keys()) if (i >= a && i < b) return true;
+    return false;
+  }
+
+  /** The source says pages [first, first+n) are on their way on the bulk connection: they are installed from there. */
+  private inFlight(f: Frame, first: number, n: number, arrivedAt: number): void {
+    if (f.payload.length) throw new FerryError("FERRY_PROTOCOL", `an IN_FLIGHT reply with ${f.payload.length} bytes of data`);
+    if (!(f.flags & PAGES_FLAG.REPLY)) throw new FerryError("FERRY_PROTOCOL", "IN_FLIGHT on pushed pages");
+    this.requested.fill(0, first, first + n);
+    this.stats.faultsInFlight++;
+    if (!this.replied(f.id, arrivedAt)) return;
+    // reply → copied runs until the stream brings the faulting page (it may have already)
+    if (this.mms.some((mm) => mm.pending[first])) this.streamWait.set(first, arrivedAt);
+    else this.stats.stages.replyToCopied.add(0);
+  }
+
+  /** The first answer to GET `id` arrived (data, or IN_FLIGHT): FaultStages.sentToReply. False if it was not timed. */
+  private replied(id: number, at: number): boolean {
+    const sentAt = this.sentAt.get(id);
+    if (sentAt === undefined) return false; // a later part of the reply, or asked before a reconnect
+    this.sentAt.delete(id);
+    if (!this.sentAt.size) this.link.awaitingAnswer(false);
+    this.stats.stages.sentToReply.add((at - sentAt) * 1000);
+    return true;
   }
 
   /**
@@ -377,6 +431,11 @@ export class LazyPagesDaemon {
     if (t !== undefined) {
       mm.faultStart.delete(i);
       if (installed) this.stats.latency.add((performance.now() - t) * 1000);
+    }
+    const answered = this.streamWait.get(i);
+    if (answered !== undefined) {
+      this.streamWait.delete(i);
+      this.stats.stages.replyToCopied.add((performance.now() - answered) * 1000);
     }
   }
 
@@ -462,12 +521,13 @@ export class LazyPagesDaemon {
       this.stats.reconnects = this.link.reconnects;
       this.opts.log(`reconnected to the page server`);
     }
+    this.inProgress.forget();
     if (!this.main || this.completing) return;
     this.link.pending(this.pendingRanges());
     // answers lost with the old connection: ask again for what threads wait on
     this.requested.fill(0);
-    this.waiting = 0;
     this.sentAt.clear();
+    this.link.awaitingAnswer(false);
     for (const mm of this.mms) for (const i of mm.faultStart.keys()) if (mm.pending[i] && !this.requested[i]) this.request(mm, i);
   }
 

@@ -19,16 +19,19 @@ export class EarlyChannel {
   private closedWhy: string | null = null;
   private onFrame: ((f: Frame) => void) | null = null;
   private onClose: ((why: string) => void) | null = null;
-  readonly ch: FrameChannel;
+  ch!: FrameChannel;
 
-  constructor(socket: FrameChannel["socket"]) {
-    this.ch = new FrameChannel(socket, payloadLimit, MAX_PAYLOAD, (f) => {
-      if (this.onFrame) this.onFrame(f);
-      else this.heard.push(f);
+  /** Connect; the channel reads straight into frames (FrameChannel.open). */
+  static async open(endpoint: Endpoint, transport: Transport): Promise<EarlyChannel> {
+    const early = new EarlyChannel();
+    early.ch = await FrameChannel.open((onread) => transport.connect(endpoint, onread), payloadLimit, MAX_PAYLOAD, (f) => {
+      if (early.onFrame) early.onFrame(f);
+      else early.heard.push({ ...f, payload: Buffer.from(f.payload) }); // the decoder reuses its memory
     }, (_c, why) => {
-      if (this.onClose) this.onClose(why);
-      else this.closedWhy ??= why;
+      if (early.onClose) early.onClose(why);
+      else early.closedWhy ??= why;
     });
+    return early;
   }
 
   /** The link's handlers from now on (what was heard before, first). */
@@ -55,12 +58,11 @@ export class EarlyChannels {
 
   constructor(readonly endpoint: Endpoint, pid: number, transport: Transport, maxRate = 0) {
     for (const role of ["fault", "bulk"] as const) {
-      this.opened.set(role, transport.connect(endpoint).then((socket) => {
+      this.opened.set(role, EarlyChannel.open(endpoint, transport).then((early) => {
         if (this.closed) {
-          socket.destroy();
+          early.ch.close("not needed");
           return null;
         }
-        const early = new EarlyChannel(socket);
         sayHello(early.ch, role, pid, this.session, maxRate);
         return early;
       }, () => null));

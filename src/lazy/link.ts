@@ -4,7 +4,7 @@ import { FrameChannel } from "../net/channel.js";
 import type { Frame } from "../net/framing.js";
 import { formatEndpoint, type Endpoint } from "../net/endpoint.js";
 import { defaultTransport, type Transport } from "../net/transport.js";
-import { CMD, MAX_PAYLOAD, PAGES_FLAG, MAX_RANGES_PER_FRAME, encodeRanges, payloadLimit, type Hello, type PageRange } from "./protocol.js";
+import { CMD, GET_PAYLOAD, MAX_PAYLOAD, PAGES_FLAG, MAX_RANGES_PER_FRAME, encodeRanges, payloadLimit, type Hello, type PageRange } from "./protocol.js";
 import { sayHello, type EarlyChannels } from "./earlyLink.js";
 
 /** FERRY_FAULT_TRACE=1: a PING every 20 ms, the fault connection's own round trip under load (FaultStages.pingRtt) */
@@ -12,6 +12,15 @@ const PING_EVERY_MS = process.env.FERRY_FAULT_TRACE ? 20 : 1000;
 /** Nothing heard for this long on a link with work outstanding: it is dead even if TCP does not know. */
 const SILENCE_MS = 4000;
 const RETRY_EVERY_MS = 200;
+/**
+ * Pushed data read per turn of the event loop: the stream never holds the loop for long, so a
+ * fault (the uffd, the fault connection) is served between two slices of it instead of waiting
+ * behind everything the kernel has buffered. (Faults are not served by stopping the stream: the
+ * page a thread waits on is most often in it, on its way.)
+ */
+const BULK_READ_PER_TURN = 256 << 10;
+/** ... and while the answer to a GET is awaited: one TLS record, then the fault connection's turn. */
+const BULK_READ_PER_TURN_ASKING = 16 << 10;
 const HELLO_TIMEOUT_MS = 2000;
 /** A connection attempt into a dead link would wait for TCP's own timeout (minutes): give up sooner. */
 const CONNECT_TIMEOUT_MS = 1000;
@@ -26,6 +35,8 @@ export interface LinkHandlers {
   onBye(): void;
   /** a PING's round trip on the fault connection (µs) */
   onPingRtt?(us: number): void;
+  /** a read on the bulk connection (the frame it is in the middle of: bulkFrameInProgress) */
+  onBulkRead?(): void;
 }
 
 /**
@@ -43,6 +54,7 @@ export class PageLink {
   private retryTimer: NodeJS.Timeout | null = null;
   private pingTimer: NodeJS.Timeout | null = null;
   private connecting = false;
+  private asking = false;
   private closed = false;
   private everUp = false;
   reconnects = 0;
@@ -78,18 +90,20 @@ export class PageLink {
     });
   }
 
-  get(vaddr: number, nrPages: number, id: number): void {
-    this.fault?.send({ cmd: CMD.GET, flags: 0, nrPages, vaddr, id });
+  /** Ask for pages on the fault channel; `lastRead`: the last pushed frame read, which tells the source how far behind in the stream they would be. */
+  get(vaddr: number, nrPages: number, id: number, lastRead: number): void {
+    const payload = Buffer.allocUnsafe(GET_PAYLOAD);
+    payload.writeBigUInt64LE(BigInt(lastRead));
+    this.fault?.send({ cmd: CMD.GET, flags: 0, nrPages, vaddr, id }, payload);
   }
-  /**
-   * Faults first: while one waits, the bulk channel is not read (its data stays in the kernel, the
-   * source's pushes stall), so this event loop and the source's serve the fault alone.
-   */
-  holdBulk(hold: boolean): void {
-    const s = this.bulk?.socket;
-    if (!s) return;
-    if (hold) s.pause();
-    else s.resume();
+  /** The pushed frame being read, when its payload has partly arrived. */
+  bulkFrameInProgress(): ReturnType<FrameChannel["partialFrame"]> {
+    return this.bulk?.partialFrame() ?? null;
+  }
+  /** Whether a GET's answer is awaited: the bulk connection is then read in smaller slices. */
+  awaitingAnswer(asking: boolean): void {
+    this.asking = asking;
+    this.bulk?.limitReadsPerTurn(asking ? BULK_READ_PER_TURN_ASKING : BULK_READ_PER_TURN);
   }
   ack(id: number): void {
     this.bulk?.send({ cmd: CMD.ACK, flags: 0, nrPages: 0, vaddr: 0, id });
@@ -147,6 +161,8 @@ export class PageLink {
       }
       this.fault = fault;
       this.bulk = bulk;
+      bulk.limitReadsPerTurn(this.asking ? BULK_READ_PER_TURN_ASKING : BULK_READ_PER_TURN);
+      bulk.onRead = () => this.handlers.onBulkRead?.();
       this.connecting = false;
       const reconnected = this.everUp;
       if (reconnected) this.reconnects++;
@@ -178,30 +194,34 @@ export class PageLink {
   /** One channel: connect, HELLO, wait for HELLO_OK (or one opened early, its HELLO said). */
   private async open(role: Hello["role"]): Promise<FrameChannel> {
     const early = await this.early?.take(role);
-    const socket = early ? null : await withTimeout(this.transport.connect(this.endpoint), CONNECT_TIMEOUT_MS, "connection attempt timed out");
-    return new Promise<FrameChannel>((resolve, reject) => {
-      let ready = false;
-      const timer = setTimeout(() => ch.close("no answer to HELLO"), HELLO_TIMEOUT_MS);
-      const onFrame = (f: Frame) => {
-        if (!ready) {
-          if (f.cmd !== CMD.HELLO_OK) return ch.close("expected HELLO_OK");
-          ready = true;
-          clearTimeout(timer);
-          return resolve(ch);
-        }
-        this.onFrame(f, role);
-      };
-      const onClose = (why: string) => {
+    let ready = false;
+    let settle: { resolve: (ch: FrameChannel) => void; reject: (e: Error) => void } | null = null;
+    const answered = new Promise<FrameChannel>((resolve, reject) => (settle = { resolve, reject }));
+    let timer: NodeJS.Timeout | undefined;
+    const onFrame = (f: Frame, ch: FrameChannel) => {
+      if (!ready) {
+        if (f.cmd !== CMD.HELLO_OK) return ch.close("expected HELLO_OK");
+        ready = true;
         clearTimeout(timer);
-        if (ready) this.lost(ch, why);
-        else if (ch.bytesIn) reject(new Error(why));
-        // hung up on our HELLO without a word: a secure page server refusing plain TCP, or one serving another process
-        else reject(new FerryError("FERRY_AUTH", `the page server at ${formatEndpoint(this.endpoint)} hung up without answering (does it expect a key while this side has --insecure, or serve another process?)`));
-      };
-      const ch = early ? early.ch : new FrameChannel(socket!, payloadLimit, MAX_PAYLOAD, (f) => onFrame(f), (_c, why) => onClose(why));
-      if (early) early.attach(onFrame, onClose);
-      else sayHello(ch, role, this.pid, this.session, this.maxRate);
-    });
+        return settle!.resolve(ch);
+      }
+      this.onFrame(f, role);
+    };
+    const onClose = (ch: FrameChannel, why: string) => {
+      clearTimeout(timer);
+      if (ready) this.lost(ch, why);
+      else if (ch.bytesIn) settle!.reject(new Error(why));
+      // hung up on our HELLO without a word: a secure page server refusing plain TCP, or one serving another process
+      else settle!.reject(new FerryError("FERRY_AUTH", `the page server at ${formatEndpoint(this.endpoint)} hung up without answering (does it expect a key while this side has --insecure, or serve another process?)`));
+    };
+    const ch = early ? early.ch : await FrameChannel.open(
+      (onread) => withTimeout(this.transport.connect(this.endpoint, onread), CONNECT_TIMEOUT_MS, "connection attempt timed out"),
+      payloadLimit, MAX_PAYLOAD, onFrame, onClose,
+    );
+    timer = setTimeout(() => ch.close("no answer to HELLO"), HELLO_TIMEOUT_MS);
+    if (early) early.attach((f) => onFrame(f, ch), (why) => onClose(ch, why));
+    else sayHello(ch, role, this.pid, this.session, this.maxRate);
+    return answered;
   }
 
   private onFrame(f: Frame, role: Hello["role"]): void {

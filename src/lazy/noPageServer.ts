@@ -20,8 +20,11 @@ export class NoPageServer {
   get(vaddr: number, nrPages: number): void {
     throw new FerryError("FERRY_PAGE_MISSING", `${nrPages} page(s) at 0x${vaddr.toString(16)} are neither held here nor zero, and there is no page server to ask (pre-copy sends every page before the switch-over)`);
   }
-  holdBulk(_hold: boolean): void {}
   ack(_id: number): void {}
+  awaitingAnswer(_asking: boolean): void {}
+  bulkFrameInProgress(): null {
+    return null;
+  }
   pending(_ranges: PageRange[]): void {}
   drop(_ranges: PageRange[]): void {}
   /** nobody to tell: the goodbye is at once (on the next turn, as a page server's would be) */

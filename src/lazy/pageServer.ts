@@ -6,15 +6,27 @@ import { FrameChannel } from "../net/channel.js";
 import { HEADER_SIZE, encodeHeader, type Frame } from "../net/framing.js";
 import { formatEndpoint, type Endpoint } from "../net/endpoint.js";
 import { defaultTransport, type Transport } from "../net/transport.js";
-import { CMD, PAGES_FLAG, MAX_FRAME_PAGES, MAX_PAYLOAD, PROTOCOL_VERSION, bitmapBytes, decodeRanges, packPages, payloadLimit, type Hello } from "./protocol.js";
+import { CMD, GET_PAYLOAD, PAGES_FLAG, MAX_FRAME_PAGES, MAX_PAYLOAD, PROTOCOL_VERSION, bitmapBytes, decodeRanges, packPages, payloadLimit, type Hello } from "./protocol.js";
 import { indexOfValue, type PageIndex } from "./pageIndex.js";
 import type { FrozenProcess } from "./frozen.js";
 import { Latencies, cpuMsSince, type StageUs } from "./stats.js";
 
 /** Pages per pushed frame: small enough that a fault request waits little behind one. */
 const BULK_PAGES = 64;
-/** Bulk bytes sent but not yet acknowledged: bounds buffers and the pages that can be sent twice. */
+/** Bulk bytes sent but not yet acknowledged: bounds buffers, and how far a fault's page can be behind in the stream. */
 const BULK_WINDOW = 32 << 20;
+/**
+ * A faulting page pushed already is left to the stream (IN_FLIGHT) only if at most this much of
+ * the stream is ahead of it at the destination (about a millisecond at the stream's rate);
+ * further back, it is sent again on the fault connection rather than wait behind all that.
+ */
+const STREAM_WAIT_MAX = 256 << 10;
+/** What the stream knows of a page (PageServer.sent). */
+const TO_PUSH = 0;
+/** pushed on the bulk connection the destination reads now */
+const PUSHED = 1;
+/** the destination holds it, does not want it, or was sent it as a reply */
+const HELD = 2;
 /**
  * The destination PINGs every second: nothing heard for this long and the link is taken for cut
  * (TCP alone would retry for many minutes), which starts the wait for it to come back.
@@ -64,8 +76,16 @@ export class PageServer {
   private server: net.Server | null = null;
   private fault: FrameChannel | null = null;
   private bulk: FrameChannel | null = null;
-  /** per page: 0 = still to push, 1 = sent or not wanted */
+  /** per page: TO_PUSH, PUSHED or HELD */
   private readonly sent: Uint8Array;
+  /**
+   * Order of the latest fault connection and of the latest complete PENDING: pages PUSHED are
+   * known to be on their way only if the destination said what it misses after that fault
+   * connection came (a new one means the bulk connection was replaced too).
+   */
+  private epoch = 0;
+  private faultEpoch = 0;
+  private streamEpoch = 0;
   private cursor = 0;
   private readonly cpuAtStart = process.cpuUsage();
   private readonly faultService = new Latencies();
@@ -76,7 +96,8 @@ export class PageServer {
   private streaming = false;
   private pumpScheduled = false;
   private seq = 0;
-  private inflight: { seq: number; bytes: number }[] = [];
+  /** pushed frames not acknowledged yet: pages [first, first+n) in `bytes` */
+  private inflight: { seq: number; bytes: number; first: number; n: number }[] = [];
   private inflightBytes = 0;
   private maxRate = 0;
   private rateStart = 0;
@@ -148,8 +169,10 @@ export class PageServer {
     }
     const old = h.role === "fault" ? this.fault : this.bulk;
     if (old && old !== ch) old.close("replaced by a new connection");
-    if (h.role === "fault") this.fault = ch;
-    else {
+    if (h.role === "fault") {
+      this.fault = ch;
+      this.faultEpoch = ++this.epoch;
+    } else {
       this.bulk = ch;
       this.maxRate = h.maxRate > 0 ? h.maxRate : 0;
       this.inflight = [];
@@ -188,7 +211,11 @@ export class PageServer {
     }
   }
 
-  /** A fault: answer at once on the fault channel, and continue pushing from there (locality). */
+  /**
+   * A fault: answer at once on the fault channel, and continue pushing from there (locality).
+   * Pages already pushed on the bulk connection are not sent twice: they are ahead in that
+   * stream, and a second copy would only wait behind the fault (the reply says IN_FLIGHT).
+   */
   private get(ch: FrameChannel, f: Frame): void {
     const { index } = this.opts;
     const first = index.indexOf(f.vaddr);
@@ -198,29 +225,68 @@ export class PageServer {
     }
     this.stats.faultRequests++;
     const t0 = performance.now();
-    for (let i = first; i < first + f.nrPages; i++) if (this.sent[i]) this.stats.pagesResent++;
+    const lastRead = f.payload.length === GET_PAYLOAD ? Number(f.payload.readBigUInt64LE(0)) : 0;
+    const rest = this.runsToSend(first + 1, first + f.nrPages, lastRead);
+    const more = rest.length ? PAGES_FLAG.MORE : 0;
     // the faulting page alone first: the thread waits on it, not on its neighbours
-    const more = f.nrPages > 1;
-    if (this.trySendPages(ch, first, 1, PAGES_FLAG.REPLY | (more ? PAGES_FLAG.MORE : 0), f.id) < 0) return;
+    if (this.onItsWay(first, lastRead)) ch.send({ cmd: CMD.PAGES, flags: PAGES_FLAG.REPLY | PAGES_FLAG.IN_FLIGHT | more, nrPages: 1, vaddr: f.vaddr, id: f.id });
+    else if (this.sendReply(ch, first, 1, more, f.id) < 0) return;
     this.faultService.add((performance.now() - t0) * 1000);
-    if (more && this.trySendPages(ch, first + 1, f.nrPages - 1, PAGES_FLAG.REPLY, f.id) < 0) return;
+    for (let k = 0; k < rest.length; k++) {
+      if (this.sendReply(ch, rest[k].first, rest[k].n, k < rest.length - 1 ? PAGES_FLAG.MORE : 0, f.id) < 0) return;
+    }
     this.cursor = first + f.nrPages;
+  }
+
+  /**
+   * Page i was pushed on the bulk connection the destination reads now, and will be read soon
+   * there: at most STREAM_WAIT_MAX of the stream is ahead of it after the frame the destination
+   * read last (`lastRead`).
+   */
+  private onItsWay(i: number, lastRead: number): boolean {
+    if (this.sent[i] !== PUSHED || !this.streaming || this.streamEpoch <= this.faultEpoch) return false;
+    let ahead = 0;
+    for (const fr of this.inflight) {
+      if (fr.seq <= lastRead) continue;
+      if (i >= fr.first && i < fr.first + fr.n) return true;
+      ahead += fr.bytes;
+      if (ahead > STREAM_WAIT_MAX) return false;
+    }
+    return false; // acknowledged, and asked again: send it
+  }
+
+  /** The runs of pages in [from, to) a reply must carry: those not on their way. */
+  private runsToSend(from: number, to: number, lastRead: number): { first: number; n: number }[] {
+    const runs: { first: number; n: number }[] = [];
+    for (let i = from; i < to; i++) {
+      if (this.onItsWay(i, lastRead)) continue;
+      const last = runs[runs.length - 1];
+      if (last && last.first + last.n === i) last.n++;
+      else runs.push({ first: i, n: 1 });
+    }
+    return runs;
+  }
+
+  private sendReply(ch: FrameChannel, first: number, n: number, flags: number, id: number): number {
+    for (let i = first; i < first + n; i++) if (this.sent[i] !== TO_PUSH) this.stats.pagesResent++;
+    return this.trySendPages(ch, first, n, PAGES_FLAG.REPLY | flags, id);
   }
 
   /** What the destination still misses (first thing on every bulk connection): push exactly that. */
   private pending(f: Frame): void {
     if (!this.pendingBatchOpen) {
-      this.sent.fill(1);
+      this.sent.fill(HELD);
       this.pendingBatchOpen = true;
     }
     const { index } = this.opts;
     for (const r of decodeRanges(f.payload)) {
       const [a, b] = index.indexRange(r.vaddr, r.vaddr + r.nrPages * PAGE_SIZE);
-      this.sent.fill(0, a, b);
+      this.sent.fill(TO_PUSH, a, b);
     }
     if (f.flags & PAGES_FLAG.LAST) {
       this.pendingBatchOpen = false;
       this.streaming = true;
+      this.streamEpoch = ++this.epoch;
       this.rateStart = performance.now();
       this.rateBytes = 0;
       this.schedulePump();
@@ -229,7 +295,7 @@ export class PageServer {
 
   private mark(vaddr: number, nrPages: number): void {
     const [a, b] = this.opts.index.indexRange(vaddr, vaddr + nrPages * PAGE_SIZE);
-    this.sent.fill(1, a, b);
+    this.sent.fill(HELD, a, b);
   }
 
   private schedulePump(): void {
@@ -257,18 +323,18 @@ export class PageServer {
       }
     }
     const { index } = this.opts;
-    let i = indexOfValue(this.sent, 0, this.cursor, index.total);
-    if (i >= index.total) i = indexOfValue(this.sent, 0, 0, index.total);
+    let i = indexOfValue(this.sent, TO_PUSH, this.cursor, index.total);
+    if (i >= index.total) i = indexOfValue(this.sent, TO_PUSH, 0, index.total);
     if (i >= index.total) return; // all pushed: wait for DONE
     let n = 1;
     const max = Math.min(BULK_PAGES, index.contiguousFrom(i));
-    while (n < max && this.sent[i + n] === 0) n++;
+    while (n < max && this.sent[i + n] === TO_PUSH) n++;
     const seq = ++this.seq;
     const t0 = performance.now();
     const bytes = this.trySendPages(ch, i, n, 0, seq);
     if (bytes < 0) return;
     this.pumpTurn.add((performance.now() - t0) * 1000);
-    this.inflight.push({ seq, bytes });
+    this.inflight.push({ seq, bytes, first: i, n });
     this.inflightBytes += bytes;
     this.rateBytes += bytes;
     this.cursor = i + n;
@@ -304,8 +370,8 @@ export class PageServer {
     const out = packPages(payload, n);
     this.stats.zeroPagesSent += n - (out - bm) / PAGE_SIZE;
     for (let k = first; k < first + n; k++) {
-      if (!this.sent[k]) this.stats.pagesSent++;
-      this.sent[k] = 1;
+      if (this.sent[k] === TO_PUSH) this.stats.pagesSent++;
+      this.sent[k] = flags & PAGES_FLAG.REPLY ? HELD : PUSHED;
     }
     this.stats.bytesSent += HEADER_SIZE + out;
     encodeHeader({ cmd: CMD.PAGES, flags, nrPages: n, vaddr: addr, id }, out, frame);

@@ -9,8 +9,9 @@ import { PAGE_SIZE } from "../kernel/sys.js";
  * destination -> source                       source -> destination
  *   HELLO    {json}   role, pid, session        HELLO_OK {json}  pages, pid
  *   GET      vaddr, nrPages, id (fault chan)    PAGES    vaddr, nrPages, id, flags
- *   PENDING  ranges (bulk chan): what is           payload: zero bitmap (8-byte aligned)
- *            still missing; the source forgets             + data of the non-zero pages
+ *            u64: last pushed PAGES id read        payload: zero bitmap (8-byte aligned)
+ *   PENDING  ranges (bulk chan): what is                   + data of the non-zero pages
+ *            still missing; the source forgets             (IN_FLIGHT reply: no data)
  *            everything else it sent            PONG
  *   DROP     ranges: no longer wanted           BYE      (after DONE: the source is gone)
  *            (munmap, MADV_DONTNEED)
@@ -25,7 +26,7 @@ export const CMD = {
   PING: 10, PONG: 11, BYE: 12,
 } as const;
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** PAGES flags. */
 export const PAGES_FLAG = {
@@ -35,7 +36,15 @@ export const PAGES_FLAG = {
   LAST: 2,
   /** a reply in parts: more follow for the same request (the faulting page comes alone, first) */
   MORE: 4,
+  /**
+   * a reply without data (payload empty): these pages were pushed on the bulk connection and are
+   * on their way there; sending them again would only queue a second copy behind the fault
+   */
+  IN_FLIGHT: 8,
 } as const;
+
+/** A GET's payload: u64, the id of the last pushed PAGES frame the destination has read (0: none). */
+export const GET_PAYLOAD = 8;
 
 /** Most pages in one PAGES frame: 1 MiB, the top of the 64 KiB–1 MiB chunk range. */
 export const MAX_FRAME_PAGES = 256;
@@ -98,7 +107,9 @@ export function payloadLimit(cmd: number): number | undefined {
       return MAX_PAYLOAD;
     case CMD.PENDING: case CMD.DROP:
       return MAX_RANGES_PER_FRAME * RANGE_SIZE;
-    case CMD.GET: case CMD.ACK: case CMD.DONE: case CMD.PING: case CMD.PONG: case CMD.BYE:
+    case CMD.GET:
+      return GET_PAYLOAD;
+    case CMD.ACK: case CMD.DONE: case CMD.PING: case CMD.PONG: case CMD.BYE:
       return 0;
     default:
       return undefined;

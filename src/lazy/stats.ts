@@ -47,8 +47,10 @@ export interface StageUs {
 /**
  * Where a fault's time goes at the destination, stage by stage (µs), over every fault that asked
  * the source: the uffd became readable (libuv's poll callback) → its GET written on the fault
- * connection → the first reply frame decoded → UFFDIO_COPY returned (the thread woken). The
- * source's share of sentToReply is its own faultServiceUs (SourceStats).
+ * connection → the first reply frame decoded → UFFDIO_COPY returned (the thread woken). A reply
+ * may say the page is already on its way in the stream (IN_FLIGHT): reply → copied then runs
+ * until the stream brings it. The source's share of sentToReply is its own faultServiceUs
+ * (SourceStats).
  */
 export class FaultStages {
   readonly pollToSent = new Latencies();
@@ -83,6 +85,8 @@ export class DaemonStats {
   pagesUnneeded = 0;
   bytesReceived = 0;
   faults = 0;
+  /** fault requests the source answered "on its way on the bulk connection" (no second copy sent) */
+  faultsInFlight = 0;
   /** faults on pages that never were at the source, or were dropped: answered with zeros locally */
   localFaults = 0;
   readonly latency = new Latencies();
@@ -107,6 +111,7 @@ export interface LazySummary {
   pagesUnneeded: number;
   bytesReceived: number;
   faults: number;
+  faultsInFlight: number;
   localFaults: number;
   faultLatencyUs: { p50: number | null; p99: number | null; max: number | null; count: number };
   /** the fault path stage by stage (FaultStages) */
@@ -143,6 +148,7 @@ export function summarize(s: DaemonStats, pid: number, o: { outcome: LazySummary
     pagesUnneeded: s.pagesUnneeded,
     bytesReceived: s.bytesReceived,
     faults: s.faults,
+    faultsInFlight: s.faultsInFlight,
     localFaults: s.localFaults,
     faultLatencyUs: {
       p50: round(s.latency.percentile(50), 1), p99: round(s.latency.percentile(99), 1),

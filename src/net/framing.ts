@@ -47,16 +47,28 @@ export function encodeFrame(h: FrameHeader, payload?: Buffer): Buffer {
 /** Largest payload each command may carry; commands not listed are refused. */
 export type PayloadLimits = (cmd: number) => number | undefined;
 
+/** Reads of this many bytes or more go straight to their payload's place (socket onread); smaller ones through the staging buffer. */
+const DIRECT_MIN = 4096;
+/** Where reads land when they do not go straight into a payload: a few TLS records or TCP segments. */
+const STAGING_SIZE = 64 << 10;
+
 /**
  * Reassembles frames from stream chunks. Frames that arrive whole in one chunk are handed over
- * without a copy; others are gathered in one buffer sized for the largest frame allowed.
+ * without a copy; the parts of others are gathered in one buffer sized for the largest frame
+ * allowed. Fed either with chunks (push: a stream's "data") or, for a socket created with
+ * `onread`, through readTarget()/wrote(): a payload that spans reads is then read straight into
+ * its place (no chunk allocated per read, no copy to gather it).
  */
 export class FrameDecoder {
-  private chunks: Buffer[] = [];
-  private buffered = 0;
+  private readonly head = Buffer.allocUnsafe(HEADER_SIZE);
+  private headFill = 0;
   private header: (FrameHeader & { length: number }) | null = null;
-  private need = HEADER_SIZE;
-  private scratch: Buffer;
+  /** bytes of the current payload gathered in scratch */
+  private fill = 0;
+  private readonly scratch: Buffer;
+  private staging: Buffer | null = null;
+  /** the last readTarget() was the current payload's place in scratch */
+  private direct = false;
 
   constructor(
     private readonly limits: PayloadLimits,
@@ -68,22 +80,62 @@ export class FrameDecoder {
 
   /** Feed bytes; throws FerryError FERRY_PROTOCOL on a malformed stream (drop the connection). */
   push(chunk: Buffer): void {
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
-    for (;;) {
+    let at = 0;
+    while (at < chunk.length) {
       if (!this.header) {
-        if (this.buffered < HEADER_SIZE) return;
-        const h = this.parseHeader(this.take(HEADER_SIZE));
-        this.header = h;
-        this.need = h.length;
+        if (!this.headFill && chunk.length - at >= HEADER_SIZE) {
+          this.header = this.parseHeader(chunk.subarray(at, at + HEADER_SIZE));
+          at += HEADER_SIZE;
+        } else {
+          const k = chunk.copy(this.head, this.headFill, at, at + HEADER_SIZE - this.headFill);
+          this.headFill += k;
+          at += k;
+          if (this.headFill < HEADER_SIZE) return;
+          this.headFill = 0;
+          this.header = this.parseHeader(this.head);
+        }
+        this.fill = 0;
       }
-      if (this.buffered < this.need) return;
-      const payload = this.need ? this.take(this.need) : EMPTY;
-      const { length: _, ...h } = this.header;
-      this.header = null;
-      this.need = HEADER_SIZE;
-      this.onFrame({ ...h, payload });
+      const need = this.header.length - this.fill;
+      if (!this.fill && chunk.length - at >= need) {
+        // whole in this chunk: a view, no copy
+        const payload = need ? chunk.subarray(at, at + need) : EMPTY;
+        at += need;
+        this.emit(payload);
+        continue;
+      }
+      const k = chunk.copy(this.scratch, this.fill, at, at + need);
+      this.fill += k;
+      at += k;
+      if (this.fill < this.header.length) return;
+      this.emit(this.scratch.subarray(0, this.fill));
     }
+  }
+
+  /** onread: where the socket's next read goes (the rest of a large payload, else the staging buffer). */
+  readTarget(): Buffer {
+    this.direct = this.header !== null && this.header.length - this.fill >= DIRECT_MIN;
+    if (this.direct) return this.scratch.subarray(this.fill, this.header!.length);
+    return (this.staging ??= Buffer.allocUnsafe(STAGING_SIZE));
+  }
+
+  /** onread: `n` bytes were read into the last readTarget(). */
+  wrote(n: number): void {
+    if (!this.direct) return this.push(this.staging!.subarray(0, n));
+    this.fill += n;
+    if (this.fill === this.header!.length) this.emit(this.scratch.subarray(0, this.fill));
+  }
+
+  /** The frame being read when its payload has partly arrived: its header, and that part. */
+  partial(): { header: FrameHeader & { length: number }; payload: Buffer } | null {
+    return this.header && this.fill ? { header: this.header, payload: this.scratch.subarray(0, this.fill) } : null;
+  }
+
+  private emit(payload: Buffer): void {
+    const { length: _, ...h } = this.header!;
+    this.header = null;
+    this.fill = 0;
+    this.onFrame({ ...h, payload });
   }
 
   private parseHeader(b: Buffer): FrameHeader & { length: number } {
@@ -103,28 +155,5 @@ export class FrameDecoder {
       throw new FerryError("FERRY_PROTOCOL", `frame of command ${cmd} carries an out-of-range address or id`);
     }
     return { cmd, flags: b.readUInt16LE(2), nrPages: b.readUInt32LE(4), vaddr: Number(vaddr), id: Number(id), length: len };
-  }
-
-  /** The next `n` buffered bytes: a view into one chunk when possible, else copied together. */
-  private take(n: number): Buffer {
-    this.buffered -= n;
-    const first = this.chunks[0];
-    if (first.length >= n) {
-      const out = first.subarray(0, n);
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-      return out;
-    }
-    const out = n <= this.scratch.length ? this.scratch.subarray(0, n) : Buffer.allocUnsafe(n);
-    let off = 0;
-    while (off < n) {
-      const c = this.chunks[0];
-      const k = Math.min(c.length, n - off);
-      c.copy(out, off, 0, k);
-      off += k;
-      if (k === c.length) this.chunks.shift();
-      else this.chunks[0] = c.subarray(k);
-    }
-    return out;
   }
 }

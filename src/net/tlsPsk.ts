@@ -57,13 +57,15 @@ export function pskTransport(psk: PreSharedKey, opts: PskTransportOptions = {}):
   const timeoutMs = opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
   return {
     name: "tls-psk",
-    connect(ep) {
+    connect(ep, onread) {
       return new Promise((resolve, reject) => {
-        const socket = tls.connect({
-          ...TLS_OPTIONS, host: ep.host, port: ep.port,
+        // onread: tls.connect honours it (without a `socket` option) though @types/node does not say so
+        const options: tls.ConnectionOptions & { onread?: net.OnReadOpts } = {
+          ...TLS_OPTIONS, host: ep.host, port: ep.port, onread,
           pskCallback: () => ({ psk: psk.key, identity }),
           checkServerIdentity: () => undefined, // the key is the identity: there is no certificate
-        });
+        };
+        const socket = tls.connect(options);
         // counted from the TCP connection: a slow network is the retry logic's business, a peer
         // that accepts and then does not speak TLS is not ferry with our key
         let timer: NodeJS.Timeout | undefined;

@@ -11,8 +11,11 @@ import { pskTransport } from "./tlsPsk.js";
  */
 export interface Transport {
   readonly name: string;
-  /** Connect; rejects on failure (refused, unreachable, handshake failed). */
-  connect(ep: Endpoint): Promise<net.Socket>;
+  /**
+   * Connect; rejects on failure (refused, unreachable, handshake failed). With `onread` the socket
+   * reads into the buffers it gives (net.Socket's onread option) and emits no "data".
+   */
+  connect(ep: Endpoint, onread?: net.OnReadOpts): Promise<net.Socket>;
   /** Listen; `onConnection` receives every accepted (and, for secure transports, authenticated) peer. */
   listen(ep: Endpoint, onConnection: (socket: net.Socket) => void): Promise<net.Server>;
 }
@@ -44,9 +47,9 @@ export function dropIfSilent(socket: net.Socket, ms = FIRST_WORD_MS, log?: (line
 /** Plain TCP, for any address: use only through openTransport({ insecure }), which checks where. */
 export const plainTcp: Transport = {
   name: "tcp",
-  connect(ep) {
+  connect(ep, onread) {
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ host: ep.host, port: ep.port });
+      const socket = net.connect({ host: ep.host, port: ep.port, onread });
       const fail = (e: Error) => {
         socket.destroy();
         reject(e);
@@ -107,7 +110,7 @@ export function openTransport(opts: SecurityOptions = {}): Transport {
     opts.endpoints?.forEach(loopbackOnly);
     return {
       name: "tcp-loopback",
-      connect: async (ep) => (loopbackOnly(ep), plainTcp.connect(ep)),
+      connect: async (ep, onread) => (loopbackOnly(ep), plainTcp.connect(ep, onread)),
       listen: async (ep, on) => (loopbackOnly(ep), plainTcp.listen(ep, on)),
     };
   }
