@@ -147,17 +147,18 @@ export function dumpCore(pid: number, inj: Injector, threads: ThreadImage[]): Co
   const b = inj.batch();
   const actions = sigactions(b);
   const timers = itimers(b);
-  const prctls = [PR_GET_TIMERSLACK, PR_GET_PDEATHSIG, PR_GET_NO_NEW_PRIVS, PR_GET_DUMPABLE, PR_GET_CHILD_SUBREAPER].map((opt) => {
+  const prctls = new Map([PR_GET_TIMERSLACK, PR_GET_PDEATHSIG, PR_GET_NO_NEW_PRIVS, PR_GET_DUMPABLE, PR_GET_CHILD_SUBREAPER].map((opt) => {
     const at = b.space(4);
-    return { opt, at, i: b.try(NR.prctl, opt, at, 0, 0, 0) };
-  });
-  b.run();
-  const answer = new Map(prctls.map(({ opt, at, i }) => {
-    const r = b.result(i);
-    if (r < 0n) return [opt, 0];
-    return [opt, opt === PR_GET_PDEATHSIG || opt === PR_GET_CHILD_SUBREAPER ? b.read(at, 4).readInt32LE(0) : Number(r)];
+    return [opt, { at, i: b.try(NR.prctl, opt, at, 0, 0, 0) }];
   }));
-  const prctl = (opt: number) => answer.get(opt) ?? 0;
+  b.run();
+  /** a prctl's answer (0 if refused): its int out-parameter for the two that have one, else its result */
+  const prctl = (opt: number) => {
+    const { at, i } = prctls.get(opt)!;
+    const r = b.result(i);
+    if (r < 0n) return 0;
+    return opt === PR_GET_PDEATHSIG || opt === PR_GET_CHILD_SUBREAPER ? b.read(at, 4).readInt32LE(0) : Number(r);
+  };
   const sid = Number(statField(stat, 6));
   return {
     pid,

@@ -1,5 +1,5 @@
 import { NR, MAP, PROT, PAGE_SIZE, SIG } from "./sys.js";
-import { PTRACE, Regs, getRegs, setRegs, ptrace, waitStop } from "./ptrace.js";
+import { PTRACE, Regs, getRegs, setRegs, ptrace, waitStop, type WaitStatus } from "./ptrace.js";
 import { readMem, writeMem, peekMem } from "./mem.js";
 import { readMaps, type Vma } from "./procfs.js";
 import { FerryError } from "../errors.js";
@@ -85,21 +85,28 @@ export class Injector {
   /** Run a system call and throw a clear error when it fails. */
   ok(what: string, nr: number, ...args: (number | bigint)[]): number {
     const r = this.call(nr, ...args);
-    if (r < 0n && r > -4096n) throw new SyscallError(`${what} inside process ${this.pid}`, Number(-r));
+    throwIfFailed(r, () => new SyscallError(`${what} inside process ${this.pid}`, Number(-r)));
     return Number(r);
   }
 
   private step(): void {
-    ptrace(PTRACE.SYSCALL, this.pid, 0, 0);
+    this.resumeUntil(PTRACE.SYSCALL, (st) => (st.stopSig & 0x80) !== 0, "a system call");
+  }
+
+  /**
+   * Resume the task with `req` until a stop `arrived` accepts. A ptrace event (the clone of a
+   * thread with PTRACE_O_TRACECLONE) on the way is passed; any other stop is an error.
+   */
+  private resumeUntil(req: number, arrived: (st: WaitStatus) => boolean, running: string): void {
+    ptrace(req, this.pid, 0, 0);
     for (;;) {
       const st = waitStop(this.pid);
-      if (st.stopSig & 0x80) return;
-      // A ptrace event (clone of a thread with PTRACE_O_TRACECLONE) stops before syscall exit.
+      if (arrived(st)) return;
       if (st.event && st.stopSig === SIG.TRAP) {
-        ptrace(PTRACE.SYSCALL, this.pid, 0, 0);
+        ptrace(req, this.pid, 0, 0);
         continue;
       }
-      throw new FerryError("FERRY_INJECT", `process ${this.pid} stopped with signal ${st.stopSig} while ferry ran a system call inside it`);
+      throw new FerryError("FERRY_INJECT", `process ${this.pid} stopped with signal ${st.stopSig} while ferry ran ${running} inside it`);
     }
   }
 
@@ -151,8 +158,9 @@ export class Injector {
   }
 
   /**
-   * Run `n` entries of the table already written at `table` (runner code at `code`): one stop.
-   * The results are in the table afterwards.
+   * Run `n` entries of the table already written at `table` (runner code at `code`): one stop,
+   * the int3 at its end (never delivered: the next resume says signal 0). The results are in the
+   * table afterwards.
    */
   runTable(code: number, table: number, n: number): void {
     const r = this.template.clone();
@@ -161,18 +169,10 @@ export class Injector {
     r.set("r12", n);
     r.set("orig_rax", -1);
     setRegs(this.pid, r);
-    ptrace(PTRACE.CONT, this.pid, 0, 0);
-    for (;;) {
-      const st = waitStop(this.pid);
-      if (st.stopSig === SIG.TRAP && !st.event) break; // the int3 at the end (never delivered: the next resume says 0)
-      if (st.event && st.stopSig === SIG.TRAP) {
-        ptrace(PTRACE.CONT, this.pid, 0, 0);
-        continue;
-      }
-      throw new FerryError("FERRY_INJECT", `process ${this.pid} stopped with signal ${st.stopSig} while ferry ran system calls inside it`);
-    }
+    this.resumeUntil(PTRACE.CONT, (st) => st.stopSig === SIG.TRAP && !st.event, "system calls");
     this.count += n;
   }
+
   /** Put bytes at scratch+off, returning their address in the task. */
   put(off: number, data: Buffer): number {
     if (off + data.length > this.scratchSize) throw new FerryError("FERRY_INJECT", "scratch area too small");
@@ -186,26 +186,37 @@ export class Injector {
 
 export const SCRATCH_SIZE = 16 * PAGE_SIZE;
 
+/** A raw result that is an error (-4095..-1) becomes the error `fail` makes. */
+function throwIfFailed(r: bigint, fail: () => Error): void {
+  if (r < 0n && r > -4096n) throw fail();
+}
+
 interface BatchCall {
-  what: string | null;
+  /** null: the caller judges the result; else what names the call in its error, or makes it */
+  what: string | ((errno: number) => Error) | null;
   nr: number;
   args: (number | bigint)[];
 }
 
+/** Bytes of data a batch may carry (the batch area after its table). */
+const BATCH_DATA_SIZE = BATCH_AREA - BATCH_DATA;
+
 /**
  * System calls to run inside a stopped task in one go: their arguments, and the data they read
  * or write, are laid out in the task's batch area; run() writes it all at once, runs the table
- * (one ptrace round trip), and reads the results and data back. A call added with a name must
+ * (one ptrace round trip), and reads the results and data back. A call added with add() must
  * succeed: run() throws for the first that failed (all of them ran: use it where a failure ends
  * the whole operation anyway, or for calls that only read). Without an executable batch area the
  * same calls run one by one.
  */
 export class SyscallBatch {
   private readonly calls: BatchCall[] = [];
-  private readonly data = Buffer.alloc(BATCH_AREA - BATCH_DATA);
+  /** the data laid out so far, at its offsets in the data area */
+  private readonly staged: { off: number; bytes: Buffer }[] = [];
   private dataUsed = 0;
+  /** the data area as the task left it (after run) */
+  private back: Buffer | null = null;
   private results: bigint[] = [];
-  private done = false;
 
   constructor(private readonly inj: Injector) {
     if (!inj.scratch) throw new FerryError("FERRY_INJECT", "a batch of system calls needs the scratch area mapped first");
@@ -217,14 +228,14 @@ export class SyscallBatch {
 
   /** Whether `len` more bytes of data fit in this batch. */
   fits(len: number): boolean {
-    return ((this.dataUsed + 15) & ~15) + len <= this.data.length;
+    return ((this.dataUsed + 15) & ~15) + len <= BATCH_DATA_SIZE;
   }
 
   /** Room for `len` bytes in the task (zeroed, or a copy of `bytes`): its address there. */
   space(len: number, bytes?: Buffer): number {
     const off = (this.dataUsed + 15) & ~15;
     if (!this.fits(len)) throw new FerryError("FERRY_INJECT", "a batch of system calls outgrew its data area");
-    if (bytes) bytes.copy(this.data, off);
+    if (bytes) this.staged.push({ off, bytes });
     this.dataUsed = off + len;
     return this.base + BATCH_DATA + off;
   }
@@ -234,8 +245,11 @@ export class SyscallBatch {
     return this.space(bytes.length, bytes);
   }
 
-  /** A call that must succeed (`what` names it in the error); its index. */
-  add(what: string, nr: number, ...args: (number | bigint)[]): number {
+  /**
+   * A call that must succeed; its index. `what` names it in the error (a SyscallError), or makes
+   * the error from the errno.
+   */
+  add(what: string | ((errno: number) => Error), nr: number, ...args: (number | bigint)[]): number {
     return this.calls.push({ what, nr, args }) - 1;
   }
 
@@ -249,10 +263,14 @@ export class SyscallBatch {
   }
 
   run(): void {
-    if (this.done) throw new FerryError("FERRY_INJECT", "a batch of system calls runs once");
-    this.done = true;
+    if (this.back) throw new FerryError("FERRY_INJECT", "a batch of system calls runs once");
     const inj = this.inj;
-    if (this.dataUsed) writeMem(inj.pid, this.base + BATCH_DATA, this.data.subarray(0, this.dataUsed));
+    const dataAt = this.base + BATCH_DATA;
+    if (this.dataUsed) {
+      const data = Buffer.alloc(this.dataUsed);
+      for (const s of this.staged) s.bytes.copy(data, s.off);
+      writeMem(inj.pid, dataAt, data);
+    }
     if (!inj.batchRuns) {
       this.results = this.calls.map((c) => inj.call(c.nr, ...c.args));
     } else {
@@ -269,10 +287,11 @@ export class SyscallBatch {
         for (let i = 0; i < chunk.length; i++) this.results.push(out.readBigInt64LE(i * ENTRY + 56));
       }
     }
-    if (this.dataUsed) readMem(inj.pid, this.base + BATCH_DATA, this.dataUsed).copy(this.data);
-    this.calls.forEach((c, i) => {
+    this.back = this.dataUsed ? readMem(inj.pid, dataAt, this.dataUsed) : Buffer.alloc(0);
+    this.calls.forEach(({ what }, i) => {
       const r = this.results[i];
-      if (c.what !== null && r < 0n && r > -4096n) throw new SyscallError(`${c.what} inside process ${inj.pid}`, Number(-r));
+      if (what === null) return;
+      throwIfFailed(r, () => (typeof what === "string" ? new SyscallError(`${what} inside process ${inj.pid}`, Number(-r)) : what(Number(-r))));
     });
   }
 
@@ -284,6 +303,6 @@ export class SyscallBatch {
   /** `len` bytes at `addr` (an address space() gave) as the task left them, once run. */
   read(addr: number, len: number): Buffer {
     const off = addr - this.base - BATCH_DATA;
-    return this.data.subarray(off, off + len);
+    return this.back!.subarray(off, off + len);
   }
 }

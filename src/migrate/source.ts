@@ -1,8 +1,8 @@
 import fs from "node:fs";
-import { rehearse } from "../rehearsal.js";
 import os from "node:os";
 import path from "node:path";
 import { FerryError } from "../errors.js";
+import { rehearse } from "../rehearsal.js";
 import { dump } from "../dump/index.js";
 import { childrenOf } from "../dump/tree.js";
 import { processExists } from "../kernel/procfs.js";

@@ -99,22 +99,15 @@ export function restorePosixTimers(inj: Injector, core: CoreImage): void {
   inj.ok("prctl(PR_TIMER_CREATE_RESTORE_IDS)", NR.prctl, PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0);
 }
 
-/** The resource limits that differ from the inherited ones, in `b`: call the result once `b` ran, it throws for a refused one. */
-export function restoreRlimits(b: SyscallBatch, core: CoreImage, inherited: Inherited): () => void {
-  const asked: { r: RlimitImage; i: number }[] = [];
+/** The resource limits that differ from the inherited ones, in `b`. */
+export function restoreRlimits(b: SyscallBatch, core: CoreImage, inherited: Inherited): void {
   for (const r of core.rlimits) {
     const had = inherited.rlimits.find((x) => x.resource === r.resource);
     if (had && had.cur.equals(r.cur) && had.max.equals(r.max)) continue;
-    asked.push({ r, i: b.try(NR.prlimit64, 0, r.resource, b.put(Buffer.concat([r.cur, r.max])), 0) });
+    const refused = (errno: number) =>
+      new FerryError("FERRY_RLIMIT", `cannot set resource limit ${r.resource} to ${readU64le(r.cur)}/${readU64le(r.max)} (errno ${errno}): raising a hard limit needs CAP_SYS_RESOURCE`);
+    b.add(refused, NR.prlimit64, 0, r.resource, b.put(Buffer.concat([r.cur, r.max])), 0);
   }
-  return () => {
-    for (const { r, i } of asked) {
-      const res = b.result(i);
-      if (res < 0n) {
-        throw new FerryError("FERRY_RLIMIT", `cannot set resource limit ${r.resource} to ${readU64le(r.cur)}/${readU64le(r.max)} (errno ${-res}): raising a hard limit needs CAP_SYS_RESOURCE`);
-      }
-    }
-  };
 }
 
 /** Process-wide attributes: name, umask, personality, cwd and root, session, prctl flags. */

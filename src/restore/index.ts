@@ -239,11 +239,10 @@ function build(r: Restoration, inj: Injector, inherited: Inherited): void {
   since = performance.now();
   const b = inj.batch();
   restoreSigactions(b, img.core, inherited);
-  const checkRlimits = restoreRlimits(b, img.core, inherited);
+  restoreRlimits(b, img.core, inherited);
   restoreItimers(b, img.core);
   restoreProcessAttrs(b, img.core, r.shellJob);
   b.run();
-  checkRlimits();
   restorePosixTimers(inj, img.core);
   sp.record("signals, timers, attributes", since);
   // Children now: they inherit this process's session and group, as they did at first, and its

@@ -174,19 +174,14 @@ function openMappedFiles(inj: Injector, vmas: VmaImage[]): Map<string, number> {
   const pending = [...wanted];
   while (pending.length) {
     const b = inj.batch();
-    const asked: { key: string; v: VmaImage; i: number }[] = [];
+    const asked: { key: string; i: number }[] = [];
     while (pending.length && b.fits(cstring(pending[0][1].path).length)) {
       const [key, v] = pending.shift()!;
-      asked.push({ key, v, i: b.try(NR.openat, -100, b.put(cstring(v.path)), fileMode(v) | O.CLOEXEC, 0) });
+      const cannot = (errno: number) => new FerryError("FERRY_FILE", `cannot open ${v.path} to map it at 0x${v.start.toString(16)} (errno ${errno}): did it move since the dump?`);
+      asked.push({ key, i: b.add(cannot, NR.openat, -100, b.put(cstring(v.path)), fileMode(v) | O.CLOEXEC, 0) });
     }
     b.run();
-    for (const { key, i } of asked) if (b.result(i) >= 0n) fds.set(key, Number(b.result(i)));
-    const failed = asked.find(({ i }) => b.result(i) < 0n);
-    if (failed) {
-      for (const fd of fds.values()) inj.call(NR.close, fd);
-      const v = failed.v;
-      throw new FerryError("FERRY_FILE", `cannot open ${v.path} to map it at 0x${v.start.toString(16)} (errno ${-b.result(failed.i)}): did it move since the dump?`);
-    }
+    for (const { key, i } of asked) fds.set(key, Number(b.result(i)));
   }
   return fds;
 }
