@@ -5,12 +5,13 @@ import { spawn } from "node:child_process";
 import { dump } from "./dump/index.js";
 import { waitTask } from "./kernel/ptrace.js";
 import { processExists } from "./kernel/procfs.js";
-import { vmRead } from "./kernel/mem.js";
 import { PAGE_SIZE } from "./kernel/sys.js";
 import { warmImageCodecs } from "./images/store.js";
 import { restoreLazyWithServer } from "./lazy/destination.js";
 import { loadLazyImages } from "./lazy/images.js";
 import type { LocalPages } from "./lazy/daemon.js";
+import { PageStore } from "./migrate/pageStore.js";
+import { pageFrames } from "./migrate/pageFrames.js";
 import type { LazyRunImage } from "./images/types.js";
 
 /**
@@ -73,21 +74,11 @@ async function execed(pid: number, exe: string): Promise<void> {
   throw new Error(`${exe} did not start`);
 }
 
-/** A copy of the lazy pages of a frozen process, as pre-copy rounds would have left it at the agent. */
+/** A copy of the lazy pages of a frozen process, held as a pre-copy agent holds what its rounds brought. */
 function heldPages(pid: number, runs: LazyRunImage[]): LocalPages {
-  const copies = runs.map((r) => {
-    const data = Buffer.alloc(r.nrPages * PAGE_SIZE);
-    vmRead(pid, data, [{ addr: r.vaddr, len: data.length }]);
-    return { start: r.vaddr, end: r.vaddr + data.length, data };
-  });
-  return {
-    ranges: copies.map(({ start, end }) => ({ start, end })),
-    read: (src, n) => {
-      const c = copies.find((x) => x.start <= src && src < x.end)!;
-      const offsets = Int32Array.from({ length: n }, (_, k) => k * PAGE_SIZE);
-      return { payload: c.data.subarray(src - c.start, src - c.start + n * PAGE_SIZE), offsets };
-    },
-  };
+  const store = new PageStore();
+  for (const f of pageFrames(pid, runs.map((r) => ({ start: r.vaddr, end: r.vaddr + r.nrPages * PAGE_SIZE })))) store.add(f.addr, f.n, f.payload);
+  return store.localPages(runs.map((r) => [r.vaddr, r.nrPages]));
 }
 
 /** A restored process is ferry's child: wait for it once killed. */

@@ -14,6 +14,15 @@ import type { Range } from "./dirtyTracker.js";
  */
 export async function sendPages(control: Control, pid: number, ranges: Range[], onPage: (addr: number) => void): Promise<number> {
   let bytes = 0;
+  for (const { addr, n, payload } of pageFrames(pid, ranges)) {
+    for (let k = 0; k < n; k++) onPage(addr + k * PAGE_SIZE);
+    bytes += 32 + await control.sendData(MCMD.PAGES, payload, { vaddr: addr, nrPages: n }, bitmapBytes(n));
+  }
+  return bytes;
+}
+
+/** `ranges` of a process's memory read as PAGES payloads of up to MAX_PAGES pages each (packPages). */
+export function* pageFrames(pid: number, ranges: Range[]): Generator<{ addr: number; n: number; payload: Buffer }> {
   for (const r of ranges) {
     for (let addr = r.start; addr < r.end; addr += MAX_PAGES * PAGE_SIZE) {
       const n = Math.min(MAX_PAGES, (r.end - addr) / PAGE_SIZE);
@@ -21,10 +30,7 @@ export async function sendPages(control: Control, pid: number, ranges: Range[], 
       const payload = Buffer.allocUnsafe(bm + n * PAGE_SIZE);
       const got = vmRead(pid, payload.subarray(bm), [{ addr, len: n * PAGE_SIZE }]);
       if (got < n * PAGE_SIZE) throw new FerryError("FERRY_SOURCE_MEMORY", `cannot read process ${pid}'s pages at 0x${addr.toString(16)}`);
-      const out = packPages(payload, n);
-      for (let k = 0; k < n; k++) onPage(addr + k * PAGE_SIZE);
-      bytes += 32 + await control.sendData(MCMD.PAGES, payload.subarray(0, out), { vaddr: addr, nrPages: n }, bm);
+      yield { addr, n, payload: payload.subarray(0, packPages(payload, n)) };
     }
   }
-  return bytes;
 }
