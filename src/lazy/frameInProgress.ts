@@ -23,6 +23,8 @@ export class FrameInProgress {
   private vaddr = -1;
   /** pages of that frame installed before it was complete */
   private done = 0;
+  /** that frame's layout, read once from its bitmap (null: not one to take pages from early) */
+  private layout: { first: number; offsets: Int32Array } | null = null;
 
   constructor(private readonly index: PageIndex) {}
 
@@ -33,19 +35,27 @@ export class FrameInProgress {
    */
   arrived(h: FrameHeader & { length: number }, payload: Buffer): ArrivedPages | null {
     const n = h.nrPages;
-    const first = this.index.indexOf(h.vaddr);
-    if (h.cmd !== CMD.PAGES || first < 0 || n < 1 || n > MAX_FRAME_PAGES || this.index.contiguousFrom(first) < n) return null;
-    if (payload.length < bitmapBytes(n)) return null;
-    const offsets = new Int32Array(n);
-    if (pageOffsets(payload, n, offsets) !== h.length) return null;
+    if (h.cmd !== CMD.PAGES || n < 1 || n > MAX_FRAME_PAGES || payload.length < bitmapBytes(n)) return null;
     if (h.id !== this.id || h.vaddr !== this.vaddr) {
       this.id = h.id;
       this.vaddr = h.vaddr;
       this.done = 0;
+      this.layout = this.layoutOf(h, payload);
     }
+    if (!this.layout) return null;
+    const { first, offsets } = this.layout;
     let to = this.done;
     while (to < n && (offsets[to] < 0 || offsets[to] + PAGE_SIZE <= payload.length)) to++;
     return to > this.done ? { first, from: this.done, to, offsets } : null;
+  }
+
+  /** Where frame `h`'s pages belong and lie in its payload (its bitmap has arrived); null if malformed. */
+  private layoutOf(h: FrameHeader & { length: number }, payload: Buffer): { first: number; offsets: Int32Array } | null {
+    const n = h.nrPages;
+    const first = this.index.indexOf(h.vaddr);
+    if (first < 0 || this.index.contiguousFrom(first) < n) return null;
+    const offsets = new Int32Array(n);
+    return pageOffsets(payload, n, offsets) === h.length ? { first, offsets } : null;
   }
 
   /** Pages [from, to) of the frame arrived() was last asked about were taken. */
@@ -65,5 +75,6 @@ export class FrameInProgress {
     this.id = -1;
     this.vaddr = -1;
     this.done = 0;
+    this.layout = null;
   }
 }

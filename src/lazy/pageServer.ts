@@ -225,11 +225,11 @@ export class PageServer {
     }
     this.stats.faultRequests++;
     const t0 = performance.now();
-    const lastRead = f.payload.length === GET_PAYLOAD ? Number(f.payload.readBigUInt64LE(0)) : 0;
-    const rest = this.runsToSend(first + 1, first + f.nrPages, lastRead);
+    const near = this.nearHead(f.payload.length === GET_PAYLOAD ? Number(f.payload.readBigUInt64LE(0)) : 0);
+    const rest = this.runsToSend(first + 1, first + f.nrPages, near);
     const more = rest.length ? PAGES_FLAG.MORE : 0;
     // the faulting page alone first: the thread waits on it, not on its neighbours
-    if (this.onItsWay(first, lastRead)) ch.send({ cmd: CMD.PAGES, flags: PAGES_FLAG.REPLY | PAGES_FLAG.IN_FLIGHT | more, nrPages: 1, vaddr: f.vaddr, id: f.id });
+    if (this.onItsWay(first, near)) ch.send({ cmd: CMD.PAGES, flags: PAGES_FLAG.REPLY | PAGES_FLAG.IN_FLIGHT | more, nrPages: 1, vaddr: f.vaddr, id: f.id });
     else if (this.sendReply(ch, first, 1, more, f.id) < 0) return;
     this.faultService.add((performance.now() - t0) * 1000);
     for (let k = 0; k < rest.length; k++) {
@@ -239,27 +239,32 @@ export class PageServer {
   }
 
   /**
-   * Page i was pushed on the bulk connection the destination reads now, and will be read soon
-   * there: at most STREAM_WAIT_MAX of the stream is ahead of it after the frame the destination
-   * read last (`lastRead`).
+   * The pushed frames the destination will read soon: on the bulk connection it reads now, after
+   * the frame it read last (`lastRead`), with at most STREAM_WAIT_MAX of the stream ahead of each.
    */
-  private onItsWay(i: number, lastRead: number): boolean {
-    if (this.sent[i] !== PUSHED || !this.streaming || this.streamEpoch <= this.faultEpoch) return false;
+  private nearHead(lastRead: number): { first: number; n: number }[] {
+    if (!this.streaming || this.streamEpoch <= this.faultEpoch) return [];
+    const near: { first: number; n: number }[] = [];
     let ahead = 0;
     for (const fr of this.inflight) {
       if (fr.seq <= lastRead) continue;
-      if (i >= fr.first && i < fr.first + fr.n) return true;
+      if (ahead > STREAM_WAIT_MAX) break;
+      near.push(fr);
       ahead += fr.bytes;
-      if (ahead > STREAM_WAIT_MAX) return false;
     }
-    return false; // acknowledged, and asked again: send it
+    return near;
+  }
+
+  /** Page i was pushed in one of the frames `near` the head of the stream (else: acknowledged, or far back: send it). */
+  private onItsWay(i: number, near: { first: number; n: number }[]): boolean {
+    return this.sent[i] === PUSHED && near.some((fr) => i >= fr.first && i < fr.first + fr.n);
   }
 
   /** The runs of pages in [from, to) a reply must carry: those not on their way. */
-  private runsToSend(from: number, to: number, lastRead: number): { first: number; n: number }[] {
+  private runsToSend(from: number, to: number, near: { first: number; n: number }[]): { first: number; n: number }[] {
     const runs: { first: number; n: number }[] = [];
     for (let i = from; i < to; i++) {
-      if (this.onItsWay(i, lastRead)) continue;
+      if (this.onItsWay(i, near)) continue;
       const last = runs[runs.length - 1];
       if (last && last.first + last.n === i) last.n++;
       else runs.push({ first: i, n: 1 });
