@@ -2,6 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { spawn } from "node:child_process";
+import { setTimeout as sleep } from "node:timers/promises";
 import { dump } from "./dump/index.js";
 import { waitTask } from "./kernel/ptrace.js";
 import { processExists } from "./kernel/procfs.js";
@@ -44,7 +45,7 @@ export async function rehearse(part: "dump" | "restore", lazy: boolean, log?: (l
     }
     const local = heldPages(pid, d.lazyRuns);
     process.kill(pid, "SIGKILL");
-    for (let i = 0; i < 200 && processExists(pid); i++) await new Promise((r) => setTimeout(r, 5)); // its PID free again
+    await within1s(() => !processExists(pid)); // its PID free again
     const r = await restoreLazyWithServer({ images: dir, pageServer: null, local, log });
     restored = r.restored.pid;
     const summary = await r.transfer;
@@ -65,13 +66,23 @@ export async function rehearse(part: "dump" | "restore", lazy: boolean, log?: (l
 /** Until `pid` runs `exe` (spawn returns before the exec). */
 async function execed(pid: number, exe: string): Promise<void> {
   const want = fs.realpathSync(exe);
-  for (let i = 0; i < 200; i++) {
+  const runs = () => {
     try {
-      if (fs.readlinkSync(`/proc/${pid}/exe`) === want) return;
-    } catch { /* not yet */ }
-    await new Promise((r) => setTimeout(r, 5));
+      return fs.readlinkSync(`/proc/${pid}/exe`) === want;
+    } catch {
+      return false; // not yet
+    }
+  };
+  if (!(await within1s(runs))) throw new Error(`${exe} did not start`);
+}
+
+/** Whether `done` came true within a second (asked every 5 ms). */
+async function within1s(done: () => boolean): Promise<boolean> {
+  for (let i = 0; i < 200; i++) {
+    if (done()) return true;
+    await sleep(5);
   }
-  throw new Error(`${exe} did not start`);
+  return done();
 }
 
 /** A copy of the lazy pages of a frozen process, held as a pre-copy agent holds what its rounds brought. */

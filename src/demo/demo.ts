@@ -3,6 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { setTimeout as sleep } from "node:timers/promises";
 import { FerryError } from "../errors.js";
 import { createHosts, type Host, type TwoHosts } from "../hosts/hosts.js";
 import type { MigrateSummary } from "../migrate/summary.js";
@@ -31,7 +32,6 @@ s.setEncoding("utf8");
 s.on("data", (d) => { b += d; let i; while ((i = b.indexOf("\\n")) >= 0) { process.stdout.write(b.slice(0, i + 1)); b = b.slice(i + 1); } });
 s.on("error", (e) => process.stdout.write("error " + e.code + "\\n"));
 s.on("close", () => { process.stdout.write("closed\\n"); process.exit(0); });`;
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export interface DemoOptions {
   mode?: string;

@@ -1,9 +1,8 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { FerryError } from "../errors.js";
 import { NR, SIG, sys, rawSyscall } from "../kernel/sys.js";
 import { PTRACE, ptrace, waitTask } from "../kernel/ptrace.js";
 import { processState, readStatus } from "../kernel/procfs.js";
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * The source process of a lazy migration while its pages are served: stopped twice over.
